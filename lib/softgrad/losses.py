@@ -140,12 +140,28 @@ def _target_fixup(grad: Tensor, target: Tensor, value: Tensor) -> Tensor:
     return grad.scatter_add_(1, target.unsqueeze(1), value.unsqueeze(1))
 
 
+def _softmax_logp_t(z: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """p = softmax(z) (one fused native pass) and the exact log p_t, shapes (N, C) and (N,).
+
+    -log(p_t) from the softmax is as accurate as log_softmax (1 ulp relative in p_t) unless p_t
+    underflows; those rare rows (p_t < 1e-30) are recomputed with log_softmax on the subset.
+    Cheaper than log_softmax + exp_, which pays a second full pass of exp.
+    """
+    p = torch.softmax(z, dim=1)
+    p_t = p.gather(1, idx).squeeze(1)
+    logp_t = torch.log(p_t)
+    bad = p_t < 1e-30
+    if bool(bad.any()):
+        rows = bad.nonzero().squeeze(1)
+        logp_t = logp_t.index_put((rows,), torch.log_softmax(z[rows], dim=1).gather(1, idx[rows]).squeeze(1))
+    return p, logp_t
+
+
 class _TemperatureCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, target: Tensor, valid: Tensor, beta: float) -> Tensor:
-        logp = torch.log_softmax(z * beta, dim=1)
-        loss = -logp.gather(1, target.unsqueeze(1)).squeeze(1) * valid
-        p = logp.exp_()  # in place: logp is not needed again, p is what backward reads
+        p, logp_t = _softmax_logp_t(z * beta, target.unsqueeze(1))
+        loss = -logp_t * valid
         ctx.save_for_backward(p, target, valid)
         ctx.beta = beta
         return loss
@@ -174,10 +190,8 @@ def _gradient_decay_value(neg_logp_t: Tensor, beta: float) -> Tensor:
 class _GradientDecay(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, target: Tensor, valid: Tensor, beta: float) -> Tensor:
-        logp = torch.log_softmax(z, dim=1)
-        logp_t = logp.gather(1, target.unsqueeze(1)).squeeze(1)
+        p, logp_t = _softmax_logp_t(z, target.unsqueeze(1))
         loss = _gradient_decay_value(-logp_t, beta) * valid
-        p = logp.exp_()
         # weight 1/(1 - (1 - beta) p_t) >= 1/max(1, beta) > 0: never divides by zero for beta > 0
         w_row = 1.0 / (1.0 - (1.0 - beta) * torch.exp(logp_t))
         ctx.save_for_backward(p, target, valid, w_row)
@@ -204,60 +218,63 @@ class _SGT(torch.autograd.Function):
     def forward(ctx, z: Tensor, target: Tensor, valid: Tensor, alpha: float, eps: float) -> Tensor:
         logp = torch.log_softmax(z, dim=1)
         loss = _smoothed_ce_from_logp(logp, target, eps) * valid
-        ctx.save_for_backward(logp, target, valid)
-        ctx.alpha, ctx.eps = alpha, eps
+        # p' = p^alpha / sum p^alpha = softmax(alpha log p). log p <= 0, so exp(alpha log p) <= 1
+        # never overflows and needs no max-subtraction; build it in place in logp's buffer (not
+        # exposed to anyone) and keep the row sums, so backward is one multiply.
+        e = logp.mul_(alpha).exp_() if alpha != 1.0 else logp.exp_()
+        ctx.save_for_backward(e, e.sum(dim=1), target, valid)
+        ctx.eps = eps
         return loss
 
     @staticmethod
     def backward(ctx, gout: Tensor):
-        logp, target, valid = ctx.saved_tensors
-        alpha, eps = ctx.alpha, ctx.eps
+        e, e_sum, target, valid = ctx.saved_tensors
+        eps = ctx.eps
         w = gout * valid
-        # p' = p^alpha / sum p^alpha = softmax(alpha * log p); log p <= 0 so exp never overflows
-        if alpha == 1.0:
-            r = logp.exp()
-        else:
-            r = torch.softmax(logp * alpha, dim=1)
-        grad = r.mul_(w.unsqueeze(1))  # r is a fresh tensor here, safe to overwrite
+        grad = e * (w / e_sum).unsqueeze(1)
         if eps:
-            grad.sub_((eps / logp.shape[1]) * w.unsqueeze(1))
+            grad.sub_(((eps / e.shape[1]) * w).unsqueeze(1))
         return _target_fixup(grad, target, -(1.0 - eps) * w), None, None, None, None
 
 
 class _ASSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, target: Tensor, valid: Tensor, delta: float):
-        logp = torch.log_softmax(z, dim=1)
         idx = target.unsqueeze(1)
-        logp_t = logp.gather(1, idx).squeeze(1)
-        p = logp.exp_()
-        p_t = p.gather(1, idx).squeeze(1)
-        # keep i iff p_t - p_i <= delta (official as_sm.py); the mask comes from the full softmax and
-        # carries no gradient. Masked classes get probability 0; the target column is zeroed too so
-        # that S_other = sum of kept non-target probabilities is formed without cancellation.
-        p.masked_fill_(p < (p_t - delta).unsqueeze(1), 0.0)
-        p.scatter_(1, idx, 0.0)
-        s_other = p.sum(dim=1)
+        p, logp_t = _softmax_logp_t(z, idx)
+        p_t = logp_t.exp()
+        # Keep i iff p_t - p_i <= delta (official as_sm.py), i.e. p_i >= thr = p_t - delta; the mask
+        # comes from the full softmax and carries no gradient. A per-row threshold (masked_fill with a
+        # broadcast compare) costs ~3 passes; instead scale row n by s_n = 1/thr_n so the threshold
+        # becomes the constant 1 and one in-place F.threshold_ does it. Rows with thr <= 0 keep
+        # everything: there s = 1/floor with floor = 2^-100 (float32), so only p_i < 2^-100, which
+        # are invisible next to p_t in float32, are dropped. The scale folds into backward's row weight.
+        floor = 2.0**-100 if z.dtype != torch.float64 else 2.0**-600
+        log_s = -torch.log((p_t - delta).clamp(min=floor))
+        u = p.mul_(torch.exp(log_s).unsqueeze(1))  # u = p * s, in p's (private) buffer
+        F.threshold_(u, 1.0 - torch.finfo(u.dtype).eps / 2, 0.0)  # keep u >= 1 (equality kept)
+        u.scatter_(1, idx, 0.0)  # zero the target so the sum of kept rivals has no cancellation
+        s_other = u.sum(dim=1) * torch.exp(-log_s)
         s_kept = p_t + s_other
         # loss = -log(p_t / S_kept) = log1p(S_other / p_t); exactly 0 when no rival is kept. If p_t
-        # underflows to 0, nothing is masked (p_t - delta < 0), S_kept = 1 and loss = -log p_t.
-        tiny = torch.finfo(p.dtype).tiny
+        # underflows to 0, nothing is masked and S_kept = 1, so loss = -log p_t.
+        tiny = torch.finfo(u.dtype).tiny
         loss = torch.where(
             p_t > tiny,
             torch.log1p(s_other / p_t.clamp(min=tiny)),
             -logp_t + torch.log(s_kept),
         )
         loss = loss * valid
-        ctx.save_for_backward(p, target, valid, s_other, s_kept)
+        ctx.save_for_backward(u, target, valid, s_other, s_kept, log_s)
         zero = (s_other == 0) & (valid > 0)
         ctx.mark_non_differentiable(zero)
         return loss, zero
 
     @staticmethod
     def backward(ctx, gout: Tensor, _gzero):
-        p, target, valid, s_other, s_kept = ctx.saved_tensors
+        u, target, valid, s_other, s_kept, log_s = ctx.saved_tensors
         w = gout * valid / s_kept
-        grad = p * w.unsqueeze(1)  # kept rivals: p_i / S_kept
+        grad = u * (w * torch.exp(-log_s)).unsqueeze(1)  # kept rivals: p_i / S_kept
         # target: p_t/S_kept - 1 = -S_other/S_kept (no cancellation)
         return _target_fixup(grad, target, -w * s_other), None, None, None
 

@@ -1,0 +1,137 @@
+"""Forward+backward time of every softgrad loss as a ratio to eager ``F.cross_entropy``.
+
+Usage::
+
+    python benchmarks/losses.py                 # CPU, and CUDA when available
+    python benchmarks/losses.py --shapes 8192x1000 --repeats 30 --json benchmarks/results/losses_cpu.json
+
+Each cell is the median over ``--repeats`` timed calls (after warm-up) of forward + backward on
+float32 logits with ``reduction='mean'``; the baseline ``F.cross_entropy`` is measured in the same
+run, interleaved with the others, so the ratios are robust to machine load. On CUDA the table also
+reports the bytes floor (read logits once + write the gradient once at the device's measured copy
+bandwidth) and peak memory per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from softgrad import losses as L  # noqa: E402
+
+SHAPES = [(4096, 10), (8192, 100), (8192, 1000), (2048, 32000)]
+METHODS = {
+    "ce": {},
+    "temperature": {"beta": 0.5},
+    "gradient_decay": {"beta": 0.1},
+    "sgt": {"alpha": 0.3, "label_smoothing": 0.1},
+    "as_softmax": {"delta": 0.1},
+    "sparse_softmax": {"k": 5},
+    "sparsemax": {},
+    "entmax15": {},
+}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_call(fn, device, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench(device: torch.device, shapes, repeats: int, methods) -> list[dict]:
+    rows = []
+    for n, c in shapes:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        z0 = (torch.randn(n, c, generator=g) * 3).to(device)
+        t = torch.randint(0, c, (n,), generator=g).to(device)
+        z = z0.clone().requires_grad_(True)
+
+        def run(loss_fn):
+            def f():
+                z.grad = None
+                loss_fn(z, t).backward()
+            return f
+
+        fns = {"F.cross_entropy": run(lambda a, b: F.cross_entropy(a, b))}
+        for name in methods:
+            if name in ("sparsemax", "entmax15") and c > 1000:
+                continue  # sort-based, minutes at C=32000 on CPU
+            fns[name] = run(L.make_loss(name, **METHODS[name]))
+        for f in fns.values():  # warm-up
+            f(), f()
+        times = {k: [] for k in fns}
+        peaks = {}
+        for _ in range(repeats):  # interleave so drift hits every method alike
+            for k, f in fns.items():
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                times[k] += time_call(f, device, 1)
+                if device.type == "cuda":
+                    peaks[k] = torch.cuda.max_memory_allocated() / 2**20
+        base = statistics.median(times["F.cross_entropy"])
+        floor = None
+        if device.type == "cuda":  # bytes floor: read logits once, write grad once
+            buf = torch.empty_like(z0)
+            copy = statistics.median(time_call(lambda: buf.copy_(z0), device, 20))
+            floor = copy  # a copy reads N*C*4 bytes and writes N*C*4 bytes: exactly the floor
+        for k, ts in times.items():
+            med = statistics.median(ts)
+            rows.append({"device": device.type, "N": n, "C": c, "loss": k, "median_ms": med * 1e3,
+                         "ratio_to_ce": med / base, "ratio_to_floor": (med / floor) if floor else None,
+                         "peak_MiB": peaks.get(k)})
+    return rows
+
+
+def print_table(rows):
+    print(f"{'device':6} {'N x C':>12} {'loss':16} {'median ms':>10} {'x F.ce':>7} {'x floor':>8} {'peak MiB':>9}")
+    for r in rows:
+        fl = f"{r['ratio_to_floor']:.2f}" if r["ratio_to_floor"] else "-"
+        pk = f"{r['peak_MiB']:.0f}" if r["peak_MiB"] else "-"
+        print(f"{r['device']:6} {str(r['N']) + 'x' + str(r['C']):>12} {r['loss']:16} {r['median_ms']:10.3f} "
+              f"{r['ratio_to_ce']:7.2f} {fl:>8} {pk:>9}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", nargs="*", default=[f"{n}x{c}" for n, c in SHAPES])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--device", nargs="*", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
+    a = ap.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
+    devices = a.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    rows = []
+    for d in devices:
+        rows += bench(torch.device(d), shapes, a.repeats, a.methods)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    print_table(rows)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+        a.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
