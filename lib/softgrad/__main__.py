@@ -1,0 +1,50 @@
+"""Command line: ``python -m softgrad run PARAMS.yaml [--set key=value ...]`` and ``validate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, expand, load_params, parse_set
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="softgrad", description="softgrad experiment runner")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run (or load cached) every config of a parameter file")
+    r.add_argument("params")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value; loss_params.NAME=... for loss parameters)")
+    r.add_argument("--sweep", action="append", default=None, help="run only these sweeps")
+    r.add_argument("--profile", default=None, help="override the file's profile (output folder)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    v = sub.add_parser("validate", help="check parameter files without training")
+    v.add_argument("params", nargs="+")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "validate":
+            for path in a.params:
+                p = load_params(path)
+                n = sum(len(expand(p["base"], s)) for s in p["sweeps"].values()) or len(expand(p["base"]))
+                print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r})")
+            return 0
+        from .runs import run_params
+
+        p = load_params(a.params)
+        if a.profile:
+            p["profile"] = a.profile
+        overrides = parse_set(a.set)
+        for name in a.sweep or list(p["sweeps"]) or []:  # validate everything before any training
+            expand(p["base"], p["sweeps"].get(name, {}), overrides)
+        df = run_params(p, sweeps=a.sweep, overrides=overrides, progress=not a.quiet)
+        fin = df[df["final"]]
+        cols = [c for c in ("sweep", "loss", "seed", "test_acc", "test_nll", "test_ece") if c in fin]
+        print(fin[cols].to_string(index=False))
+        return 0
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

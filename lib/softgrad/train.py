@@ -1,0 +1,268 @@
+"""The trainer: one :class:`~softgrad.config.Config` -> per-epoch metrics.
+
+GPU first: the whole data set lives on the device (:class:`~softgrad.data.Batcher`); on CUDA the
+forward pass runs under bf16 autocast, conv nets use channels_last, ``compile=True`` wraps the model
+in ``torch.compile``. Device: ``cuda`` if available, else ``mps``, else ``cpu``.
+
+Per epoch (evaluated on the clean logits of the full train and test sets after the epoch):
+``{split}_loss`` (the method's own loss), ``{split}_nll`` (plain CE), ``{split}_acc``,
+``{split}_ece`` / ``{split}_mce`` (15 equal-width confidence bins), ``{split}_pt`` (mean target
+probability), ``{split}_zero_frac`` (fraction of samples whose method loss is exactly 0),
+``{split}_logit_norm`` (mean L2 norm of the logit vector); plus ``train_loss_running`` (mean
+training-batch loss as optimised), ``weight_dist`` (L2 distance of all weights from init),
+``grad_norm`` (mean global gradient norm over the epoch's steps), ``opt_steps``, ``accum_k``,
+``lr``, loss-parameter values, ``epoch_time`` and ``samples_per_s`` (training only).
+
+Checkpoints (model, optimiser, RNG, AS-Speed state, history) are written atomically at the end of
+each epoch when ``ckpt_path`` is given; a run started with an existing checkpoint resumes from it
+and ends with the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import losses as L
+from .config import Config
+from .data import Batcher, Dataset, load_dataset
+from .models import build_model
+
+__all__ = ["pick_device", "prepare_data", "train", "evaluate", "calibration"]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        if name == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False")
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def prepare_data(cfg: Config) -> Dataset:
+    opts = {}
+    if cfg.dataset in ("synthetic", "teacher"):
+        opts = dict(classes=cfg.synthetic_classes, dim=cfg.synthetic_dim, n_train=cfg.synthetic_n_train,
+                    separation=cfg.synthetic_separation, label_noise=cfg.synthetic_label_noise)
+    ds = load_dataset(cfg.dataset, root=cfg.data_root or None, **opts)
+    if cfg.val_fraction > 0:
+        ds = ds.split_validation(cfg.val_fraction, seed=0)
+    return ds
+
+
+def calibration(conf: Tensor, correct: Tensor, bins: int = 15) -> tuple[float, float]:
+    """ECE and MCE with ``bins`` equal-width confidence bins (Guo et al. 2017).
+
+    ``ECE = sum_b |B_b|/n |acc(B_b) - conf(B_b)|``, ``MCE = max_b |acc(B_b) - conf(B_b)|`` over
+    non-empty bins; bin b holds confidences in ``((b-1)/bins, b/bins]``.
+    """
+    conf, correct = conf.double().cpu(), correct.double().cpu()
+    idx = (conf * bins).ceil().clamp(1, bins).long() - 1
+    n = torch.bincount(idx, minlength=bins).double()
+    s_conf = torch.bincount(idx, conf, minlength=bins)
+    s_acc = torch.bincount(idx, correct, minlength=bins)
+    nz = n > 0
+    gap = (s_acc[nz] / n[nz] - s_conf[nz] / n[nz]).abs()
+    return float((n[nz] / n.sum() * gap).sum()), float(gap.max()) if nz.any() else 0.0
+
+
+@torch.no_grad()
+def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2048, amp: bool = False) -> dict:
+    """Metrics of the clean model on (x, y); also returns per-sample p_t and method loss."""
+    model.eval()
+    parts = []
+    for i in range(0, x.shape[0], batch):
+        with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+            logits = model(x[i:i + batch])
+        parts.append(logits.float())
+    logits = torch.cat(parts)
+    logp = torch.log_softmax(logits, 1)
+    p = logp.exp()
+    conf, pred = p.max(1)
+    correct = pred == y
+    method = loss_fn.per_sample(logits, y)
+    ece, mce = calibration(conf, correct)
+    return {
+        "loss": float(method.mean()), "nll": float(-logp.gather(1, y[:, None]).mean()),
+        "acc": float(correct.double().mean()), "ece": ece, "mce": mce,
+        "pt": float(p.gather(1, y[:, None]).mean()), "zero_frac": float((method == 0).double().mean()),
+        "logit_norm": float(logits.norm(dim=1).mean()),
+        "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method,
+    }
+
+
+def _lr_factor(cfg: Config, t: float) -> float:
+    """Learning-rate multiplier at training time t (in epochs)."""
+    if cfg.lr_warmup_epochs and t < cfg.lr_warmup_epochs:
+        return (t + 1e-12) / cfg.lr_warmup_epochs
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t / cfg.epochs)))
+    if cfg.lr_schedule == "step":
+        return cfg.step_gamma ** int(t // cfg.step_every)
+    return 1.0
+
+
+def _param_schedule(cfg: Config) -> Callable[[float], dict]:
+    """Loss parameters as a function of training time t (epochs)."""
+    params = {**L.loss_params(cfg.loss), **cfg.loss_params}
+    if cfg.warmup == "beta":
+        s = L.gradient_decay_warmup(cfg.warmup_start, params["beta"], cfg.warmup_epochs, cfg.warmup_shape)
+        return lambda t: {"beta": s.value(t)}
+    if cfg.warmup == "delta":
+        s = L.delta_warmup(params["delta"], cfg.delta_ratio)
+        return lambda t: {"delta": s.value(t / cfg.epochs)}
+    return lambda t: {}
+
+
+def _atomic_save(obj, path: Path):
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = True,
+          stop_after_epoch: int | None = None) -> dict:
+    """Train ``cfg``; returns {'history': [per-epoch dicts], 'final': {...}, 'per_sample': {...}, 'device'}.
+
+    ``stop_after_epoch`` (tests) raises :class:`KeyboardInterrupt` after that epoch's checkpoint,
+    as a kill would.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    ds = prepare_data(cfg).to(device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, ds.input_shape, ds.num_classes).to(device)
+    conv = cfg.model != "mlp"
+    if device.type == "cuda" and conv:
+        model = model.to(memory_format=torch.channels_last)
+    init = [p.detach().clone() for p in model.parameters()]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                              weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = L.make_loss(cfg.loss, **cfg.loss_params)
+    schedule = _param_schedule(cfg)
+    amp = cfg.amp and device.type == "cuda"
+    fwd = torch.compile(model) if cfg.compile else model
+    batcher = Batcher(ds.x_train, ds.y_train, cfg.batch_size, cfg.seed, cfg.crop_padding, cfg.hflip)
+    steps_per_epoch = len(batcher)
+    track = None
+    if cfg.track_samples:
+        g = torch.Generator().manual_seed(cfg.seed)
+        track = torch.randperm(ds.x_train.shape[0], generator=g)[:cfg.track_samples].sort().values.to(device)
+
+    history: list[dict] = []
+    per_sample = {"index": track.tolist() if track is not None else [], "pt": []}
+    state = {"k": 1, "remaining": 0}  # AS-Speed: window length and micro-batches left in it
+    start_epoch = 0
+    ckpt_path = Path(ckpt_path) if ckpt_path else None
+    if ckpt_path and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        torch.set_rng_state(ck["rng_cpu"])
+        if device.type == "cuda" and ck.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ck["rng_cuda"])
+        history, per_sample, state, start_epoch = ck["history"], ck["per_sample"], ck["state"], ck["epoch"]
+        init = [t.to(device) for t in ck["init"]]
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.loss} seed={cfg.seed}", leave=False)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        run_loss, n_seen, opt_steps, gnorm_sum = 0.0, 0, 0, 0.0
+        for i, (xb, yb, _) in enumerate(batcher.epoch(epoch)):
+            t = epoch + i / steps_per_epoch
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * _lr_factor(cfg, t)
+            loss_fn.params.update(schedule(t))  # endpoints validated with the config
+            if conv and device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+                logits = fwd(xb, yb)
+            per = loss_fn.per_sample(logits.float(), yb)
+            loss = per.mean()
+            if cfg.as_speed and state["remaining"] == 0:  # first micro-batch of a window
+                n_zero = int((per == 0).sum())
+                state["k"] = L.as_speed_next_k(per.shape[0], n_zero, state["k"], cfg.as_speed_lambda,
+                                               cfg.as_speed_kmax)
+                state["remaining"] = state["k"]
+            k = state["k"] if cfg.as_speed else 1
+            (loss / k).backward()
+            run_loss += float(loss.detach()) * yb.shape[0]
+            n_seen += yb.shape[0]
+            state["remaining"] = max(0, state["remaining"] - 1) if cfg.as_speed else 0
+            last = i == steps_per_epoch - 1
+            if state["remaining"] == 0 or last:  # windows never span epochs
+                gnorm_sum += float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                opt_steps += 1
+                state["remaining"] = 0
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_time = time.perf_counter() - t0
+        rng = torch.get_rng_state()  # evaluation must not consume the training RNG stream
+        tr = evaluate(model, ds.x_train, ds.y_train, loss_fn, amp=amp)
+        te = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
+        torch.set_rng_state(rng)
+        row = {"epoch": epoch + 1, "train_loss_running": run_loss / n_seen, "lr": opt.param_groups[0]["lr"],
+               "opt_steps": opt_steps, "accum_k": state["k"] if cfg.as_speed else 1,
+               "grad_norm": gnorm_sum / max(1, opt_steps), "epoch_time": epoch_time,
+               "samples_per_s": n_seen / epoch_time,
+               "weight_dist": float(torch.sqrt(sum(((p.detach() - p0) ** 2).sum()
+                                                   for p, p0 in zip(model.parameters(), init))))}
+        row.update({f"param_{k}": v for k, v in loss_fn.params.items() if isinstance(v, (int, float))})
+        for split, m in (("train", tr), ("test", te)):
+            row.update({f"{split}_{k}": v for k, v in m.items() if not k.startswith("_")})
+        history.append(row)
+        if track is not None:
+            per_sample["pt"].append([round(v, 5) for v in tr["_pt"][track].tolist()])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(acc=f"{te['acc']:.3f}", nll=f"{te['nll']:.3f}")
+        if ckpt_path:
+            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
+                          "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                          "history": history, "per_sample": per_sample, "state": state, "epoch": epoch + 1,
+                          "init": [t.cpu() for t in init]}, ckpt_path)
+        if stop_after_epoch is not None and epoch + 1 == stop_after_epoch:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (test hook)")
+    if bar is not None:
+        bar.close()
+    te_final = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
+    final = {k: v for k, v in history[-1].items()}
+    final["train_time"] = sum(h["epoch_time"] for h in history)
+    final["total_opt_steps"] = sum(h["opt_steps"] for h in history)
+    per_sample["test_loss"] = [round(v, 6) for v in te_final["_loss"].tolist()] if cfg.track_samples else []
+    return {"history": history, "final": final, "per_sample": per_sample, "device": str(device),
+            "device_name": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name()}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
