@@ -761,3 +761,39 @@ def target_gradient_profile(
     target = torch.zeros(z.shape[0], dtype=torch.long)
     spec.fn(z, target, **full).sum().backward()
     return -z.grad[:, 0]
+
+
+def identity_errors(n: int = 64, num_classes: int = 10, seed: int = 0) -> dict[str, float]:
+    """Max-abs errors of SPEC's identities on random float64 logits (the book's numerical check).
+
+    - ``sgt(a) grad == grad (1/a) CE(a z)`` for a in {0.1, 0.5}, with and without label smoothing
+    - ``gradient_decay(b) == CE(z + ln(b) e_t) + ln b`` (value and gradient), b in {0.1, 10}
+    - neutral settings (beta=1, alpha=1, delta=1) equal CE (value and gradient)
+    """
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, num_classes, generator=g, dtype=torch.float64) * 3
+    t = torch.randint(0, num_classes, (n,), generator=g)
+
+    def grad(fn):
+        x = z.clone().requires_grad_(True)
+        v = fn(x)
+        v.sum().backward()
+        return v.detach(), x.grad
+
+    out = {}
+    for a in (0.1, 0.5):
+        for eps in (0.0, 0.1):
+            _, g1 = grad(lambda x: sgt(x, t, alpha=a, label_smoothing=eps))
+            _, g2 = grad(lambda x: F.cross_entropy(a * x, t, reduction="none", label_smoothing=eps) / a)
+            out[f"SGT(alpha={a}, eps={eps}) grad = grad (1/alpha) CE(alpha z)"] = float((g1 - g2).abs().max())
+    for b in (0.1, 10.0):
+        v1, g1 = grad(lambda x: gradient_decay(x, t, beta=b))
+        v2, g2 = grad(lambda x: F.cross_entropy(x + math.log(b) * F.one_hot(t, num_classes).to(x.dtype), t, reduction="none")
+                      + math.log(b))
+        out[f"GD(beta={b}) = CE with margin -ln beta, + ln beta"] = float(max((v1 - v2).abs().max(), (g1 - g2).abs().max()))
+    v_ce, g_ce = grad(lambda x: F.cross_entropy(x, t, reduction="none"))
+    for name, params in (("temperature", {"beta": 1.0}), ("gradient_decay", {"beta": 1.0}), ("sgt", {"alpha": 1.0}),
+                         ("as_softmax", {"delta": 1.0})):
+        v, gg = grad(lambda x: LOSSES[name].fn(x, t, **params))
+        out[f"{name}{params} = CE"] = float(max((v - v_ce).abs().max(), (gg - g_ce).abs().max()))
+    return out

@@ -1,0 +1,145 @@
+"""Regenerate the paper: execute notebooks with papermill, check nbval goldens, build the book.
+
+    python -m softgrad.pipeline notebooks --profile quick [--only 00_gradient_profiles]
+    python -m softgrad.pipeline nbval --profile ci      # re-execute the committed goldens, compare
+    python -m softgrad.pipeline book --profile quick
+
+The ``.py`` (jupytext py:percent) under ``notebooks/`` is the source. Each notebook with a parameter
+file ``params/<profile>/<name>.yaml`` is converted in memory and executed by papermill with that
+file's top-level keys as parameters, from the repo root, into ``outputs/<profile>/notebooks/``
+(written atomically, with deterministic cell ids and no timing metadata, so reruns diff cleanly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .config import load_params
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NB_DIR = REPO_ROOT / "notebooks"
+
+
+def notebook_names(profile: str) -> list[str]:
+    return [p.stem for p in sorted(NB_DIR.glob("[0-9][0-9]_*.py")) if (REPO_ROOT / "params" / profile / f"{p.stem}.yaml").exists()]
+
+
+def _clean(nb, source: Path):
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+        cell.get("metadata", {}).pop("execution", None)
+        pm = cell.get("metadata", {}).get("papermill")
+        if pm is not None:
+            cell["metadata"]["papermill"] = {}
+    pmeta = nb.metadata.get("papermill", {})
+    pmeta["input_path"] = str(source.relative_to(REPO_ROOT))
+    pmeta.pop("output_path", None)
+    pmeta["environment_variables"] = {}
+    for k in ("start_time", "end_time", "duration"):
+        pmeta.pop(k, None)
+    return nb
+
+
+def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool = True) -> Path:
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    src = NB_DIR / f"{name}.py"
+    params = yaml.safe_load((REPO_ROOT / "params" / profile / f"{name}.yaml").read_text()) or {}
+    load_params(REPO_ROOT / "params" / profile / f"{name}.yaml")  # validate before running anything
+    out_dir = out_dir or REPO_ROOT / "outputs" / profile / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    tmp = out_dir / f".{name}.ipynb.tmp"
+    result = pm.execute_notebook(nb, str(tmp), parameters=params, kernel_name="python3", language="python",
+                                 cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
+    nbformat.write(_clean(result, src), str(tmp))
+    final = out_dir / f"{name}.ipynb"
+    os.replace(tmp, final)
+    return final
+
+
+def stale_goldens(profile: str = "ci") -> list[str]:
+    """Goldens whose code cells differ from their .py source (ignoring papermill's injected cell)."""
+    import jupytext
+    import nbformat
+
+    stale = []
+    for name in notebook_names(profile):
+        golden = REPO_ROOT / "outputs" / profile / "notebooks" / f"{name}.ipynb"
+        if not golden.exists():
+            stale.append(f"{name} (no golden)")
+            continue
+        g = nbformat.read(str(golden), as_version=4)
+        g_code = [c.source for c in g.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+        s_code = [c.source for c in jupytext.read(NB_DIR / f"{name}.py").cells if c.cell_type == "code"]
+        if g_code != s_code:
+            stale.append(name)
+    return stale
+
+
+def nbval(profile: str = "ci") -> int:
+    stale = stale_goldens(profile)
+    if stale:
+        print(f"stale nbval goldens (their .py changed): {stale}. Regenerate on purpose with:\n"
+              f"  python -m softgrad.pipeline notebooks --profile {profile}", file=sys.stderr)
+        return 1
+    nbs = [str(REPO_ROOT / "outputs" / profile / "notebooks" / f"{n}.ipynb") for n in notebook_names(profile)]
+    with tempfile.TemporaryDirectory() as tmp:
+        # kernels inherit this: runs recompute in a scratch folder instead of reading cached results
+        env = {**os.environ, "SOFTGRAD_OUTPUTS": tmp, "SOFTGRAD_FIGURES": tmp, "PYTHONWARNINGS": "ignore"}
+        cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-cell-timeout", "600",
+               "--nbval-sanitize-with", str(REPO_ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider",
+               "-n", "2", "--dist", "loadfile", "-q", *nbs]
+        return subprocess.call(cmd, cwd=REPO_ROOT, env=env)
+
+
+def build_book(profile: str) -> int:
+    gen = REPO_ROOT / "book" / "_generated"
+    shutil.rmtree(gen, ignore_errors=True)
+    gen.mkdir(parents=True)
+    for nb in sorted((REPO_ROOT / "outputs" / profile / "notebooks").glob("*.ipynb")):
+        shutil.copy(nb, gen / nb.name)
+    figs = REPO_ROOT / "outputs" / profile / "figures"
+    if figs.exists():
+        shutil.copytree(figs, gen / "figures")
+    jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    return subprocess.call([jb, "build", str(REPO_ROOT / "book"), "--warningiserror", "--keep-going"], cwd=REPO_ROOT)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="softgrad.pipeline")
+    ap.add_argument("what", choices=["notebooks", "nbval", "book", "stale"])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--only", nargs="*", default=None)
+    a = ap.parse_args(argv)
+    if a.what == "notebooks":
+        names = a.only or notebook_names(a.profile)
+        from tqdm.auto import tqdm
+
+        for name in tqdm(names, desc=f"notebooks ({a.profile})"):
+            print(f"executing {name} with params/{a.profile}/{name}.yaml", flush=True)
+            execute(name, a.profile)
+        return 0
+    if a.what == "nbval":
+        return nbval(a.profile)
+    if a.what == "stale":
+        s = stale_goldens(a.profile)
+        print(json.dumps(s))
+        return 1 if s else 0
+    return build_book(a.profile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Figure helpers shared by the notebooks: headless, stamped with the run that made them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: notebooks and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .runs import REPO_ROOT, provenance  # noqa: E402
+
+COLORS = {"ce": "black", "temperature": "tab:blue", "gradient_decay": "tab:orange", "sgt": "tab:green",
+          "as_softmax": "tab:red", "noisy": "tab:purple", "sparse_softmax": "tab:brown", "sparsemax": "tab:pink",
+          "entmax15": "tab:gray"}
+
+
+def figure_dir(profile: str) -> Path:
+    base = os.environ.get("SOFTGRAD_FIGURES")
+    d = Path(base) / profile if base else REPO_ROOT / "outputs" / profile / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save(fig, name: str, profile: str, notebook: str) -> Path:
+    """Stamp ``fig`` with its source (notebook, profile, commit) and save it as PNG."""
+    commit = provenance()["git_commit"][:10]
+    fig.text(0.99, 0.005, f"softgrad {notebook} · profile {profile} · commit {commit}", ha="right", va="bottom",
+             fontsize=6, color="0.5")
+    path = figure_dir(profile) / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def mean_std(df, by: list[str], col: str):
+    """Mean and std of ``col`` over seeds, grouped by ``by`` (final-epoch rows)."""
+    g = df.groupby(by)[col]
+    return g.mean(), g.std(ddof=1).fillna(0.0)
