@@ -187,7 +187,10 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
-        run_loss, n_seen, opt_steps, gnorm_sum = 0.0, 0, 0, 0.0
+        # accumulate on the device; one host sync per epoch, not per step (matters on GPUs)
+        run_loss = torch.zeros((), device=device)
+        gnorm_sum = torch.zeros((), device=device)
+        n_seen, opt_steps = 0, 0
         for i, (xb, yb, _) in enumerate(batcher.epoch(epoch)):
             t = epoch + i / steps_per_epoch
             for g in opt.param_groups:
@@ -206,12 +209,13 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
                 state["remaining"] = state["k"]
             k = state["k"] if cfg.as_speed else 1
             (loss / k).backward()
-            run_loss += float(loss.detach()) * yb.shape[0]
+            run_loss += loss.detach() * yb.shape[0]
             n_seen += yb.shape[0]
             state["remaining"] = max(0, state["remaining"] - 1) if cfg.as_speed else 0
             last = i == steps_per_epoch - 1
             if state["remaining"] == 0 or last:  # windows never span epochs
-                gnorm_sum += float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                gnorm_sum += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 opt_steps += 1
@@ -223,9 +227,9 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
         tr = evaluate(model, ds.x_train, ds.y_train, loss_fn, amp=amp)
         te = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
         torch.set_rng_state(rng)
-        row = {"epoch": epoch + 1, "train_loss_running": run_loss / n_seen, "lr": opt.param_groups[0]["lr"],
+        row = {"epoch": epoch + 1, "train_loss_running": float(run_loss) / n_seen, "lr": opt.param_groups[0]["lr"],
                "opt_steps": opt_steps, "accum_k": state["k"] if cfg.as_speed else 1,
-               "grad_norm": gnorm_sum / max(1, opt_steps), "epoch_time": epoch_time,
+               "grad_norm": float(gnorm_sum) / max(1, opt_steps), "epoch_time": epoch_time,
                "samples_per_s": n_seen / epoch_time,
                "weight_dist": float(torch.sqrt(sum(((p.detach() - p0) ** 2).sum()
                                                    for p, p0 in zip(model.parameters(), init))))}
