@@ -33,10 +33,8 @@ def main(argv=None) -> int:
         p = load_params(a.params)
         if a.profile:
             p["profile"] = a.profile
-        overrides = parse_set(a.set)
-        for name in a.sweep or list(p["sweeps"]) or []:  # validate everything before any training
-            expand(p["base"], p["sweeps"].get(name, {}), overrides)
-        df = run_params(p, sweeps=a.sweep, overrides=overrides, progress=not a.quiet)
+        # run_params builds (and so validates) every config of every sweep before any training
+        df = run_params(p, sweeps=a.sweep, overrides=parse_set(a.set), progress=not a.quiet)
         fin = df[df["final"]]
         cols = [c for c in ("sweep", "loss", "seed", "test_acc", "test_nll", "test_ece") if c in fin]
         print(fin[cols].to_string(index=False))

@@ -251,11 +251,9 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
             raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (test hook)")
     if bar is not None:
         bar.close()
-    te_final = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
-    final = {k: v for k, v in history[-1].items()}
+    final = dict(history[-1])
     final["train_time"] = sum(h["epoch_time"] for h in history)
     final["total_opt_steps"] = sum(h["opt_steps"] for h in history)
-    per_sample["test_loss"] = [round(v, 6) for v in te_final["_loss"].tolist()] if cfg.track_samples else []
     return {"history": history, "final": final, "per_sample": per_sample, "device": str(device),
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name()}
 
