@@ -33,6 +33,7 @@ Half-precision inputs are computed in float32 and the loss is returned in float3
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -43,6 +44,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "LOSSES",
+    "trusted_targets",
     "REDUCTIONS",
     "cross_entropy",
     "temperature_ce",
@@ -84,12 +86,43 @@ def _check_range(name: str, value, lo, hi, lo_open: bool, hi_open: bool) -> floa
     return v
 
 
+_TRUSTED_TARGETS = False
+
+
+@contextlib.contextmanager
+def trusted_targets():
+    """Within this block the losses skip the target-range check (shapes and dtypes are still checked).
+
+    The check costs a device->host sync per call; :func:`softgrad.train.train` validates the labels
+    of the whole data set once and trains inside this block. Out-of-range targets then fail inside
+    the indexing kernel instead of with a named error.
+    """
+    global _TRUSTED_TARGETS
+    prev, _TRUSTED_TARGETS = _TRUSTED_TARGETS, True
+    try:
+        yield
+    finally:
+        _TRUSTED_TARGETS = prev
+
+
 def _check_inputs(logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor]:
     """Validate ``(N, C)`` float logits and ``(N,)`` integer targets.
 
     Returns ``(z, safe_target, valid)``: float32-or-wider logits, targets with ignored entries
     replaced by 0 (so they can index), and the float mask of non-ignored rows.
     """
+    _check_shapes(logits, target)
+    n_classes = logits.shape[1]
+    target = target.long()
+    valid = target != ignore_index
+    _check_target_range(target, valid, n_classes, ignore_index)
+    z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    return z, safe, valid.to(z.dtype)
+
+
+def _check_shapes(logits: Tensor, target: Tensor) -> None:
+    """Types, dtypes and shapes: host-side only, no tensor ops."""
     if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
         raise ValueError("logits and target must be torch.Tensor")
     if not logits.is_floating_point():
@@ -103,18 +136,19 @@ def _check_inputs(logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Te
             f"target must have shape (N,) = ({logits.shape[0]},) to match logits {tuple(logits.shape)}, "
             f"got shape {tuple(target.shape)}"
         )
-    n_classes = logits.shape[1]
-    target = target.long()
-    valid = target != ignore_index
+
+
+def _check_target_range(target: Tensor, valid: Tensor, n_classes: int, ignore_index: int) -> None:
+    # reads a device value (a host sync per call on GPUs); a trainer whose labels were validated once
+    # at load time turns it off with `trusted_targets()`
+    if _TRUSTED_TARGETS:
+        return
     bad = valid & ((target < 0) | (target >= n_classes))
     if bool(bad.any()):
         raise ValueError(
             f"target values must be in [0, {n_classes - 1}] (num_classes={n_classes}) or ignore_index={ignore_index}; "
             f"got {target[bad][:5].tolist()}"
         )
-    z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    safe = torch.where(valid, target, torch.zeros_like(target))
-    return z, safe, valid.to(z.dtype)
 
 
 def _check_label_smoothing(label_smoothing) -> float:
@@ -516,6 +550,13 @@ class SoftmaxLoss(nn.Module):
         return per_sample.sum() / (target != self.ignore_index).sum()
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.name == "ce" and self.reduction != "none":
+            # fast path: PyTorch's fused reduction (same value; saves the masking ops on every step)
+            _check_shapes(logits, target)
+            _check_target_range(target, target != self.ignore_index, logits.shape[1], self.ignore_index)
+            z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+            return F.cross_entropy(z, target.long(), reduction=self.reduction, ignore_index=self.ignore_index,
+                                   label_smoothing=self.params["label_smoothing"])
         return self.reduce(self.per_sample(logits, target), target)
 
     def extra_repr(self) -> str:
