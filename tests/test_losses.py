@@ -498,3 +498,34 @@ def test_bad_inputs(name):
         fn(z, torch.tensor([0.0, 1.0, 2.0, 0.0]))
     with pytest.raises(ValueError, match="logits must be a floating-point tensor"):
         fn(z.long(), torch.tensor([0, 1, 2, 0]))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_ce_module_fast_path_equals_per_sample_reduction(eps, reduction):
+    """SoftmaxLoss('ce').forward uses F.cross_entropy's fused reduction; it must equal reduce(per_sample)."""
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 5, (12,), generator=g)
+    t[[2, 7]] = -100
+    m = L.make_loss("ce", reduction=reduction, label_smoothing=eps)
+    fast = m(z, t)
+    slow = m.reduce(m.per_sample(z, t), t)
+    (gf,) = torch.autograd.grad(fast, z)
+    (gs,) = torch.autograd.grad(slow, z)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(gf, gs)
+    with pytest.raises(ValueError, match=r"target values must be in \[0, 4\]"):
+        m(z, torch.full((12,), 5))
+
+
+def test_trusted_targets_skips_only_the_range_check():
+    z, bad = torch.randn(3, 4), torch.tensor([0, 1, 9])
+    with pytest.raises(ValueError, match="target values"):
+        L.cross_entropy(z, bad)
+    with L.trusted_targets():
+        with pytest.raises(ValueError, match="target must have shape"):  # shapes still checked
+            L.cross_entropy(z, bad[:2])
+        L.gradient_decay(z, torch.tensor([0, 1, 3]), beta=0.5)  # valid input works
+    with pytest.raises(ValueError, match="target values"):  # restored on exit
+        L.temperature_ce(z, bad)
