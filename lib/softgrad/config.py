@@ -12,6 +12,8 @@ the notebook that reads it::
       beta:
         loss: gradient_decay
         loss_params: {beta: [0.1, 1.0, 10.0]}   # lists inside loss_params expand too
+      p1:
+        zip: {loss_params.beta: [0.5, 1.0], lr: [0.4, 0.1]}  # varied together, not as a grid
     extra: {}                   # free-form notebook options (not run configs)
 
 Unknown keys, wrong types and out-of-range values raise :class:`ConfigError` naming the key and
@@ -208,11 +210,46 @@ def from_dict(d: dict) -> Config:
     return Config(**{k: _coerce(k, v) for k, v in d.items()})
 
 
+def _zipped(z) -> list[dict]:
+    """``zip: {lr: [a, b], loss_params.beta: [c, d]}`` -> [{lr: a, beta: c}, {lr: b, beta: d}] (as diffs)."""
+    if not isinstance(z, dict) or not z:
+        raise ConfigError(f"zip: must be a non-empty mapping of key -> list, got {z!r}")
+    lens = {k: len(v) if isinstance(v, list) else None for k, v in z.items()}
+    if None in lens.values() or len(set(lens.values())) != 1:
+        raise ConfigError(f"zip: every value must be a list and all lists the same length, got lengths {lens}")
+    out = []
+    for i in range(next(iter(lens.values()))):
+        d: dict = {}
+        for k, v in z.items():
+            if k.startswith("loss_params."):
+                d.setdefault("loss_params", {})[k.split(".", 1)[1]] = v[i]
+            elif k in _FIELDS:
+                d[k] = v[i]
+            else:
+                raise ConfigError(f"zip: unknown key {k!r}; allowed: Config fields or loss_params.<name>")
+        out.append(d)
+    return out
+
+
 def _grid(diff: dict) -> list[dict]:
-    """Expand list values (and list values inside loss_params) into the Cartesian product."""
+    """Expand list values (and list values inside loss_params) into the Cartesian product.
+
+    A ``zip`` entry (mapping of key -> equal-length lists) varies those keys together, not as a grid;
+    it is combined with the grid of the other keys.
+    """
     diff = dict(diff)
     if "seeds" in diff:  # alias
         diff["seed"] = diff.pop("seeds")
+    if "zip" in diff:
+        rows = _zipped(diff.pop("zip"))
+        out = []
+        for d in _grid(diff):
+            for r in rows:
+                m = {**d, **{k: v for k, v in r.items() if k != "loss_params"}}
+                if "loss_params" in r:
+                    m["loss_params"] = {**d.get("loss_params", {}), **r["loss_params"]}
+                out.append(m)
+        return out
     flat = {}
     for k, v in diff.items():
         if k == "loss_params" and isinstance(v, dict):

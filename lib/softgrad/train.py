@@ -63,6 +63,18 @@ def prepare_data(cfg: Config) -> Dataset:
     return ds
 
 
+def reliability_bins(conf: Tensor, correct: Tensor, bins: int = 15) -> dict:
+    """Per-bin ``count``, mean ``conf`` and ``acc`` (None for empty bins) for a reliability diagram."""
+    conf, correct = conf.double().cpu(), correct.double().cpu()
+    idx = (conf * bins).ceil().clamp(1, bins).long() - 1
+    n = torch.bincount(idx, minlength=bins).double()
+    s_conf = torch.bincount(idx, conf, minlength=bins)
+    s_acc = torch.bincount(idx, correct, minlength=bins)
+    return {"count": n.long().tolist(),
+            "conf": [round(float(c / k), 6) if k else None for c, k in zip(s_conf, n)],
+            "acc": [round(float(a / k), 6) if k else None for a, k in zip(s_acc, n)]}
+
+
 def calibration(conf: Tensor, correct: Tensor, bins: int = 15) -> tuple[float, float]:
     """ECE and MCE with ``bins`` equal-width confidence bins (Guo et al. 2017).
 
@@ -100,7 +112,7 @@ def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2
         "acc": float(correct.double().mean()), "ece": ece, "mce": mce,
         "pt": float(p.gather(1, y[:, None]).mean()), "zero_frac": float((method == 0).double().mean()),
         "logit_norm": float(logits.norm(dim=1).mean()),
-        "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method,
+        "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method, "_conf": conf, "_correct": correct,
     }
 
 
@@ -180,6 +192,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
     per_sample = {"index": track.tolist() if track is not None else [], "pt": []}
     state = {"k": 1, "remaining": 0}  # AS-Speed: window length and micro-batches left in it
     start_epoch = 0
+    reliability = None  # test-set reliability bins of the final epoch
     ckpt_path = Path(ckpt_path) if ckpt_path else None
     if ckpt_path and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -189,8 +202,26 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         if device.type == "cuda" and ck.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ck["rng_cuda"])
         history, per_sample, state, start_epoch = ck["history"], ck["per_sample"], ck["state"], ck["epoch"]
+        reliability = ck.get("reliability")
         init = [t.to(device) for t in ck["init"]]
 
+    def metrics_row(epoch: int) -> tuple[dict, dict]:
+        rng = torch.get_rng_state()  # evaluation must not consume the training RNG stream
+        tr = evaluate(model, ds.x_train, ds.y_train, loss_fn, amp=amp)
+        te = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
+        torch.set_rng_state(rng)
+        row = {"epoch": epoch, "weight_dist": float(torch.sqrt(sum(((p.detach() - p0) ** 2).sum()
+                                                                   for p, p0 in zip(model.parameters(), init))))}
+        row.update({f"param_{k}": v for k, v in loss_fn.params.items() if isinstance(v, (int, float))})
+        for split, m in (("train", tr), ("test", te)):
+            row.update({f"{split}_{k}": v for k, v in m.items() if not k.startswith("_")})
+        if track is not None:
+            per_sample["pt"].append([round(v, 5) for v in tr["_pt"][track].tolist()])
+        return row, te
+
+    if start_epoch == 0:  # epoch 0: the initial model, before any step (initial logit norm, loss, p_t)
+        loss_fn.params.update(schedule(0.0))
+        history.append(metrics_row(0)[0])
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -241,22 +272,14 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
-        rng = torch.get_rng_state()  # evaluation must not consume the training RNG stream
-        tr = evaluate(model, ds.x_train, ds.y_train, loss_fn, amp=amp)
-        te = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
-        torch.set_rng_state(rng)
-        row = {"epoch": epoch + 1, "train_loss_running": float(run_loss) / n_seen, "lr": opt.param_groups[0]["lr"],
-               "opt_steps": opt_steps, "accum_k": state["k"] if cfg.as_speed else 1,
-               "grad_norm": float(gnorm_sum) / max(1, gnorm_n), "epoch_time": epoch_time,
-               "samples_per_s": n_seen / epoch_time,
-               "weight_dist": float(torch.sqrt(sum(((p.detach() - p0) ** 2).sum()
-                                                   for p, p0 in zip(model.parameters(), init))))}
-        row.update({f"param_{k}": v for k, v in loss_fn.params.items() if isinstance(v, (int, float))})
-        for split, m in (("train", tr), ("test", te)):
-            row.update({f"{split}_{k}": v for k, v in m.items() if not k.startswith("_")})
+        row, te = metrics_row(epoch + 1)
+        row.update({"train_loss_running": float(run_loss) / n_seen, "lr": opt.param_groups[0]["lr"],
+                    "opt_steps": opt_steps, "accum_k": state["k"] if cfg.as_speed else 1,
+                    "grad_norm": float(gnorm_sum) / max(1, gnorm_n), "epoch_time": epoch_time,
+                    "samples_per_s": n_seen / epoch_time})
         history.append(row)
-        if track is not None:
-            per_sample["pt"].append([round(v, 5) for v in tr["_pt"][track].tolist()])
+        if epoch + 1 == cfg.epochs:
+            reliability = reliability_bins(te["_conf"], te["_correct"])
         if bar is not None:
             bar.update(1)
             bar.set_postfix(acc=f"{te['acc']:.3f}", nll=f"{te['nll']:.3f}")
@@ -264,15 +287,17 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                           "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                           "history": history, "per_sample": per_sample, "state": state, "epoch": epoch + 1,
+                          "reliability": reliability,
                           "init": [t.cpu() for t in init]}, ckpt_path)
         if stop_after_epoch is not None and epoch + 1 == stop_after_epoch:
             raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (test hook)")
     if bar is not None:
         bar.close()
     final = dict(history[-1])
-    final["train_time"] = sum(h["epoch_time"] for h in history)
-    final["total_opt_steps"] = sum(h["opt_steps"] for h in history)
-    return {"history": history, "final": final, "per_sample": per_sample, "device": str(device),
+    final["train_time"] = sum(h.get("epoch_time", 0.0) for h in history)
+    final["total_opt_steps"] = sum(h.get("opt_steps", 0) for h in history)
+    return {"history": history, "final": final, "per_sample": per_sample, "reliability": reliability,
+            "device": str(device),
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name()}
 
 
