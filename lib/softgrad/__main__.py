@@ -1,4 +1,7 @@
-"""Command line: ``python -m softgrad run PARAMS.yaml [--set key=value ...]`` and ``validate``."""
+"""Command line: ``python -m softgrad run PARAMS.yaml [--set key=value ...] [--executor ray]`` and ``validate``.
+
+Under ``torchrun --nproc_per_node N -m softgrad run ...`` every run is trained data-parallel (DDP) across
+the N processes; see :mod:`softgrad.train`."""
 
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ def main(argv=None) -> int:
     r.add_argument("--sweep", action="append", default=None, help="run only these sweeps")
     r.add_argument("--profile", default=None, help="override the file's profile (output folder)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
+                   help="local: sequential; processes: a local process pool; ray: Ray tasks (pip install softgrad[ray])")
+    r.add_argument("--workers", type=int, default=None, help="processes / local Ray CPUs")
+    r.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or auto)")
     v = sub.add_parser("validate", help="check parameter files without training")
     v.add_argument("params", nargs="+")
     a = ap.parse_args(argv)
@@ -34,7 +41,8 @@ def main(argv=None) -> int:
         if a.profile:
             p["profile"] = a.profile
         # run_params builds (and so validates) every config of every sweep before any training
-        df = run_params(p, sweeps=a.sweep, overrides=parse_set(a.set), progress=not a.quiet)
+        df = run_params(p, sweeps=a.sweep, overrides=parse_set(a.set), progress=not a.quiet, executor=a.executor,
+                        workers=a.workers, address=a.address)
         fin = df[df["final"]]
         cols = [c for c in ("sweep", "loss", "seed", "test_acc", "test_nll", "test_ece") if c in fin]
         print(fin[cols].to_string(index=False))

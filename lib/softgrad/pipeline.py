@@ -49,7 +49,7 @@ def _clean(nb, source: Path):
     return nb
 
 
-def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool = True) -> Path:
+def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool = True, pre_run: bool = True) -> Path:
     import jupytext
     import nbformat
     import papermill as pm
@@ -59,9 +59,14 @@ def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool
     load_params(REPO_ROOT / "params" / profile / f"{name}.yaml")  # validate before running anything
     out_dir = out_dir or REPO_ROOT / "outputs" / profile / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if pre_run and params.get("sweeps"):  # train the sweeps here, with progress in the terminal; the kernel reads the cache
+        from .runs import run_params
+
+        run_params(REPO_ROOT / "params" / profile / f"{name}.yaml", progress=progress)
+    os.environ["SOFTGRAD_PROGRESS"] = "0"  # kernels inherit it: no progress bars inside executed notebooks
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    tmp = out_dir / f".{name}.ipynb.tmp"
+    tmp = out_dir / f".{name}.tmp.ipynb"
     result = pm.execute_notebook(nb, str(tmp), parameters=params, kernel_name="python3", language="python",
                                  cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
     nbformat.write(_clean(result, src), str(tmp))
@@ -98,14 +103,47 @@ def nbval(profile: str = "ci") -> int:
     nbs = [str(REPO_ROOT / "outputs" / profile / "notebooks" / f"{n}.ipynb") for n in notebook_names(profile)]
     with tempfile.TemporaryDirectory() as tmp:
         # kernels inherit this: runs recompute in a scratch folder instead of reading cached results
-        env = {**os.environ, "SOFTGRAD_OUTPUTS": tmp, "SOFTGRAD_FIGURES": tmp, "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, "SOFTGRAD_OUTPUTS": tmp, "SOFTGRAD_FIGURES": tmp, "PYTHONWARNINGS": "ignore",
+               "SOFTGRAD_PROGRESS": "0"}
         cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-cell-timeout", "600",
                "--nbval-sanitize-with", str(REPO_ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider",
                "-n", "2", "--dist", "loadfile", "-q", *nbs]
         return subprocess.call(cmd, cwd=REPO_ROOT, env=env)
 
 
+MATHJAX = REPO_ROOT / "book" / "_vendor" / "mathjax"
+
+
+def vendor_mathjax() -> Path:
+    """MathJax 3 (its ``es5/`` build) under ``book/_vendor/mathjax``, fetched with ``npm pack`` once.
+
+    The book then renders math offline. ~24 MB, so it is fetched at build time, not committed; ``_vendor``
+    is not ``_static`` because Jupyter Book 1.x injects every .js it finds in ``_static``.
+    """
+    if (MATHJAX / "tex-chtml.js").exists():
+        return MATHJAX
+    import tarfile
+
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed once to fetch MathJax for offline math (npm pack mathjax@3); install Node.js")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([npm, "pack", "mathjax@3", "--pack-destination", tmp], capture_output=True, text=True)
+        tgz = sorted(Path(tmp).glob("mathjax-*.tgz"))
+        if out.returncode or not tgz:
+            raise RuntimeError(f"npm pack mathjax@3 failed: {out.stderr.strip()[-500:]}")
+        with tarfile.open(tgz[0]) as tf:
+            members = [m for m in tf.getmembers() if m.name.startswith("package/es5/")]
+            tf.extractall(tmp, members=members, filter="data")
+        staging = MATHJAX.with_name("mathjax.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.move(str(Path(tmp) / "package" / "es5"), staging)
+        os.replace(staging, MATHJAX)
+    return MATHJAX
+
+
 def build_book(profile: str) -> int:
+    vendor_mathjax()
     gen = REPO_ROOT / "book" / "_generated"
     shutil.rmtree(gen, ignore_errors=True)
     gen.mkdir(parents=True)

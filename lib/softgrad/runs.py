@@ -19,9 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, config_id, expand, load_params
+from .config import Config, config_id, expand, load_params, validate_params
 
-__all__ = ["REPO_ROOT", "run_dir", "run_one", "run_many", "run_params", "load_results", "provenance"]
+__all__ = ["REPO_ROOT", "run_dir", "run_one", "run_many", "run_params", "run_configs", "notebook_params", "load_run", "load_results", "provenance",
+           "default_progress"]
+
+
+def default_progress() -> bool:
+    """Progress bars unless ``SOFTGRAD_PROGRESS=0`` (the pipeline sets it for notebook kernels)."""
+    return os.environ.get("SOFTGRAD_PROGRESS", "1") != "0"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +80,10 @@ def run_one(cfg: Config, out: Path, progress: bool = True, stop_after_epoch: int
     out.mkdir(parents=True, exist_ok=True)
     t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     res = train(cfg, ckpt_path=out / f"{rid}.ckpt", progress=progress, stop_after_epoch=stop_after_epoch)
+    from .train import world
+
+    if world()[1] != 0:  # data-parallel: rank 0 writes the result
+        return {"run_id": rid, "config": cfg.to_dict(), **res, "provenance": {"device": res.get("device")}}
     prov = provenance()
     prov.update(device=res.pop("device"), device_name=res.pop("device_name"), started=started,
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_time=time.time() - t0)
@@ -102,12 +112,19 @@ def run_many(configs: list[Config], out: Path, progress: bool = True, desc: str 
 
 
 def run_params(params: dict | str | Path, sweeps: list[str] | None = None, overrides: dict | None = None,
-               out_root: Path | None = None, progress: bool = True):
-    """Run the sweeps of a parameter file (or an already-loaded dict); returns a DataFrame of them.
+               out_root: Path | None = None, progress: bool | None = None, executor: str = "local",
+               workers: int | None = None, address: str | None = None):
+    """Run the sweeps of a parameter file (or a dict with its keys); returns a DataFrame of them.
 
     Every config of every selected sweep is built (and so validated) before any training starts.
+    ``executor``: 'local' (sequential), 'processes' or 'ray' (see :mod:`softgrad.executors`).
     """
-    p = load_params(params) if isinstance(params, (str, Path)) else params
+    from .executors import EXECUTORS, run_grid
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    p = load_params(params) if isinstance(params, (str, Path)) else validate_params(params)
+    progress = default_progress() if progress is None else progress
     names = sweeps or list(p["sweeps"]) or [None]
     plan = []
     for name in names:
@@ -118,11 +135,28 @@ def run_params(params: dict | str | Path, sweeps: list[str] | None = None, overr
     out = run_dir(p["profile"], out_root)
     frames = []
     for name, configs in plan:
-        results = run_many(configs, out, progress=progress, desc=name or "base")
+        results = run_grid(configs, out, executor=executor, workers=workers, address=address, progress=progress,
+                           desc=name or "base")
         frames.append(results_frame(results, sweep=name))
     import pandas as pd
 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def notebook_params(notebook: str, profile: str, base=None, sweeps=None, extra=None) -> dict:
+    """A notebook's parameters: as injected by papermill, or (all None, interactive use) read from
+    ``params/<profile>/<notebook>.yaml``. Validated either way."""
+    if base is None and sweeps is None and extra is None:
+        return load_params(REPO_ROOT / "params" / profile / f"{notebook}.yaml")
+    return validate_params({"profile": profile, "base": base or {}, "sweeps": sweeps or {}, "extra": extra or {}},
+                           where=f"{notebook} parameters")
+
+
+def run_configs(configs: list[Config], profile: str, out_root: Path | None = None, progress: bool | None = None,
+                desc: str = "runs"):
+    """Run (or load) a list of configs under ``outputs/<profile>/runs``; returns their results frame."""
+    progress = default_progress() if progress is None else progress
+    return results_frame(run_many(configs, run_dir(profile, out_root), progress=progress, desc=desc), sweep=desc)
 
 
 def results_frame(results: list[dict], sweep: str | None = None):
@@ -135,9 +169,19 @@ def results_frame(results: list[dict], sweep: str | None = None):
         lp = cfg.pop("loss_params")
         base = {**cfg, **{f"param.{k}": v for k, v in lp.items()}, "run_id": r["run_id"], "sweep": sweep,
                 "device": r["provenance"]["device"]}
+        clash = set(base) & set(r["history"][0])
+        if clash:  # a metric named like a config field would silently shadow it
+            raise ValueError(f"run {r['run_id']}: history keys {sorted(clash)} clash with config fields")
+        last = r["config"]["epochs"]
         for h in r["history"]:
-            rows.append({**base, **h, "final": h["epoch"] == r["config"]["epochs"]})
+            extra = {k: r["final"][k] for k in ("train_time", "total_opt_steps")} if h["epoch"] == last else {}
+            rows.append({**base, **h, **extra, "final": h["epoch"] == last})
     return pd.DataFrame(rows)
+
+
+def load_run(profile: str, run_id: str, out_root: Path | None = None) -> dict:
+    """The full stored result of one run (history, per_sample, reliability, provenance)."""
+    return json.loads((run_dir(profile, out_root) / f"{run_id}.json").read_text())
 
 
 def load_results(profile: str, out_root: Path | None = None):

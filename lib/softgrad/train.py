@@ -11,7 +11,7 @@ probability), ``{split}_zero_frac`` (fraction of samples whose method loss is ex
 ``{split}_logit_norm`` (mean L2 norm of the logit vector); plus ``train_loss_running`` (mean
 training-batch loss as optimised), ``weight_dist`` (L2 distance of all weights from init),
 ``grad_norm`` (mean global gradient norm over every 8th optimizer step of the epoch), ``opt_steps``, ``accum_k``,
-``lr``, loss-parameter values, ``epoch_time`` and ``samples_per_s`` (training only).
+``lr_now`` (the learning rate at the end of the epoch), loss-parameter values, ``epoch_time`` and ``samples_per_s`` (training only).
 
 Checkpoints (model, optimiser, RNG, AS-Speed state, history) are written atomically at the end of
 each epoch when ``ckpt_path`` is given; a run started with an existing checkpoint resumes from it
@@ -65,7 +65,8 @@ def prepare_data(cfg: Config) -> Dataset:
 
 def reliability_bins(conf: Tensor, correct: Tensor, bins: int = 15) -> dict:
     """Per-bin ``count``, mean ``conf`` and ``acc`` (None for empty bins) for a reliability diagram."""
-    conf, correct = conf.double().cpu(), correct.double().cpu()
+    # a diverged model has nan confidences: count them in the lowest bin instead of failing the run
+    conf, correct = conf.double().cpu().nan_to_num(0.0).clamp(0, 1), correct.double().cpu()
     idx = (conf * bins).ceil().clamp(1, bins).long() - 1
     n = torch.bincount(idx, minlength=bins).double()
     s_conf = torch.bincount(idx, conf, minlength=bins)
@@ -81,7 +82,8 @@ def calibration(conf: Tensor, correct: Tensor, bins: int = 15) -> tuple[float, f
     ``ECE = sum_b |B_b|/n |acc(B_b) - conf(B_b)|``, ``MCE = max_b |acc(B_b) - conf(B_b)|`` over
     non-empty bins; bin b holds confidences in ``((b-1)/bins, b/bins]``.
     """
-    conf, correct = conf.double().cpu(), correct.double().cpu()
+    # a diverged model has nan confidences: count them in the lowest bin instead of failing the run
+    conf, correct = conf.double().cpu().nan_to_num(0.0).clamp(0, 1), correct.double().cpu()
     idx = (conf * bins).ceil().clamp(1, bins).long() - 1
     n = torch.bincount(idx, minlength=bins).double()
     s_conf = torch.bincount(idx, conf, minlength=bins)
@@ -155,6 +157,7 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    device = _init_distributed(device)
     ds = prepare_data(cfg).to(device)
     for split, y in (("train", ds.y_train), ("test", ds.y_test)):  # once, so the per-step loss need not
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
@@ -163,8 +166,35 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
         return _train(cfg, ds, device, ckpt_path, progress, stop_after_epoch)
 
 
+def world() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless torch.distributed is initialised (torchrun)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _init_distributed(device: torch.device) -> torch.device:
+    """Under ``torchrun`` (WORLD_SIZE > 1): join the process group (NCCL on CUDA, gloo on CPU)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
 def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: bool,
            stop_after_epoch: int | None) -> dict:
+    # Data parallel (torchrun): every rank draws the same global batch and trains on its strided shard;
+    # each shard's mean loss is weighted by its share of the global batch, so DDP's gradient average equals
+    # the single-process gradient of the global batch. Only rank 0 writes checkpoints and shows progress.
+    n_world, rank = world()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ds.input_shape, ds.num_classes).to(device)
     conv = cfg.model != "mlp"
@@ -180,6 +210,11 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
     schedule = _param_schedule(cfg)
     amp = cfg.amp and device.type == "cuda"
     fwd = torch.compile(model) if cfg.compile else model
+    if n_world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        fwd = DDP(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+        progress = progress and rank == 0
     batcher = Batcher(ds.x_train, ds.y_train, cfg.batch_size, cfg.seed, cfg.crop_padding, cfg.hflip)
     steps_per_epoch = len(batcher)
     lr_const = cfg.lr_schedule == "constant" and not cfg.lr_warmup_epochs
@@ -236,6 +271,9 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         n_seen, opt_steps, gnorm_n = 0, 0, 0
         for i, (xb, yb, _) in enumerate(batcher.epoch(epoch)):
             t = epoch + i / steps_per_epoch
+            n_glob = yb.shape[0]
+            if n_world > 1:
+                xb, yb = xb[rank::n_world], yb[rank::n_world]
             if not lr_const:
                 for g in opt.param_groups:
                     g["lr"] = cfg.lr * _lr_factor(cfg, t)
@@ -250,12 +288,15 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             else:
                 loss = loss_fn(logits.float(), yb)  # reduction 'mean'; fused for CE
             if cfg.as_speed and state["remaining"] == 0:  # first micro-batch of a window
-                n_zero = int((per == 0).sum())
-                state["k"] = L.as_speed_next_k(per.shape[0], n_zero, state["k"], cfg.as_speed_lambda,
+                n_zero = (per == 0).sum()
+                if n_world > 1:  # every rank must agree on k
+                    torch.distributed.all_reduce(n_zero)
+                state["k"] = L.as_speed_next_k(n_glob, int(n_zero), state["k"], cfg.as_speed_lambda,
                                                cfg.as_speed_kmax)
                 state["remaining"] = state["k"]
             k = state["k"] if cfg.as_speed else 1
-            (loss / k).backward()
+            share = yb.shape[0] * n_world / n_glob  # 1 in one process
+            (loss * (share / k)).backward()
             run_loss.add_(loss.detach(), alpha=yb.shape[0])
             n_seen += yb.shape[0]
             state["remaining"] = max(0, state["remaining"] - 1) if cfg.as_speed else 0
@@ -269,11 +310,15 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
                 opt.zero_grad(set_to_none=True)
                 opt_steps += 1
                 state["remaining"] = 0
+        if n_world > 1:  # the running loss and sample count over all ranks
+            tot = torch.stack([run_loss, torch.tensor(float(n_seen), device=device)])
+            torch.distributed.all_reduce(tot)
+            run_loss, n_seen = tot[0], int(tot[1])
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
         row, te = metrics_row(epoch + 1)
-        row.update({"train_loss_running": float(run_loss) / n_seen, "lr": opt.param_groups[0]["lr"],
+        row.update({"train_loss_running": float(run_loss) / n_seen, "lr_now": opt.param_groups[0]["lr"],
                     "opt_steps": opt_steps, "accum_k": state["k"] if cfg.as_speed else 1,
                     "grad_norm": float(gnorm_sum) / max(1, gnorm_n), "epoch_time": epoch_time,
                     "samples_per_s": n_seen / epoch_time})
@@ -283,7 +328,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         if bar is not None:
             bar.update(1)
             bar.set_postfix(acc=f"{te['acc']:.3f}", nll=f"{te['nll']:.3f}")
-        if ckpt_path:
+        if ckpt_path and rank == 0:
             _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                           "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                           "history": history, "per_sample": per_sample, "state": state, "epoch": epoch + 1,

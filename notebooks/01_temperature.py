@@ -1,0 +1,157 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Temperature check: inverse temperature β
+#
+# Training loss $L=\mathrm{CE}(\beta z, y)$ (Agarwala et al., 2020). Its target gradient is
+# $\beta\,(1-\sigma(\beta z)_t)$: β both rescales the gradient and changes where it decays. The paper's two
+# knobs are β and the initial logit scale $\lVert\beta z_0\rVert$, which we vary independently through the
+# last layer's initial weights (`head_init_scale`). Sweeps: `beta` (β × learning rate × seeds),
+# `init_scale` (‖βz₀‖ at two β), `p1` / `p1_control` (the collapse prediction), `p2` (learning time).
+
+# %% tags=["parameters"]
+profile = "ci"
+base = None
+sweeps = None
+extra = None
+
+# %%
+import numpy as np
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+from softgrad import analysis as A
+from softgrad.plots import save
+from softgrad.runs import notebook_params, run_params
+
+NB = "01_temperature"
+P = notebook_params(NB, profile, base, sweeps, extra)
+df = run_params(P)
+df["beta"] = df["param.beta"]
+z0 = df[df.epoch == 0].drop_duplicates("run_id").set_index("run_id")["train_logit_norm"]
+df["beta_z0"] = df["run_id"].map(z0) * df["beta"]  # ‖βz₀‖: β × mean initial logit norm (train set)
+print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+
+# %% [markdown]
+# ## Accuracy against β, one line per learning rate
+# A fixed learning rate η is not neutral across β: in logit space the step is ∝ ηβ². Each line is one η;
+# error bars are the std over seeds. The right panel is that std alone: the paper's claim is that small β
+# can peak higher but is more seed-sensitive.
+
+# %%
+sw = df[df.sweep == "beta"]
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+A.errorbars(ax, sw, "beta", "test_acc", hue="lr", logx=True, label=lambda v: f"η={v:g}")
+ax.set_ylim(0, 1)
+ax.legend(fontsize=8)
+ax.set_title("test accuracy vs β")
+s = A.summarize(sw, ["beta", "lr"])
+for lr, sub in s.reset_index().groupby("lr"):
+    ax2.plot(sub["beta"], sub["test_acc_std"], "o-", label=f"η={lr:g}")
+ax2.set_xscale("log")
+ax2.set_xlabel("beta")
+ax2.set_ylabel("std of test accuracy over seeds")
+ax2.legend(fontsize=8)
+save(fig, "01_beta_sweep", profile, NB)
+plt.show()
+best = s["test_acc_mean"].groupby(level="beta").max()
+print("best seed-mean test accuracy over η, per β:")
+print(best.round(4).to_string())
+beta_best = float(best.idxmax())
+at_best = s.loc[beta_best]
+glue("t_best_std", float(at_best.loc[at_best["test_acc_mean"].idxmax(), "test_acc_std"]), display=False)
+glue("t_best_beta", beta_best, display=False)
+glue("t_best_acc", float(best.max()), display=False)
+glue("t_ce_acc", float(best.get(1.0, np.nan)), display=False)
+glue("t_beta_range", float(best.max() - best.min()), display=False)
+
+# %% [markdown]
+# ## Accuracy against ‖βz₀‖
+# Same β, different initial logit scale. The paper: generalization depends only weakly on ‖βz₀‖.
+
+# %%
+sw = df[(df.sweep == "init_scale")]
+fig, ax = plt.subplots(figsize=(6, 4))
+f = A.final(sw)
+for b, sub in f.groupby("beta"):
+    g = sub.groupby("head_init_scale").agg(x=("beta_z0", "mean"), m=("test_acc", "mean"), s=("test_acc", "std"))
+    ax.errorbar(g["x"], g["m"], yerr=g["s"].fillna(0), marker="o", capsize=3, label=f"β={b:g}")
+ax.set_xscale("log")
+ax.set_xlabel("‖βz₀‖ (mean over training samples)")
+ax.set_ylabel("test_acc")
+ax.legend()
+save(fig, "01_init_scale", profile, NB)
+plt.show()
+si = A.summarize(sw, ["beta", "head_init_scale"])["test_acc_mean"]
+init_range = float(si.groupby(level="beta").agg(lambda v: v.max() - v.min()).max())
+print(f"largest accuracy range over ‖βz₀‖ at fixed β: {init_range:.4f}")
+glue("t_init_range", init_range, display=False)
+
+# %% [markdown]
+# ## Early-learning predictions (reconstructed; constants not checked against the paper)
+# **P1, collapse.** With $\eta=\tilde\eta/\beta^2$ and ‖βz₀‖ fixed (`head_init_scale` ∝ 1/β, bias-free
+# head), loss curves at different β should coincide. Control: the same β with one η and one init scale.
+# **P3.** The weights travel ∝ 1/β, so β·‖θ−θ₀‖ should be about constant across the collapsed runs.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+spread = {}
+for ax, name in zip(axes, ["p1", "p1_control"]):
+    sw = df[df.sweep == name]
+    A.curves(ax, sw, "train_loss", hue="beta", label=lambda v: f"β={v:g}")
+    m = sw.groupby(["beta", "epoch"])["train_loss"].mean().unstack("beta")
+    spread[name] = float((m.max(axis=1) - m.min(axis=1)).max())
+    ax.set_title(f"{name}: max spread across β = {spread[name]:.3f}")
+    ax.set_ylabel("training loss CE(βz)")
+    ax.legend(fontsize=8)
+save(fig, "01_p1_collapse", profile, NB)
+plt.show()
+fp1 = A.final(df[df.sweep == "p1"])
+travel = (fp1["beta"] * fp1["weight_dist"]).groupby(fp1["beta"]).mean()
+raw = fp1.groupby("beta")["weight_dist"].mean()
+cv = lambda v: float(v.std(ddof=0) / v.mean())
+print("β·‖θ−θ₀‖ by β:", travel.round(3).to_dict(), f" CV {cv(travel):.3f} (raw ‖θ−θ₀‖ CV {cv(raw):.3f})")
+glue("t_p1_spread", spread["p1"], display=False)
+glue("t_p1_control_spread", spread["p1_control"], display=False)
+glue("t_p3_cv", cv(travel), display=False)
+glue("t_p3_cv_raw", cv(raw), display=False)
+
+# %% [markdown]
+# **P2.** At small ‖βz₀‖ the time to learn should scale as 1/(ηβ²): slope 1 on a log-log plot of
+# epochs-to-threshold against 1/(ηβ²). **P4** (largest stable η ∝ 1/β²) is read off the β × η grid: the
+# largest η of the grid whose runs still learn (mean test accuracy > 0.5) — a decade grid, so coarse.
+
+# %%
+sw = df[df.sweep == "p2"].copy()
+thr = P["extra"].get("p2_threshold", 0.8)
+t = A.epochs_to(sw, "train_acc", thr)
+fp2 = A.final(sw).set_index("run_id")
+fp2["t"] = t
+fp2["inv"] = 1 / (fp2["lr"] * fp2["beta"] ** 2)
+slope = A.loglog_slope(fp2["inv"], fp2["t"])
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+for b, sub in fp2.groupby("beta"):
+    ax.loglog(sub["inv"], sub["t"], "o", label=f"β={b:g}")
+ax.set_xlabel("1/(ηβ²)")
+ax.set_ylabel(f"epochs to train acc {thr}")
+ax.set_title(f"P2: fitted slope {slope:.2f} (predicted 1)")
+ax.legend(fontsize=8)
+sb = A.summarize(df[df.sweep == "beta"], ["beta", "lr"])["test_acc_mean"].reset_index()
+stable = sb[sb.test_acc_mean > 0.5].groupby("beta")["lr"].max()
+slope4 = A.loglog_slope(stable.index, stable.values)
+ax2.loglog(stable.index, stable.values, "o-")
+ax2.set_xlabel("β")
+ax2.set_ylabel("largest η of the grid that learns")
+ax2.set_title(f"P4: fitted slope {slope4:.2f} (predicted −2)")
+save(fig, "01_p2_p4", profile, NB)
+plt.show()
+print(f"P2 slope {slope:.3f}; runs that never reached {thr}: {int(fp2['t'].isna().sum())} of {len(fp2)}")
+print(f"P4 slope {slope4:.3f} over β = {list(stable.index)}")
+glue("t_p2_slope", slope, display=False)
+glue("t_p4_slope", slope4, display=False)

@@ -1,0 +1,130 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Probability-dependent gradient decay
+#
+# $J_\beta=-\log\frac{e^{z_t}}{\sum_{i\ne t}e^{z_i}+\beta e^{z_t}}$ (Zhang, Xie & Chen), target gradient
+# $g_\beta(p)=(1-p)/(1-(1-\beta)p)$ in the plain softmax probability $p$. Small β keeps pushing confident
+# samples (a margin $-\ln\beta$); large β lets them go. Sweeps: `beta` (β × seeds, with per-sample
+# tracking), `warmup` (β rising from a small start). Confidence and calibration use the plain softmax.
+
+# %% tags=["parameters"]
+profile = "ci"
+base = None
+sweeps = None
+extra = None
+
+# %%
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+from softgrad import analysis as A
+from softgrad.plots import save
+from softgrad.runs import load_run, notebook_params, run_params
+
+NB = "02_gradient_decay"
+P = notebook_params(NB, profile, base, sweeps, extra)
+df = run_params(P)
+df["beta"] = df["param.beta"]
+print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+
+# %% [markdown]
+# ## Accuracy, ECE and MCE against β
+# The journal version's main claim: larger β improves calibration.
+
+# %%
+sw = df[df.sweep == "beta"]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+for ax, m in zip(axes, ["test_acc", "test_ece", "test_mce"]):
+    A.errorbars(ax, sw, "beta", m, logx=True)
+    ax.axvline(1.0, color="0.7", ls=":", lw=1)
+save(fig, "02_beta_sweep", profile, NB)
+plt.show()
+s = A.summarize(sw, ["beta"])
+print(s[["test_acc_mean", "test_acc_std", "test_ece_mean", "test_ece_std", "test_mce_mean"]].round(4).to_string())
+betas = s.index.to_numpy()
+rho_ece = A.pearson(np.log(betas), s["test_ece_mean"])
+glue("gd_rho_ece", rho_ece, display=False)
+glue("gd_ece_small", float(s["test_ece_mean"].iloc[0]), display=False)
+glue("gd_ece_large", float(s["test_ece_mean"].iloc[-1]), display=False)
+glue("gd_beta_small", float(betas[0]), display=False)
+glue("gd_beta_large", float(betas[-1]), display=False)
+glue("gd_best_beta", float(s["test_acc_mean"].idxmax()), display=False)
+glue("gd_acc_ce", float(s.loc[1.0, "test_acc_mean"]) if 1.0 in s.index else float("nan"), display=False)
+glue("gd_acc_best", float(s["test_acc_mean"].max()), display=False)
+print(f"correlation of log β with ECE over the sweep: {rho_ece:.3f}")
+
+# %% [markdown]
+# ## The curriculum plot
+# Training samples are split into hard / medium / easy terciles by their target probability under the
+# β = 1 (CE) model after the first epoch; each line is a group's mean $p_t$ over training, seed 0.
+# The paper's claim: small β behaves like a curriculum — easy samples become confident first and the hard
+# ones are attended to later.
+
+# %%
+tracked = {b: load_run(P["profile"], A.final(sw[(sw.beta == b) & (sw.seed == sw.seed.min())]).run_id.iloc[0])
+           for b in sorted(sw.beta.unique())}
+ref = np.asarray(tracked[1.0]["per_sample"]["pt"][1])
+groups = A.tercile_groups(ref)
+lo, hi = min(tracked), max(tracked)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+gap = {}
+for ax, b in zip(axes, [lo, hi]):
+    pt = np.asarray(tracked[b]["per_sample"]["pt"])  # (epochs + 1, samples)
+    for g, c in zip(["easy", "medium", "hard"], ["tab:green", "tab:orange", "tab:red"]):
+        ax.plot(np.arange(pt.shape[0]), pt[:, groups == g].mean(1), "o-", ms=3, color=c, label=g)
+    gap[b] = float(pt[1, groups == "easy"].mean() - pt[1, groups == "hard"].mean())
+    ax.set_title(f"β = {b:g}: easy − hard after epoch 1 = {gap[b]:.3f}")
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=8)
+axes[0].set_ylabel("mean target probability $p_t$ (train)")
+save(fig, "02_curriculum", profile, NB)
+plt.show()
+glue("gd_gap_small", gap[lo], display=False)
+glue("gd_gap_large", gap[hi], display=False)
+
+# %% [markdown]
+# ## Reliability diagrams (test set, final epoch, seed 0)
+
+# %%
+fig, axes = plt.subplots(1, len(tracked), figsize=(3.2 * len(tracked), 3.2), sharey=True)
+for ax, (b, r) in zip(np.atleast_1d(axes), tracked.items()):
+    A.reliability_plot(ax, r["reliability"], f"β={b:g}")
+    ax.set_title(f"β = {b:g}, ECE {r['final']['test_ece']:.3f}")
+save(fig, "02_reliability", profile, NB)
+plt.show()
+
+# %% [markdown]
+# ## Warm-up against fixed β
+# β rises from `warmup_start` to the target over `warmup_epochs` (linear or log-linear; the paper gives no
+# schedule, so both are swept). Compared with fixed small and fixed target β from the `beta` sweep.
+
+# %%
+wu = A.final(df[df.sweep == "warmup"])
+wu["setting"] = wu.apply(lambda r: f"warm-up {r.warmup_shape} {r.warmup_start:g}→{r.beta:g} in {r.warmup_epochs:g} ep",
+                         axis=1)
+fixed = A.final(sw[sw.beta.isin(set(wu.warmup_start) | set(wu.beta))]).copy()  # its endpoints, held fixed
+fixed["setting"] = fixed.beta.map(lambda b: f"fixed β={b:g}")
+both = pd.concat([fixed, wu])
+t = both.groupby("setting")[["test_acc", "test_ece", "test_nll"]].agg(["mean", "std"]).round(4)
+print(t.to_string())
+fig, ax = plt.subplots(figsize=(7, 3.5))
+m = both.groupby("setting")[["test_acc", "test_ece"]].agg(["mean", "std"])
+ax.errorbar(m[("test_ece", "mean")], m[("test_acc", "mean")], xerr=m[("test_ece", "std")],
+            yerr=m[("test_acc", "std")], fmt="o", capsize=3)
+for name, row in m.iterrows():
+    ax.annotate(name, (row[("test_ece", "mean")], row[("test_acc", "mean")]), fontsize=7)
+ax.set_xlabel("test ECE")
+ax.set_ylabel("test accuracy")
+save(fig, "02_warmup", profile, NB)
+plt.show()
+glue("gd_warmup_best_acc", float(wu.groupby("setting").test_acc.mean().max()), display=False)
+glue("gd_fixed_best_acc", float(fixed.groupby("setting").test_acc.mean().max()), display=False)
