@@ -36,9 +36,11 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
+DEVICE := $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 bench: setup
-	LD_PRELOAD=$(TCMALLOC) $(PY) benchmarks/losses.py --json benchmarks/results/losses_cpu.json
-	$(PY) benchmarks/train.py --json benchmarks/results/train_cpu.json
+	LD_PRELOAD=$(TCMALLOC) $(PY) benchmarks/losses.py --device $(DEVICE) --json benchmarks/results/losses_$(DEVICE).json
+	$(PY) benchmarks/train.py --json benchmarks/results/train_$(DEVICE).json
+	$(PY) benchmarks/throughput.py --json benchmarks/results/throughput_$(DEVICE).json
 
 clean-book:
 	rm -rf book/_build book/_generated

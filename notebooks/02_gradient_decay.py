@@ -60,6 +60,8 @@ glue("gd_beta_large", float(betas[-1]), display=False)
 glue("gd_best_beta", float(s["test_acc_mean"].idxmax()), display=False)
 glue("gd_acc_ce", float(s.loc[1.0, "test_acc_mean"]) if 1.0 in s.index else float("nan"), display=False)
 glue("gd_acc_best", float(s["test_acc_mean"].max()), display=False)
+glue("gd_acc_best_std", float(s.loc[s["test_acc_mean"].idxmax(), "test_acc_std"]), display=False)
+glue("gd_acc_ce_std", float(s.loc[1.0, "test_acc_std"]) if 1.0 in s.index else float("nan"), display=False)
 print(f"correlation of log β with ECE over the sweep: {rho_ece:.3f}")
 
 # %% [markdown]

@@ -52,6 +52,11 @@ def yes(cond, partly=False):
     return "reproduced" if cond else ("partly" if partly else "not reproduced")
 
 
+def beats(a, a_std, b, b_std):
+    """a beats b by more than the larger seed std (the book's rule for 'improves on')."""
+    return a - b > max(a_std, b_std)
+
+
 gain = g["t_best_acc"] - g["t_ce_acc"]
 claim("Temperature", "generalization depends strongly on β, weakly on ‖βz₀‖",
       f"acc range over β {g['t_beta_range']:.3f}; over ‖βz₀‖ at fixed β {g['t_init_range']:.3f}",
@@ -85,17 +90,20 @@ claim("Gradient decay", "small β acts as a curriculum (easy samples first)",
       f"easy − hard p_t after epoch 1: {g['gd_gap_small']:.3f} (small β) vs {g['gd_gap_large']:.3f} (large β)",
       "gap(small β) > gap(large β)", yes(g["gd_gap_small"] > g["gd_gap_large"]))
 claim("Gradient decay", "generalization depends on β; β ≠ 1 can beat CE",
-      f"best β = {g['gd_best_beta']:g}: {g['gd_acc_best']:.4f} vs β = 1: {g['gd_acc_ce']:.4f}",
-      "best β ≠ 1", yes(g["gd_best_beta"] != 1.0))
+      f"best β = {g['gd_best_beta']:g}: {g['gd_acc_best']:.4f} ± {g['gd_acc_best_std']:.4f} vs β = 1: "
+      f"{g['gd_acc_ce']:.4f} ± {g['gd_acc_ce_std']:.4f}", "best β ≠ 1, ahead by > 1 seed std",
+      yes(g["gd_best_beta"] != 1.0 and beats(g["gd_acc_best"], g["gd_acc_best_std"], g["gd_acc_ce"], g["gd_acc_ce_std"]),
+          partly=g["gd_best_beta"] != 1.0))
 claim("Gradient decay", "β warm-up beats a fixed β",
       f"best warm-up {g['gd_warmup_best_acc']:.4f} vs best fixed endpoint {g['gd_fixed_best_acc']:.4f}",
       "warm-up > fixed", yes(g["gd_warmup_best_acc"] > g["gd_fixed_best_acc"]))
 
 claim("Noisy Softmax", "annealed noise (α ≈ 0.1) improves on softmax; large α hurts",
-      f"best α = {g['ns_best_alpha']:g}: {g['ns_acc_best']:.4f}; softmax {g['ns_acc_softmax']:.4f}; "
-      f"α = {g['ns_largest_alpha']:g}: {g['ns_acc_largest']:.4f}",
-      "best α > 0 and largest α < softmax",
-      yes(g["ns_best_alpha"] > 0 and g["ns_acc_largest"] < g["ns_acc_softmax"],
+      f"best α = {g['ns_best_alpha']:g}: {g['ns_acc_best']:.4f} ± {g['ns_acc_best_std']:.4f}; softmax "
+      f"{g['ns_acc_softmax']:.4f} ± {g['ns_acc_softmax_std']:.4f}; α = {g['ns_largest_alpha']:g}: {g['ns_acc_largest']:.4f}",
+      "best α > 0 ahead by > 1 seed std, and largest α < softmax",
+      yes(g["ns_best_alpha"] > 0 and beats(g["ns_acc_best"], g["ns_acc_best_std"], g["ns_acc_softmax"],
+                                           g["ns_acc_softmax_std"]) and g["ns_acc_largest"] < g["ns_acc_softmax"],
           partly=g["ns_acc_largest"] < g["ns_acc_softmax"]))
 claim("Noisy Softmax", "noise postpones saturation (larger gradients late in training)",
       f"last-epoch grad norm, Noisy / softmax = {g['ns_gradnorm_ratio']:.2f}", "ratio > 1", yes(g["ns_gradnorm_ratio"] > 1))
@@ -104,18 +112,26 @@ claim("Noisy Softmax", "negative noise −σ|ξ| is worse than softmax",
       yes(g["ns_acc_negative"] < g["ns_acc_softmax"]))
 
 claim("SGT", "SGT(α) trains exactly like temperature-scaled CE (derived identity)",
-      f"max |Δ train CE| {g['sgt_match_dnll']:.1e}, max |Δ test acc| {g['sgt_match_dacc']:.4f}",
-      "|Δ CE| < 1e-4", yes(g["sgt_match_dnll"] < 1e-4), "two code paths, same data and seeds")
+      f"max |Δ train CE| after epoch 1: {g['sgt_match_dnll_e1']:.1e}; over all epochs {g['sgt_match_dnll']:.1e}; "
+      f"max |Δ test acc| {g['sgt_match_dacc']:.4f}",
+      "|Δ CE| after epoch 1 < 1e-4 (later epochs amplify float rounding)", yes(g["sgt_match_dnll_e1"] < 1e-4),
+      "two code paths, same data and seeds; the gradient identity itself is tested to 1e-12 in tests/")
 claim("SGT", "final training CE rises as α falls, while the logit norm grows",
       f"corr(log α, train CE) = {g['sgt_rho_ce']:.2f}; corr(log α, logit norm) = {g['sgt_rho_norm']:.2f}",
       "both corr < 0", yes(g["sgt_rho_ce"] < 0 and g["sgt_rho_norm"] < 0, partly=g["sgt_rho_norm"] < 0))
 claim("SGT", "ImageNet ResNet-50: 75.97 → 76.49 top-1 (α = 0.05, step)", "—", "—", "not testable here",
       "ImageNet-1K, 100 epochs on 4 GPUs")
-claim("SGT", "small α improves on CE", f"best α = {g['sgt_best_alpha']:g}: {g['sgt_acc_best']:.4f} vs CE {g['sgt_acc_ce']:.4f}",
-      "best α < 1", yes(g["sgt_best_alpha"] < 1.0))
+claim("SGT", "small α improves on CE",
+      f"best α = {g['sgt_best_alpha']:g}: {g['sgt_acc_best']:.4f} ± {g['sgt_acc_best_std']:.4f} vs CE "
+      f"{g['sgt_acc_ce']:.4f} ± {g['sgt_acc_ce_std']:.4f}", "best α < 1, ahead by > 1 seed std",
+      yes(g["sgt_best_alpha"] < 1.0 and beats(g["sgt_acc_best"], g["sgt_acc_best_std"], g["sgt_acc_ce"], g["sgt_acc_ce_std"]),
+          partly=g["sgt_best_alpha"] < 1.0))
 
-claim("AS-Softmax", "AS-Softmax beats softmax", f"best δ = {g['as_best_delta']:g}: {g['as_acc_best']:.4f} vs CE {g['as_acc_ce']:.4f}",
-      "best δ < 1 and above CE", yes(g["as_best_delta"] < 1 and g["as_acc_best"] > g["as_acc_ce"]),
+claim("AS-Softmax", "AS-Softmax beats softmax",
+      f"best δ = {g['as_best_delta']:g}: {g['as_acc_best']:.4f} ± {g['as_acc_best_std']:.4f} vs CE "
+      f"{g['as_acc_ce']:.4f} ± {g['as_acc_ce_std']:.4f}", "best δ < 1, ahead by > 1 seed std",
+      yes(g["as_best_delta"] < 1 and beats(g["as_acc_best"], g["as_acc_best_std"], g["as_acc_ce"], g["as_acc_ce_std"]),
+          partly=g["as_best_delta"] < 1 and g["as_acc_best"] > g["as_acc_ce"]),
       setup + "; the paper's results are text classification with BERT")
 claim("AS-Speed", "≈1.2× faster training at equal quality",
       f"{g['as_speed_speedup']:.2f}× wall clock, {g['as_speed_step_ratio']:.2f}× fewer optimizer steps; "

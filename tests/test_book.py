@@ -30,6 +30,7 @@ CHAPTERS = {  # page -> (needs math, needs figures)
     "05_adaptive_sparse.html": (True, False), "_generated/05_adaptive_sparse.html": (False, True),
     "_generated/06_head_to_head.html": (False, True),
     "_generated/07_paper_claims.html": (False, False),
+    "_generated/08_cost.html": (False, True),
     "references.html": (False, False),
 }
 

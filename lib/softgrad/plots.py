@@ -27,7 +27,7 @@ def figure_dir(profile: str) -> Path:
 def save(fig, name: str, profile: str, notebook: str) -> Path:
     """Stamp ``fig`` with its source (notebook, profile, commit) and save it as PNG."""
     commit = provenance()["git_commit"][:10]
-    fig.text(0.99, 0.005, f"softgrad {notebook} · profile {profile} · commit {commit}", ha="right", va="bottom",
+    fig.text(0.99, -0.01, f"softgrad {notebook} · profile {profile} · commit {commit}", ha="right", va="top",
              fontsize=6, color="0.5")
     path = figure_dir(profile) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -1,0 +1,146 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · What each method costs
+#
+# Three measurements, each from a benchmark script whose raw output is kept in `benchmarks/results/`
+# (`make bench`): the loss benchmark (`benchmarks/losses.py`: forward + backward as a ratio to
+# `F.cross_entropy`, and on CUDA to the bytes floor), the trainer benchmarks (`benchmarks/train.py`,
+# `benchmarks/throughput.py`), and AS-Speed's speed-up from chapter 05. A device whose JSON is absent was
+# not measured. The last section turns the measured throughput into a compute estimate for the `paper`
+# profile.
+
+# %% tags=["parameters"]
+profile = "ci"
+base = None
+sweeps = None
+extra = None
+
+# %%
+import json
+
+import pandas as pd
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+from softgrad.analysis import read_glue
+from softgrad.config import expand, load_params
+from softgrad.plots import COLORS, save
+from softgrad.runs import REPO_ROOT, notebook_params
+
+NB = "08_cost"
+P = notebook_params(NB, profile, base, sweeps, extra)
+res = REPO_ROOT / "benchmarks" / "results"
+
+
+def load(pattern):
+    out = []
+    for f in sorted(res.glob(pattern)):
+        d = json.loads(f.read_text())
+        out += [{**r, "file": f.name} for r in (d["rows"] if isinstance(d, dict) else d)]
+    return pd.DataFrame(out)
+
+
+losses, trainer, thr = load("losses_*.json"), load("train_*.json"), load("throughput_*.json")
+print("benchmark files:", sorted(p.name for p in res.glob("*.json")))
+print("devices measured:", sorted(set(losses.get("device", [])) | set(trainer.get("device", [])) | set(thr.get("device", []))))
+
+# %% [markdown]
+# ## Loss cost: forward + backward relative to `F.cross_entropy` (median over repeats, same run)
+
+# %%
+if len(losses):
+    fig, axes = plt.subplots(1, losses.device.nunique(), figsize=(7 * losses.device.nunique(), 3.8), squeeze=False)
+    for ax, (dev, sub) in zip(axes[0], losses.groupby("device")):
+        sub = sub[sub.loss != "F.cross_entropy"]
+        piv = sub.assign(shape=sub.N.astype(str) + "×" + sub.C.astype(str)).pivot(index="loss", columns="shape",
+                                                                               values="ratio_to_ce")
+        piv.plot.barh(ax=ax, logx=True)
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("time / F.cross_entropy (log)")
+        ax.set_title(f"{dev}: loss forward+backward")
+        ax.legend(fontsize=7, title="N×C")
+    save(fig, "08_loss_cost", profile, NB)
+    plt.show()
+    big = losses[(losses.C == losses.C.max()) & (losses.device == "cpu")].set_index("loss")["ratio_to_ce"]
+    print(big.round(2).to_string())
+else:
+    print("no loss benchmark results: run `make bench`")
+
+# %% [markdown]
+# ## Trainer throughput
+
+# %%
+if len(trainer):
+    t = trainer.set_index(["device", "model"])[["softgrad", "hand_loop", "dataloader", "vs_hand", "vs_dataloader"]]
+    print(t.round(2).to_string())
+    fig, ax = plt.subplots(figsize=(7, 3))
+    t[["vs_hand", "vs_dataloader"]].plot.barh(ax=ax)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("softgrad samples/s ÷ baseline")
+    save(fig, "08_trainer", profile, NB)
+    plt.show()
+if len(thr):
+    print(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]]
+          .round(2).to_string(index=False))
+
+# %% [markdown]
+# ## AS-Speed against the paper's 1.2× claim (chapter 05, this profile)
+
+# %%
+g = read_glue(REPO_ROOT / "outputs" / P["profile"] / "notebooks" / "05_adaptive_sparse.ipynb")
+fig, ax = plt.subplots(figsize=(6, 2.2))
+ax.barh(["optimizer steps saved", "wall-clock speed-up"], [g["as_speed_step_ratio"], g["as_speed_speedup"]],
+        color=COLORS["as_softmax"], alpha=0.7)
+ax.axvline(1.2, color="k", ls="--", lw=0.8, label="paper: 1.2×")
+ax.axvline(1.0, color="0.5", lw=0.8)
+ax.legend(fontsize=8)
+save(fig, "08_as_speed", profile, NB)
+plt.show()
+print(f"AS-Speed: {g['as_speed_step_ratio']:.2f}× fewer optimizer steps, {g['as_speed_speedup']:.2f}× wall clock")
+
+# %% [markdown]
+# ## Compute estimate for the `paper` profile
+# Sample-epochs of every run in `params/paper/*.yaml` (training-set sizes of the torchvision datasets),
+# divided by the measured throughput of that model on each measured device. Evaluation passes and data
+# loading are not counted, so these are lower bounds.
+
+# %%
+TRAIN_SIZE = P["extra"]["train_size"]
+rows = []
+for f in sorted((REPO_ROOT / "params" / "paper").glob("0[0-9]_*.yaml")):
+    p = load_params(f)
+    cfgs = [c for s in p["sweeps"].values() for c in expand(p["base"], s)]
+    uniq = {json.dumps(c.to_dict(), sort_keys=True): c for c in cfgs}.values()
+    for c in uniq:
+        rows.append({"notebook": f.stem, "model": c.model, "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)})
+    if p["extra"].get("final_seeds"):  # 06: each method's winner per dataset, retrained with every final seed
+        for s in p["sweeps"].values():
+            firsts = {c.dataset: c for c in reversed(expand(p["base"], s))}
+            for c in firsts.values():
+                rows += [{"notebook": f.stem, "model": c.model,
+                          "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)}] * len(p["extra"]["final_seeds"])
+plan = pd.DataFrame(rows)
+if len(plan) and len(thr):
+    est = []
+    for (nb, model), sub in plan.groupby(["notebook", "model"]):
+        for _, r in thr[thr.model == model].iterrows():
+            est.append({"notebook": nb, "device": r["device"], "runs": len(sub),
+                        "hours": sub.sample_epochs.sum() / r["softgrad_samples_per_s"] / 3600})
+    est = pd.DataFrame(est).groupby(["notebook", "device"]).agg(runs=("runs", "sum"), hours=("hours", "sum"))
+    print(est.round(1).to_string())
+    total = est.groupby(level="device").hours.sum()
+    for dev, h in total.items():
+        glue(f"cost_paper_hours_{dev}", float(h), display=False)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    est.hours.unstack("device").plot.barh(ax=ax, logx=True)
+    ax.set_xlabel("device-hours (lower bound, from measured throughput)")
+    save(fig, "08_paper_hours", profile, NB)
+    plt.show()
+    print("no CUDA throughput measured yet" if "cuda" not in set(thr.device) else "")
