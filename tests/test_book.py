@@ -62,7 +62,7 @@ def test_chapter_renders_with_figures_and_equations(book, page):
     needs_math, needs_figs = CHAPTERS[page]
     if needs_math:
         assert html.count("<mjx-container") >= 3, f"{page}: MathJax did not typeset the equations"
-        assert "mjx-merror" not in html, f"{page}: MathJax reported a TeX error"
+        assert "<mjx-merror" not in html, f"{page}: MathJax reported a TeX error"
     imgs = [s for s in re.findall(r'<img[^>]+src="([^"]+)"', html) if s.endswith(".png") or s.startswith("data:")]
     if needs_figs:
         assert imgs, f"{page}: no figures"

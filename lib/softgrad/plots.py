@@ -7,7 +7,12 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: notebooks and CI have no display
+import sys  # noqa: E402
+
+if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
+    # headless scripts and CI: no display. Inside a kernel keep its inline backend, so plt.show()
+    # embeds each figure in the executed notebook (and so in the book).
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .runs import REPO_ROOT, provenance  # noqa: E402
