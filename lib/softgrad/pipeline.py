@@ -153,7 +153,7 @@ def build_book(profile: str) -> int:
     if figs.exists():
         shutil.copytree(figs, gen / "figures")
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    return subprocess.call([jb, "build", str(REPO_ROOT / "book"), "--warningiserror", "--keep-going"], cwd=REPO_ROOT)
+    return subprocess.call([jb, "build", str(REPO_ROOT / "book"), "--all", "--warningiserror", "--keep-going"], cwd=REPO_ROOT)
 
 
 def main(argv=None) -> int:
