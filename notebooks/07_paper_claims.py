@@ -59,7 +59,8 @@ def beats(a, a_std, b, b_std):
 
 gain = g["t_best_acc"] - g["t_ce_acc"]
 claim("Temperature", "generalization depends strongly on β, weakly on ‖βz₀‖",
-      f"acc range over β {g['t_beta_range']:.3f}; over ‖βz₀‖ at fixed β {g['t_init_range']:.3f}",
+      f"acc range over β {g['t_beta_range']:.3f}; over ‖βz₀‖ at fixed β {g['t_init_range']:.3f} "
+      f"(runs that trained; {g['t_init_failed']} of {g['t_init_runs']} did not)",
       "β range > 2 × ‖βz₀‖ range", yes(g["t_beta_range"] > 2 * g["t_init_range"],
                                        partly=g["t_beta_range"] > g["t_init_range"]))
 claim("Temperature", "tuning β in 1e-2..1e1 improves on β = 1",
