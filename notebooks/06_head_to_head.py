@@ -42,11 +42,12 @@ best = A.best_settings(sel, ["dataset", "method"], ["setting"], metric="test_acc
 print(f"selection: {sel.run_id.nunique()} runs on validation splits")
 
 # %%
-finals = [A.config_from_row(r, val_fraction=0.0, seed=s) for _, r in best.iterrows() for s in P["extra"]["final_seeds"]]
-method_of = {}
-for (_, r) in best.iterrows():
+finals, method_of = [], {}
+for _, r in best.iterrows():
     for s in P["extra"]["final_seeds"]:
-        method_of[config_id(A.config_from_row(r, val_fraction=0.0, seed=s))] = r["method"]
+        c = A.config_from_row(r, val_fraction=0.0, seed=s)
+        finals.append(c)
+        method_of[config_id(c)] = r["method"]
 res = A.final(run_configs(finals, P["profile"], desc="final"))
 res["method"] = res["run_id"].map(method_of)
 

@@ -21,9 +21,17 @@ from pathlib import Path
 from .config import Config, config_id
 from .runs import atomic_write_json, run_one
 
-__all__ = ["EXECUTORS", "run_grid"]
+__all__ = ["EXECUTORS", "check_executor", "run_grid"]
 
 EXECUTORS = ("local", "processes", "ray")
+
+
+def check_executor(executor: str, workers: int | None = None) -> None:
+    """Fail early, naming the parameter and the allowed values."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
 
 
 def _todo(configs: list[Config], out: Path) -> list[Config]:
@@ -46,10 +54,7 @@ def run_grid(configs: list[Config], out: Path, executor: str = "local", workers:
              address: str | None = None, gpus_per_run: float | None = None, progress: bool = True,
              desc: str = "runs") -> list[dict]:
     """Run (or load) ``configs`` with ``executor``; returns their results in the order given."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    check_executor(executor, workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if executor == "local":

@@ -119,10 +119,9 @@ def run_params(params: dict | str | Path, sweeps: list[str] | None = None, overr
     Every config of every selected sweep is built (and so validated) before any training starts.
     ``executor``: 'local' (sequential), 'processes' or 'ray' (see :mod:`softgrad.executors`).
     """
-    from .executors import EXECUTORS, run_grid
+    from .executors import check_executor, run_grid
 
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    check_executor(executor, workers)  # before any training
     p = load_params(params) if isinstance(params, (str, Path)) else validate_params(params)
     progress = default_progress() if progress is None else progress
     names = sweeps or list(p["sweeps"]) or [None]

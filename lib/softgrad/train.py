@@ -63,14 +63,18 @@ def prepare_data(cfg: Config) -> Dataset:
     return ds
 
 
-def reliability_bins(conf: Tensor, correct: Tensor, bins: int = 15) -> dict:
-    """Per-bin ``count``, mean ``conf`` and ``acc`` (None for empty bins) for a reliability diagram."""
+def _bin_sums(conf: Tensor, correct: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per equal-width confidence bin ((b-1)/bins, b/bins]: sample count, sum of confidence, sum of correct."""
     # a diverged model has nan confidences: count them in the lowest bin instead of failing the run
     conf, correct = conf.double().cpu().nan_to_num(0.0).clamp(0, 1), correct.double().cpu()
     idx = (conf * bins).ceil().clamp(1, bins).long() - 1
-    n = torch.bincount(idx, minlength=bins).double()
-    s_conf = torch.bincount(idx, conf, minlength=bins)
-    s_acc = torch.bincount(idx, correct, minlength=bins)
+    return (torch.bincount(idx, minlength=bins).double(), torch.bincount(idx, conf, minlength=bins),
+            torch.bincount(idx, correct, minlength=bins))
+
+
+def reliability_bins(conf: Tensor, correct: Tensor, bins: int = 15) -> dict:
+    """Per-bin ``count``, mean ``conf`` and ``acc`` (None for empty bins) for a reliability diagram."""
+    n, s_conf, s_acc = _bin_sums(conf, correct, bins)
     return {"count": n.long().tolist(),
             "conf": [round(float(c / k), 6) if k else None for c, k in zip(s_conf, n)],
             "acc": [round(float(a / k), 6) if k else None for a, k in zip(s_acc, n)]}
@@ -82,12 +86,7 @@ def calibration(conf: Tensor, correct: Tensor, bins: int = 15) -> tuple[float, f
     ``ECE = sum_b |B_b|/n |acc(B_b) - conf(B_b)|``, ``MCE = max_b |acc(B_b) - conf(B_b)|`` over
     non-empty bins; bin b holds confidences in ``((b-1)/bins, b/bins]``.
     """
-    # a diverged model has nan confidences: count them in the lowest bin instead of failing the run
-    conf, correct = conf.double().cpu().nan_to_num(0.0).clamp(0, 1), correct.double().cpu()
-    idx = (conf * bins).ceil().clamp(1, bins).long() - 1
-    n = torch.bincount(idx, minlength=bins).double()
-    s_conf = torch.bincount(idx, conf, minlength=bins)
-    s_acc = torch.bincount(idx, correct, minlength=bins)
+    n, s_conf, s_acc = _bin_sums(conf, correct, bins)
     nz = n > 0
     gap = (s_acc[nz] / n[nz] - s_conf[nz] / n[nz]).abs()
     return float((n[nz] / n.sum() * gap).sum()), float(gap.max()) if nz.any() else 0.0
