@@ -80,11 +80,14 @@ glue("gd01_easy_weight", float(table.loc["gradient decay β=0.1", "easy p=0.9"])
 
 # %% [markdown]
 # ## SPEC's identities, numerically
-# Max-abs difference in float64 on random logits; all should be at rounding level (< 1e-12).
+# Max-abs difference in float64 on random logits; every identity must hold to < 1e-12 (rounding level: the
+# exact error differs between torch versions and CPUs, so only the bound is printed).
 
 # %%
+TOL = 1e-12
 errors = L.identity_errors(num_classes=C)
 for k, v in errors.items():
-    print(f"{k:60s} {'ok' if v < 1e-12 else 'FAIL'}  (max err < 1e-12: {v < 1e-12})")
-glue("identity_max_err", max(errors.values()), display=False)
-assert max(errors.values()) < 1e-12
+    print(f"{k:60s} {'ok' if v < TOL else 'FAIL'}  (max err < {TOL:g}: {v < TOL})")
+glue("identity_count", len(errors), display=False)
+glue("identity_tol", TOL, display=False)
+assert max(errors.values()) < TOL

@@ -217,8 +217,13 @@ def test_grid_expansion_and_loss_params_lists():
     cfgs = C.expand({"epochs": 1, "seeds": [0, 1]}, {"loss": "gradient_decay", "loss_params": {"beta": [0.1, 1.0, 10.0]}})
     assert len(cfgs) == 6 and {c.loss_params["beta"] for c in cfgs} == {0.1, 1.0, 10.0}
     assert len({C.config_id(c) for c in cfgs}) == 6
-    # a sweep that switches loss does not inherit the base's loss parameters
+    # a sweep that switches loss does not inherit the base's loss parameters, even when it gives its own
     assert C.expand({"loss": "sgt", "loss_params": {"alpha": 0.5}}, {"loss": "ce"})[0].loss_params == {}
+    got = C.expand({"loss": "temperature", "loss_params": {"beta": 2.0}}, {"loss": "sgt", "loss_params": {"alpha": 0.5}})
+    assert got[0].loss_params == {"alpha": 0.5}
+    # the same loss: parameters merge
+    got = C.expand({"loss": "sgt", "loss_params": {"alpha": 0.5}}, {"loss_params": {"label_smoothing": 0.1}})
+    assert got[0].loss_params == {"alpha": 0.5, "label_smoothing": 0.1}
 
 
 def test_cli_validate_fails_before_training(tmp_path):
@@ -281,11 +286,21 @@ def test_run_one_caches_and_leaves_no_partial_file_after_crash(tmp_path):
     assert res["history"][-1]["epoch"] == 2
 
 
-def test_run_many_keeps_going_after_a_failure(tmp_path):
-    good, bad = tiny(epochs=1), tiny(epochs=1, model="lenet5")  # lenet5 on vectors fails at build time
-    with pytest.raises(RuntimeError, match="1 of 2 runs failed"):
-        R.run_many([bad, good], tmp_path, progress=False)
-    assert (tmp_path / f"{C.config_id(good)}.json").exists()
+def broken_mnist_root(tmp_path) -> Path:
+    """A data root whose MNIST files are corrupt: configs validate, the run fails when it loads them."""
+    raw = tmp_path / "broken" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"not an idx file")
+    return tmp_path / "broken"
+
+
+def test_run_grid_keeps_going_after_a_failure_and_names_it(tmp_path):
+    good = tiny(epochs=1)
+    bad = C.Config(dataset="mnist10k", data_root=str(broken_mnist_root(tmp_path)), epochs=1, threads=1)
+    with pytest.raises(R.RunFailures, match=rf"1 of 2 runs failed.*run {C.config_id(bad)}: ValueError"):
+        R.run_grid([bad, good], tmp_path / "runs", progress=False)
+    assert (tmp_path / "runs" / f"{C.config_id(good)}.json").exists()
 
 
 def test_as_speed_takes_fewer_optimizer_steps():

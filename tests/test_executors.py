@@ -8,7 +8,7 @@ import os
 import pytest
 
 from softgrad import config as C
-from softgrad.executors import run_grid
+from softgrad.runs import RunFailures, run_grid
 
 TIMING = ("epoch_time", "samples_per_s", "train_time")
 
@@ -67,7 +67,12 @@ def test_ray_equals_local_and_reruns_only_missing(ray_local, reference, tmp_path
 
 
 def test_ray_one_failure_keeps_the_others(ray_local, tmp_path):
-    good, bad = tiny(seed=5), tiny(seed=6, model="lenet5")  # lenet5 on vectors fails when built
-    with pytest.raises(RuntimeError, match="1 of 2 runs failed"):
+    raw = tmp_path / "broken" / "MNIST" / "raw"  # corrupt data: the config validates, the run fails
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"not an idx file")
+    good = tiny(seed=5)
+    bad = C.Config(dataset="mnist10k", data_root=str(tmp_path / "broken"), epochs=1, threads=1)
+    with pytest.raises(RunFailures, match="1 of 2 runs failed"):
         run_grid([bad, good], tmp_path, executor="ray", progress=False)
     assert json.loads((tmp_path / f"{C.config_id(good)}.json").read_text())["config"]["seed"] == 5

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError, expand, load_params, parse_set
+from .config import MAX_RUNS, ConfigError, load_params, parse_set
+from .runs import RunFailures
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="softgrad", description="softgrad experiment runner")
+    ap.add_argument("--debug", action="store_true", help="show Python tracebacks instead of one-line errors")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run (or load cached) every config of a parameter file")
     r.add_argument("params")
@@ -27,29 +29,51 @@ def main(argv=None) -> int:
     r.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or auto)")
     v = sub.add_parser("validate", help="check parameter files without training")
     v.add_argument("params", nargs="+")
+    for p in (r, v):
+        p.add_argument("--allow-large-grid", action="store_true",
+                       help=f"allow more than {MAX_RUNS} runs in one invocation")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     try:
-        if a.cmd == "validate":
-            for path in a.params:
-                p = load_params(path)
-                n = sum(len(expand(p["base"], s)) for s in p["sweeps"].values()) or len(expand(p["base"]))
-                print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r})")
-            return 0
-        from .runs import run_params
-
-        p = load_params(a.params)
-        if a.profile:
-            p["profile"] = a.profile
-        # run_params builds (and so validates) every config of every sweep before any training
-        df = run_params(p, sweeps=a.sweep, overrides=parse_set(a.set), progress=not a.quiet, executor=a.executor,
-                        workers=a.workers, address=a.address)
-        fin = df[df["final"]]
-        cols = [c for c in ("sweep", "loss", "seed", "test_acc", "test_nll", "test_ece") if c in fin]
-        print(fin[cols].to_string(index=False))
-        return 0
-    except (ConfigError, ValueError) as e:
+        return _dispatch(a)
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as e:  # user error: one line, exit 2
+        if a.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunFailures as e:  # each failure was reported as it happened; the others are saved
+        if a.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are saved and an interrupted run resumes from its last epoch; "
+              "run the same command again", file=sys.stderr)
+        return 130
+
+
+def _dispatch(a) -> int:
+    from .runs import plan_params, run_params
+
+    if a.cmd == "validate":
+        for path in a.params:
+            p = load_params(path, allow_large=a.allow_large_grid)
+            n = sum(len(c) for _, c in plan_params(p, allow_large=a.allow_large_grid))
+            print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r})")
+        return 0
+    p = load_params(a.params, allow_large=a.allow_large_grid)
+    if a.profile:
+        p["profile"] = a.profile
+    # run_params builds (and so validates) every config of every sweep before any training
+    df = run_params(p, sweeps=a.sweep, overrides=parse_set(a.set), progress=not a.quiet, executor=a.executor,
+                    workers=a.workers, address=a.address, allow_large=a.allow_large_grid)
+    if df.empty:
+        print(f"{a.params}: nothing to train (no base settings and no sweeps)")
+        return 0
+    fin = df[df["final"]]
+    cols = [c for c in ("sweep", "loss", "seed", "test_acc", "test_nll", "test_ece") if c in fin]
+    print(fin[cols].to_string(index=False))
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .config import Config, from_dict
 
-__all__ = ["final", "summarize", "errorbars", "curves", "epochs_to", "best_settings", "config_from_row",
+__all__ = ["quantize", "final", "summarize", "errorbars", "curves", "epochs_to", "best_settings", "config_from_row",
            "pearson", "tercile_groups", "read_glue", "reliability_plot", "fmt_pm", "loglog_slope"]
 
 METRICS = ("test_acc", "test_nll", "test_ece", "test_mce", "train_time")
@@ -134,6 +134,18 @@ def tercile_groups(values) -> np.ndarray:
     v = np.asarray(values, float)
     lo, hi = np.quantile(v, [1 / 3, 2 / 3])
     return np.where(v <= lo, "hard", np.where(v <= hi, "medium", "easy"))
+
+
+def quantize(x: float, floor: float, digits: int = 2) -> float:
+    """``x`` at the precision that can be evidence, for glued and compared output.
+
+    0.0 below ``floor`` (rounding level: it differs between torch versions, CPUs and thread counts, and
+    must not make a golden fail), else ``x`` rounded to ``digits`` significant digits.
+    """
+    x = float(x)
+    if not math.isfinite(x) or abs(x) < floor:
+        return 0.0 if math.isfinite(x) else x
+    return float(f"{x:.{digits - 1}e}")
 
 
 def read_glue(path) -> dict:

@@ -23,10 +23,12 @@ the allowed values, before any training starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 import math
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,16 +36,24 @@ from typing import Any
 import yaml
 
 from . import losses as _losses
-from .data import DATASETS
+from .data import DATASETS, dataset_shape
 
-__all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS"]
+__all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
+           "check_grid_size", "effective_threads"]
 
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 WARMUPS = ("none", "beta", "delta")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP = ("auto", "bf16", "off")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
+IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
+SEED_MAX = 2**32 - 1  # numpy/torch generators accept every seed in [0, 2^32 - 1]
+# A parameter file (or --set override) that expands to more runs than this fails validation unless
+# allowed explicitly (run_params(..., allow_large=True), CLI --allow-large-grid): a typo in a list
+# should not silently queue days of training.
+MAX_RUNS = 2000
 
 
 class ConfigError(ValueError):
@@ -104,8 +114,8 @@ class Config:
     # execution
     device: str = "auto"
     compile: bool = False
-    amp: bool = True  # bf16 autocast on CUDA only
-    threads: int = 0  # CPU threads (0: leave torch's default)
+    amp: str = "auto"  # bf16 autocast: 'auto' on CUDA only, 'bf16' on any device (CPU too), 'off'
+    threads: int = 0  # CPU threads (0: torch's default in a fresh process; part of the run id either way)
     track_samples: int = 0  # record p_t of this many fixed training samples every epoch
 
     def __post_init__(self):
@@ -141,6 +151,7 @@ def _check(cfg: Config):
     _choice(cfg, "warmup", WARMUPS)
     _choice(cfg, "warmup_shape", _losses.SCHEDULE_SHAPES)
     _choice(cfg, "device", DEVICES)
+    _choice(cfg, "amp", AMP)
     _choice(cfg, "noise", _losses.NOISE_KINDS)
     _choice(cfg, "noise_sign", _losses.NOISE_SIGNS)
     if cfg.loss not in _losses.LOSSES:
@@ -167,7 +178,7 @@ def _check(cfg: Config):
     _range(cfg, "step_gamma", 0.0, 1.0, lo_open=True)
     _range(cfg, "epochs", 1)
     _range(cfg, "batch_size", 1)
-    _range(cfg, "seed", 0)
+    _range(cfg, "seed", 0, SEED_MAX)
     _range(cfg, "crop_padding", 0)
     _range(cfg, "threads", 0)
     _range(cfg, "track_samples", 0)
@@ -185,6 +196,69 @@ def _check(cfg: Config):
         _fail("as_speed", f"AS-Speed needs loss 'as_softmax' (it counts zero-loss samples), got {cfg.loss!r}")
     if cfg.noise_alpha > 0 and cfg.head_bias:
         _fail("head_bias", "Noisy Softmax (noise_alpha > 0) needs a bias-free head: set head_bias: false")
+    _check_applicable(cfg)
+
+
+def _check_applicable(cfg: Config) -> None:
+    """Settings that are valid alone but cannot apply to this dataset, model or machine."""
+    shape, classes = dataset_shape(cfg.dataset, cfg.synthetic_classes, cfg.synthetic_dim)
+    if len(shape) != 3:
+        if cfg.model in IMAGE_MODELS:
+            _fail("model", f"{cfg.model!r} needs image inputs but dataset {cfg.dataset!r} is vectors of shape {shape}; "
+                           f"allowed for it: ['mlp']")
+        for key in ("crop_padding", "hflip"):
+            if getattr(cfg, key):
+                _fail(key, f"image augmentation cannot apply to dataset {cfg.dataset!r} (vectors of shape {shape}); "
+                           f"allowed for it: 0/false")
+    elif cfg.model in IMAGE_MODELS and not _model_builds(cfg.model, cfg.width, shape, classes):
+        _fail("model", f"{cfg.model!r} cannot take {cfg.dataset!r} inputs of shape {shape} (too small for its "
+                       f"pooling); allowed for it: {[m for m in MODELS if m == 'mlp' or _model_builds(m, cfg.width, shape, classes)]}")
+    if cfg.crop_padding and len(shape) == 3 and cfg.crop_padding >= min(shape[1:]):
+        _fail("crop_padding", f"must be smaller than the image side {min(shape[1:])}, got {cfg.crop_padding}")
+    if cfg.device in ("cuda", "mps") and not _device_available(cfg.device):
+        _fail("device", f"{cfg.device!r} is not available on this machine; allowed here: "
+                        f"{[d for d in DEVICES if d in ('auto', 'cpu') or _device_available(d)]}")
+
+
+@functools.lru_cache(maxsize=None)
+def _device_available(name: str) -> bool:
+    import torch
+
+    if name == "cuda":
+        return torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+@functools.lru_cache(maxsize=None)
+def _model_builds(model: str, width: int, shape: tuple, classes: int) -> bool:
+    """Whether ``model`` runs a forward pass on inputs of ``shape`` (built once per combination)."""
+    import torch
+
+    from .models import build_model
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
+    probe = types.SimpleNamespace(**{**defaults, "model": model, "width": width})  # the fields build_model reads
+    try:
+        with torch.no_grad():
+            build_model(probe, shape, classes).eval()(torch.zeros(2, *shape))
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def effective_threads(cfg: Config) -> int:
+    """The CPU thread count a run uses: ``cfg.threads``, or (0) torch's default in a fresh process."""
+    return cfg.threads or _default_threads()
+
+
+@functools.lru_cache(maxsize=None)
+def _default_threads() -> int:
+    # torch's default intra-op thread count (physical cores, or $OMP_NUM_THREADS), read once before any
+    # run changes it, so the id computed by a driver matches the count its spawned workers use
+    import torch
+
+    return torch.get_num_threads()
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -198,6 +272,14 @@ def _coerce(key: str, value: Any) -> Any:
         return float(value)
     if want is int and isinstance(value, bool) or not isinstance(value, want):
         _fail(key, f"must be of type {want.__name__}, got {type(value).__name__} {value!r}")
+    if want is float and not math.isfinite(value):
+        _fail(key, f"must be a finite number, got {value!r}")
+    if want is dict:
+        for k, v in value.items():
+            if not isinstance(k, str):
+                _fail(key, f"keys must be strings, got {k!r} ({type(k).__name__})")
+            if isinstance(v, float) and not math.isfinite(v):
+                _fail(f"{key}.{k}", f"must be a finite number, got {v!r}")
     return value
 
 
@@ -217,6 +299,8 @@ def _zipped(z) -> list[dict]:
     lens = {k: len(v) if isinstance(v, list) else None for k, v in z.items()}
     if None in lens.values() or len(set(lens.values())) != 1:
         raise ConfigError(f"zip: every value must be a list and all lists the same length, got lengths {lens}")
+    if 0 in lens.values():
+        raise ConfigError(f"zip: the lists must not be empty (an empty sweep runs nothing), got lengths {lens}")
     out = []
     for i in range(next(iter(lens.values()))):
         d: dict = {}
@@ -238,8 +322,6 @@ def _grid(diff: dict) -> list[dict]:
     it is combined with the grid of the other keys.
     """
     diff = dict(diff)
-    if "seeds" in diff:  # alias
-        diff["seed"] = diff.pop("seeds")
     if "zip" in diff:
         rows = _zipped(diff.pop("zip"))
         out = []
@@ -258,6 +340,10 @@ def _grid(diff: dict) -> list[dict]:
         else:
             flat[k] = v
     keys = list(flat)
+    for k, v in flat.items():
+        if isinstance(v, list) and not v:
+            name = f"loss_params.{k[1]}" if isinstance(k, tuple) else k
+            raise ConfigError(f"{name}: an empty list is an empty sweep (no runs); give at least one value")
     values = [v if isinstance(v, list) else [v] for v in flat.values()]
     out = []
     for combo in itertools.product(*values):
@@ -271,55 +357,131 @@ def _grid(diff: dict) -> list[dict]:
     return out
 
 
+def _normalise(diff: dict | None, where: str) -> dict:
+    """One level of a diff with ``seeds`` spelt ``seed``; both spellings in one mapping are an error."""
+    diff = dict(diff or {})
+    for k in diff:
+        if not isinstance(k, str):
+            raise ConfigError(f"{where}keys must be strings, got {k!r} ({type(k).__name__}); YAML reads "
+                              f"unquoted on/off/yes/no/true/false as booleans and numbers as numbers: quote the key")
+    if "seeds" in diff:
+        if "seed" in diff:
+            raise ConfigError(f"{where}seed: give 'seed' or 'seeds' (an alias), not both: "
+                              f"seed={diff['seed']!r}, seeds={diff['seeds']!r}")
+        diff["seed"] = diff.pop("seeds")
+    return diff
+
+
 def expand(base: dict | None = None, sweep: dict | None = None, overrides: dict | None = None) -> list[Config]:
-    """Configs for ``base`` + ``sweep`` + ``overrides`` (later wins; loss_params merge), grid-expanded."""
-    merged = dict(base or {})
-    for extra in (sweep or {}), (overrides or {}):
-        for k, v in extra.items():
-            if k == "loss_params" and isinstance(v, dict) and isinstance(merged.get(k), dict):
+    """Configs for ``base`` + ``sweep`` + ``overrides`` (later wins), grid-expanded.
+
+    ``loss_params`` merge across levels while the loss stays the same; a level that switches to another
+    loss starts from that loss's defaults (it never inherits parameters meant for a different loss).
+    """
+    merged: dict = {}
+    for level, where in ((base, ""), (sweep, ""), (overrides, "--set ")):
+        diff = _normalise(level, where)
+        switches = "loss" in diff and diff["loss"] != merged.get("loss", Config.loss)
+        for k, v in diff.items():
+            if k == "loss_params" and isinstance(v, dict) and isinstance(merged.get(k), dict) and not switches:
                 merged[k] = {**merged[k], **v}
             else:
                 merged[k] = v
-    if "loss" in (sweep or {}) and "loss_params" not in (sweep or {}) and "loss_params" in (base or {}):
-        merged["loss_params"] = {}  # a sweep that changes the loss does not inherit another loss's params
+        if switches and "loss_params" not in diff:
+            merged.pop("loss_params", None)
     return [from_dict(d) for d in _grid(merged)]
 
 
-def load_params(path: str | Path) -> dict:
+def check_grid_size(n: int, allow_large: bool = False) -> None:
+    if n > MAX_RUNS and not allow_large:
+        raise ConfigError(f"grid: {n} runs exceeds the limit of {MAX_RUNS}; shrink the lists, or allow it "
+                          f"explicitly (CLI --allow-large-grid, run_params(..., allow_large=True))")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that rejects duplicate keys (PyYAML's default keeps the last one silently)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}", key_node.start_mark)
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                              f"(first at line {seen[key] + 1}); each key may appear once per mapping")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def yaml_load(text: str):
+    """YAML as :func:`yaml.safe_load`, but duplicate keys are a :class:`ConfigError`."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def load_params(path: str | Path, allow_large: bool = False) -> dict:
     """Read and fully validate a parameter file; returns {'profile', 'base', 'sweeps', 'extra'}."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the parameter file: {e.strerror or e}") from None
+    try:
+        raw = yaml_load(text)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return validate_params(raw, where=str(path))
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the parameter file is empty; it needs at least 'base:' or 'sweeps:' "
+                          f"(top-level keys {list(TOP_LEVEL)})")
+    return validate_params(raw, where=str(path), allow_large=allow_large)
 
 
-def validate_params(raw: dict, where: str = "parameters") -> dict:
+def validate_params(raw: dict, where: str = "parameters", allow_large: bool = False) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping with keys {list(TOP_LEVEL)}")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{where}: top-level keys must be strings, got {bad!r}")
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL)}")
-    p = {"profile": raw.get("profile", "default"), "base": raw.get("base") or {}, "sweeps": raw.get("sweeps") or {},
-         "extra": raw.get("extra") or {}}
+    p = {"profile": raw.get("profile", "default"), "base": raw.get("base", {}), "sweeps": raw.get("sweeps", {}),
+         "extra": raw.get("extra", {})}
     if not isinstance(p["profile"], str) or not p["profile"].replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"{where}: profile must be a simple name (letters, digits, - and _), got {p['profile']!r}")
     for key in ("base", "sweeps", "extra"):
         if not isinstance(p[key], dict):
-            raise ConfigError(f"{where}: {key} must be a mapping, got {type(p[key]).__name__}")
+            got = "nothing" if p[key] is None else f"{type(p[key]).__name__} {p[key]!r}"
+            raise ConfigError(f"{where}: {key} must be a mapping (write {key}: {{}} for none), got {got}")
+    for name in p["sweeps"]:
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: sweep names must be strings, got {name!r} ({type(name).__name__}); YAML "
+                              f"reads unquoted on/off/yes/no/true/false as booleans: quote the name")
+    total = 0
     for name, sweep in p["sweeps"].items():
         try:
             if not isinstance(sweep, dict):
                 raise ConfigError(f"must be a mapping, got {type(sweep).__name__}")
-            expand(p["base"], sweep)
+            total += len(expand(p["base"], sweep))
         except ConfigError as e:
             raise ConfigError(f"{where}: sweep {name!r}: {e}") from None
-    if not p["sweeps"]:
+    if not p["sweeps"] and p["base"]:  # no base settings and no sweeps: the file trains nothing
         try:
-            expand(p["base"])
+            total = len(expand(p["base"]))
         except ConfigError as e:
             raise ConfigError(f"{where}: base: {e}") from None
+    try:
+        check_grid_size(total, allow_large)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     return p
 
 
@@ -327,23 +489,29 @@ def parse_set(items: list[str]) -> dict:
     """``--set key=value`` overrides; values parsed as YAML (so 0.1 is a float, [1,2] a list)."""
     out: dict = {}
     for it in items:
-        if "=" not in it:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
             raise ConfigError(f"--set expects key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        val = yaml.safe_load(v)
-        if k.startswith("loss_params."):
-            out.setdefault("loss_params", {})[k.split(".", 1)[1]] = val
-        else:
-            out[k] = val
+        try:
+            val = yaml_load(v)
+        except (ConfigError, yaml.YAMLError) as e:
+            raise ConfigError(f"--set {k}: not a valid YAML value: {' '.join(str(e).split())}") from None
+        group, key = (out.setdefault("loss_params", {}), k.split(".", 1)[1]) if k.startswith("loss_params.") else (out, k)
+        if key in group:
+            raise ConfigError(f"--set {k}: given twice")
+        group[key] = val
     return out
 
 
-# Fields that change how a run executes but not what it computes are left out of the run id.
-_NOT_IN_ID = ("data_root", "threads")
+# Fields that change how a run executes but not what it computes are left out of the run id. The thread
+# count is in it: float32 reductions differ in the last bits between 1 and 2 threads.
+_NOT_IN_ID = ("data_root",)
 
 
 def config_id(cfg: Config) -> str:
-    """Content address of a run: sha256 of the canonical JSON of its result-determining fields."""
+    """Content address of a run: sha256 of the canonical JSON of its result-determining fields
+    (``threads`` resolved to :func:`effective_threads`)."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_ID}
+    d["threads"] = effective_threads(cfg)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

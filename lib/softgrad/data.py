@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "data_root", "read_idx", "Batcher", "augment"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "data_root", "read_idx", "Batcher", "augment", "dataset_shape"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,6 +191,17 @@ def _synthetic(classes: int = 10, dim: int = 32, n_train: int = 5000, n_test: in
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "mnist10k", "digits", "synthetic", "teacher")
+# (input shape, classes) of each data set, known without loading it (config validation uses it)
+_SHAPES = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "mnist10k": ((1, 28, 28), 10),
+           "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
+           "digits": ((1, 8, 8), 10)}
+
+
+def dataset_shape(name: str, classes: int = 10, dim: int = 32) -> tuple[tuple, int]:
+    """``(input_shape, num_classes)`` of dataset ``name`` without loading it (``classes``/``dim``: synthetic)."""
+    if name in ("synthetic", "teacher"):
+        return (dim,), classes
+    return _SHAPES[name]
 
 
 def load_dataset(name: str, root=None, download: bool = True, **options) -> Dataset:

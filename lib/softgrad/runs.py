@@ -1,87 +1,79 @@
-"""Content-addressed, resumable, cached runs and their results as a DataFrame.
+"""Executing runs: one config, a grid of them (here, in local processes, or on Ray), a parameter file.
 
-Layout: ``outputs/<profile>/runs/<run_id>.json`` (the result, written atomically) and, while a run is
-in progress, ``<run_id>.ckpt`` (its last epoch checkpoint; ignored by git). ``run_id`` is
-:func:`~softgrad.config.config_id` of the resolved config. A finished run is read back, never
-recomputed; an interrupted one resumes from its checkpoint.
+    run_grid(configs, out, executor="local")                 # sequential, in this process
+    run_grid(configs, out, executor="processes", workers=2)  # a local process pool (spawned workers)
+    run_grid(configs, out, executor="ray", address=None)     # Ray: local instance, or address="ray://..."
+    run_params("params/quick/02_gradient_decay.yaml")        # every sweep of a parameter file -> DataFrame
 
-Each result holds ``config``, ``run_id``, ``history`` (per-epoch metrics), ``final``, ``per_sample``
-and ``provenance`` (git commit and dirty flag, package versions, device, start/end time, wall time).
+Every executor computes the same thing, :func:`run_one` per config, so the results are identical
+(runs are deterministic given their config, and the thread count is part of the config's id). Finished
+runs are read from ``out`` and never recomputed; an interrupted run resumes from its checkpoint; stale
+temporary files of killed writers are removed first; one failed run is reported (which run, why) and does
+not lose the others, and the call then raises :class:`RunFailures`. On Ray each run is a task asking for
+one GPU when the cluster has GPUs (``gpus_per_run``); the driver writes every returned result into
+``out``, so a cluster without a shared file system still ends with all results.
+
+Storage (paths, atomic writes, loading) is :mod:`softgrad.store`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .config import Config, config_id, expand, load_params, validate_params
+from .config import Config, ConfigError, config_id, expand, load_params, validate_params
+from .store import (REPO_ROOT, atomic_write_json, clean_stale_tmp, load_run, provenance, result_path,
+                    results_frame, run_dir)
 
-__all__ = ["REPO_ROOT", "run_dir", "run_one", "run_many", "run_params", "run_configs", "notebook_params", "load_run", "load_results", "provenance",
-           "default_progress"]
+__all__ = ["EXECUTORS", "RunFailures", "check_executor", "run_one", "run_grid", "run_params", "run_configs",
+           "notebook_params", "default_progress", "REPO_ROOT", "load_run"]
+
+EXECUTORS = ("local", "processes", "ray")
+
+
+class RunFailures(RuntimeError):
+    """Some runs of a grid failed; every other result was saved. ``failures``: [(run_id, message)]."""
+
+    def __init__(self, failures: list[tuple[str, str]], total: int, out: Path):
+        self.failures = failures
+        lines = "; ".join(f"run {rid}: {msg}" for rid, msg in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} of {total} runs failed; the other results are saved in {out}: {lines}{more}")
 
 
 def default_progress() -> bool:
     """Progress bars unless ``SOFTGRAD_PROGRESS=0`` (the pipeline sets it for notebook kernels)."""
     return os.environ.get("SOFTGRAD_PROGRESS", "1") != "0"
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def check_executor(executor: str, workers: int | None = None) -> None:
+    """Fail early, naming the parameter and the allowed values."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
 
 
-def run_dir(profile: str, root: Path | None = None) -> Path:
-    """``<root or $SOFTGRAD_OUTPUTS or <repo>/outputs>/<profile>/runs``."""
-    base = Path(root) if root else Path(os.environ.get("SOFTGRAD_OUTPUTS", REPO_ROOT / "outputs"))
-    return base / profile / "runs"
-
-
-def _git(*args) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def provenance() -> dict:
-    import numpy
-    import torch
-    import torchvision
-
-    from . import __version__
-
-    return {"git_commit": _git("rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": numpy.__version__, "softgrad": __version__,
-            "platform": platform.platform(), "threads": torch.get_num_threads()}
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _describe(cfg: Config) -> str:
+    lp = ",".join(f"{k}={v}" for k, v in sorted(cfg.loss_params.items()))
+    return f"{config_id(cfg)} ({cfg.dataset}/{cfg.model}/{cfg.loss}{'[' + lp + ']' if lp else ''}, seed {cfg.seed})"
 
 
 def run_one(cfg: Config, out: Path, progress: bool = True, stop_after_epoch: int | None = None) -> dict:
     """The result of ``cfg``: read from ``out`` if finished, else trained (resuming if possible)."""
-    from .train import train
+    from .train import train, world
 
     rid = config_id(cfg)
-    path = out / f"{rid}.json"
+    out = Path(out)
+    path = result_path(out, rid)
     if path.exists():
         return json.loads(path.read_text())
     out.mkdir(parents=True, exist_ok=True)
     t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     res = train(cfg, ckpt_path=out / f"{rid}.ckpt", progress=progress, stop_after_epoch=stop_after_epoch)
-    from .train import world
-
     if world()[1] != 0:  # data-parallel: rank 0 writes the result
         return {"run_id": rid, "config": cfg.to_dict(), **res, "provenance": {"device": res.get("device")}}
     prov = provenance()
@@ -93,52 +85,141 @@ def run_one(cfg: Config, out: Path, progress: bool = True, stop_after_epoch: int
     return result
 
 
-def run_many(configs: list[Config], out: Path, progress: bool = True, desc: str = "runs") -> list[dict]:
-    """Run (or load) every config in order; one failing run is reported and does not stop the others."""
+def _todo(configs: list[Config], out: Path) -> list[Config]:
+    seen, todo = set(), []
+    for c in configs:
+        rid = config_id(c)
+        if rid not in seen and not result_path(out, rid).exists():
+            seen.add(rid)
+            todo.append(c)
+    return todo
+
+
+def _one(cfg_dict: dict, out: str) -> dict:  # module-level: picklable for process pools and Ray
+    from .config import from_dict
+
+    return run_one(from_dict(cfg_dict), Path(out), progress=False)
+
+
+def run_grid(configs: list[Config], out: Path, executor: str = "local", workers: int | None = None,
+             address: str | None = None, gpus_per_run: float | None = None, progress: bool = True,
+             desc: str = "runs") -> list[dict]:
+    """Run (or load) ``configs`` with ``executor``; returns their results in the order given.
+
+    Raises :class:`RunFailures` after all runs were tried if any failed (the others are saved).
+    """
     from tqdm.auto import tqdm
 
-    results, failures = [], []
-    todo = [c for c in configs if not (out / f"{config_id(c)}.json").exists()]
-    bar = tqdm(configs, desc=f"{desc} ({len(configs) - len(todo)} cached)", disable=not progress)
-    for cfg in bar:
-        try:
-            results.append(run_one(cfg, out, progress=progress))
-        except Exception as e:  # keep going; report at the end
-            failures.append((cfg, e))
-            print(f"run {config_id(cfg)} failed: {type(e).__name__}: {e}", file=sys.stderr)
+    check_executor(executor, workers)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(out)
+    todo = _todo(configs, out)
+    failures: list[tuple[Config, BaseException]] = []
+    bar = tqdm(total=len(todo), desc=f"{desc} ({len(configs) - len(todo)} cached, {executor})", disable=not progress)
+    if executor == "local":
+        for cfg in todo:
+            try:
+                run_one(cfg, out, progress=progress)
+            except Exception as e:  # keep going; report at the end
+                failures.append((cfg, e))
+            bar.update(1)
+    elif executor == "processes":
+        _processes(todo, out, workers or max(1, (os.cpu_count() or 2) // 2), bar, failures)
+    else:
+        _ray(todo, out, address, gpus_per_run, workers, bar, failures)
+    bar.close()
     if failures:
-        raise RuntimeError(f"{len(failures)} of {len(configs)} runs failed; the other results are saved in {out}")
-    return results
+        for cfg, e in failures:
+            print(f"run {_describe(cfg)} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        raise RunFailures([(config_id(c), f"{type(e).__name__}: {e}") for c, e in failures], len(configs), out)
+    return [json.loads(result_path(out, config_id(c)).read_text()) for c in configs]
 
 
-def run_params(params: dict | str | Path, sweeps: list[str] | None = None, overrides: dict | None = None,
-               out_root: Path | None = None, progress: bool | None = None, executor: str = "local",
-               workers: int | None = None, address: str | None = None):
-    """Run the sweeps of a parameter file (or a dict with its keys); returns a DataFrame of them.
+def _processes(todo, out, workers, bar, failures):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    Every config of every selected sweep is built (and so validated) before any training starts.
-    ``executor``: 'local' (sequential), 'processes' or 'ray' (see :mod:`softgrad.executors`).
-    """
-    from .executors import check_executor, run_grid
+    # spawn: a fresh interpreter per worker (fork + torch threads can deadlock)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_one, c.to_dict(), str(out)): c for c in todo}
+        for f in as_completed(futs):
+            try:
+                f.result()
+            except Exception as e:  # keep going; report at the end
+                failures.append((futs[f], e))
+            bar.update(1)
 
-    check_executor(executor, workers)  # before any training
-    p = load_params(params) if isinstance(params, (str, Path)) else validate_params(params)
-    progress = default_progress() if progress is None else progress
+
+def _ray(todo, out, address, gpus_per_run, workers, bar, failures):
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("executor 'ray' needs Ray: pip install 'softgrad[ray]'") from e
+    if not ray.is_initialized():
+        kw = {"address": address} if address else {"num_cpus": workers} if workers else {}
+        ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kw)
+    if gpus_per_run is None:
+        gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    task = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_one)
+    pending = {task.remote(c.to_dict(), str(out)): c for c in todo}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        ref = done[0]
+        cfg = pending.pop(ref)
+        try:
+            res = ray.get(ref)
+            path = result_path(out, res["run_id"])
+            if not path.exists():  # the worker wrote elsewhere (no shared file system)
+                atomic_write_json(path, res)
+        except Exception as e:  # a failed task: keep going
+            failures.append((cfg, e))
+        bar.update(1)
+
+
+def plan_params(p: dict, sweeps: list[str] | None = None, overrides: dict | None = None,
+                allow_large: bool = False) -> list[tuple[str | None, list[Config]]]:
+    """[(sweep name, configs)] for the selected sweeps of validated parameters ``p``; builds (and so
+    validates) every config, and checks the total against :data:`softgrad.config.MAX_RUNS`. A file with
+    no base settings and no sweeps (a notebook that only reads other results) plans nothing."""
+    from .config import check_grid_size
+
+    if not p["sweeps"] and not p["base"]:
+        if sweeps:
+            raise ConfigError(f"--sweep: this parameter file has no sweeps, got {sweeps}")
+        return []  # a notebook's file with only 'extra': nothing to train
     names = sweeps or list(p["sweeps"]) or [None]
     plan = []
     for name in names:
         if name is not None and name not in p["sweeps"]:
-            raise ValueError(f"sweep must be one of {list(p['sweeps'])}, got {name!r}")
+            raise ConfigError(f"--sweep: must be one of {list(p['sweeps'])}, got {name!r}")
         sweep = p["sweeps"].get(name, {}) if name else {}
-        plan.append((name, expand(p["base"], sweep, overrides)))
-    out = run_dir(p["profile"], out_root)
-    frames = []
-    for name, configs in plan:
-        results = run_grid(configs, out, executor=executor, workers=workers, address=address, progress=progress,
-                           desc=name or "base")
-        frames.append(results_frame(results, sweep=name))
+        try:
+            plan.append((name, expand(p["base"], sweep, overrides)))
+        except ConfigError as e:
+            raise ConfigError(f"sweep {name!r}: {e}" if name else str(e)) from None
+    check_grid_size(sum(len(c) for _, c in plan), allow_large)
+    return plan
+
+
+def run_params(params: dict | str | Path, sweeps: list[str] | None = None, overrides: dict | None = None,
+               out_root: Path | None = None, progress: bool | None = None, executor: str = "local",
+               workers: int | None = None, address: str | None = None, allow_large: bool = False):
+    """Run the sweeps of a parameter file (or a dict with its keys); returns a DataFrame of them.
+
+    Every config of every selected sweep is built (and so validated) before any training starts.
+    ``executor``: 'local' (sequential), 'processes' or 'ray'.
+    """
     import pandas as pd
 
+    check_executor(executor, workers)  # before any training
+    p = load_params(params) if isinstance(params, (str, Path)) else validate_params(params)
+    progress = default_progress() if progress is None else progress
+    plan = plan_params(p, sweeps, overrides, allow_large)
+    out = run_dir(p["profile"], out_root)
+    frames = [results_frame(run_grid(configs, out, executor=executor, workers=workers, address=address,
+                                     progress=progress, desc=name or "base"), sweep=name)
+              for name, configs in plan]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -155,36 +236,4 @@ def run_configs(configs: list[Config], profile: str, out_root: Path | None = Non
                 desc: str = "runs"):
     """Run (or load) a list of configs under ``outputs/<profile>/runs``; returns their results frame."""
     progress = default_progress() if progress is None else progress
-    return results_frame(run_many(configs, run_dir(profile, out_root), progress=progress, desc=desc), sweep=desc)
-
-
-def results_frame(results: list[dict], sweep: str | None = None):
-    """One row per (run, epoch): config fields (loss params as ``param.<name>``), metrics, run id."""
-    import pandas as pd
-
-    rows = []
-    for r in results:
-        cfg = dict(r["config"])
-        lp = cfg.pop("loss_params")
-        base = {**cfg, **{f"param.{k}": v for k, v in lp.items()}, "run_id": r["run_id"], "sweep": sweep,
-                "device": r["provenance"]["device"]}
-        clash = set(base) & set(r["history"][0])
-        if clash:  # a metric named like a config field would silently shadow it
-            raise ValueError(f"run {r['run_id']}: history keys {sorted(clash)} clash with config fields")
-        last = r["config"]["epochs"]
-        for h in r["history"]:
-            extra = {k: r["final"][k] for k in ("train_time", "total_opt_steps")} if h["epoch"] == last else {}
-            rows.append({**base, **h, **extra, "final": h["epoch"] == last})
-    return pd.DataFrame(rows)
-
-
-def load_run(profile: str, run_id: str, out_root: Path | None = None) -> dict:
-    """The full stored result of one run (history, per_sample, reliability, provenance)."""
-    return json.loads((run_dir(profile, out_root) / f"{run_id}.json").read_text())
-
-
-def load_results(profile: str, out_root: Path | None = None):
-    """Every finished run of ``profile`` as a DataFrame (see :func:`results_frame`)."""
-    d = run_dir(profile, out_root)
-    results = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
-    return results_frame(results)
+    return results_frame(run_grid(configs, run_dir(profile, out_root), progress=progress, desc=desc), sweep=desc)

@@ -1,8 +1,9 @@
 """The trainer: one :class:`~softgrad.config.Config` -> per-epoch metrics.
 
-GPU first: the whole data set lives on the device (:class:`~softgrad.data.Batcher`); on CUDA the
-forward pass runs under bf16 autocast, conv nets use channels_last, ``compile=True`` wraps the model
-in ``torch.compile``. Device: ``cuda`` if available, else ``mps``, else ``cpu``.
+GPU first: the whole data set lives on the device (:class:`~softgrad.data.Batcher`); the forward pass
+runs under bf16 autocast on CUDA (``amp='auto'``; ``amp='bf16'`` also on CPU, which the tests use so the
+mixed-precision path runs everywhere), conv nets use channels_last on CUDA, ``compile=True`` wraps the
+model in ``torch.compile``. The CPU thread count is always set (:func:`~softgrad.config.effective_threads`). Device: ``cuda`` if available, else ``mps``, else ``cpu``.
 
 Per epoch (evaluated on the clean logits of the full train and test sets after the epoch):
 ``{split}_loss`` (the method's own loss), ``{split}_nll`` (plain CE), ``{split}_acc``,
@@ -31,9 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import losses as L
-from .config import Config
+from .config import Config, effective_threads
 from .data import Batcher, Dataset, load_dataset
 from .models import build_model
+from .store import atomic_torch_save
 
 __all__ = ["pick_device", "prepare_data", "train", "evaluate", "calibration"]
 
@@ -98,7 +100,7 @@ def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2
     model.eval()
     parts = []
     for i in range(0, x.shape[0], batch):
-        with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
             logits = model(x[i:i + batch])
         parts.append(logits.float())
     logits = torch.cat(parts)
@@ -140,12 +142,6 @@ def _param_schedule(cfg: Config) -> Callable[[float], dict]:
     return lambda t: {}
 
 
-def _atomic_save(obj, path: Path):
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = True,
           stop_after_epoch: int | None = None) -> dict:
     """Train ``cfg``; returns {'history': [per-epoch dicts], 'final': {...}, 'per_sample': {...}, 'device'}.
@@ -153,8 +149,7 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
     ``stop_after_epoch`` (tests) raises :class:`KeyboardInterrupt` after that epoch's checkpoint,
     as a kill would.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(effective_threads(cfg))  # part of the run id: results differ in the last bits
     device = pick_device(cfg.device)
     device = _init_distributed(device)
     ds = prepare_data(cfg).to(device)
@@ -207,7 +202,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = L.make_loss(cfg.loss, **cfg.loss_params)
     schedule = _param_schedule(cfg)
-    amp = cfg.amp and device.type == "cuda"
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     fwd = torch.compile(model) if cfg.compile else model
     if n_world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -279,7 +274,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             loss_fn.params.update(schedule(t))  # endpoints validated with the config
             if conv and device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+            with torch.autocast(device.type, torch.bfloat16, enabled=amp):
                 logits = fwd(xb, yb)
             if cfg.as_speed:
                 per = loss_fn.per_sample(logits.float(), yb)
@@ -328,7 +323,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             bar.update(1)
             bar.set_postfix(acc=f"{te['acc']:.3f}", nll=f"{te['nll']:.3f}")
         if ckpt_path and rank == 0:
-            _atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
+            atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                           "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                           "history": history, "per_sample": per_sample, "state": state, "epoch": epoch + 1,
                           "reliability": reliability,
