@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from softgrad import losses as L
+from softgrad import noisy as N
+from softgrad import profiles as P
+from softgrad import schedules as S
 
 torch.set_default_dtype(torch.float32)
 
@@ -74,11 +77,12 @@ def ref_sgt_grad(z, t, alpha, eps=0.0):
     return g
 
 
-def ref_sparse_softmax(z, t, k):
+def ref_sparse_softmax(z, t, k, keep_target=False):
+    """Sun et al. 2021: L = log sum_{i in top-k} e^{z_i} - z_t (the authors' code); keep_target adds t to K."""
     out = []
     for n in range(z.shape[0]):
         order = sorted(range(z.shape[1]), key=lambda i: -float(z[n, i]))
-        kept = set(order[:k]) | {int(t[n])}
+        kept = set(order[:k]) | ({int(t[n])} if keep_target else set())
         out.append(math.log(sum(math.exp(float(z[n, i])) for i in kept)) - float(z[n, int(t[n])]))
     return torch.tensor(out, dtype=torch.float64)
 
@@ -132,9 +136,11 @@ def test_as_softmax_matches_reference(delta, seed):
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 9])
-def test_sparse_softmax_matches_reference(k):
+@pytest.mark.parametrize("keep_target", [False, True])
+def test_sparse_softmax_matches_reference(k, keep_target):
     z, t = rand_batch(n=16, c=6, seed=3)
-    torch.testing.assert_close(L.sparse_softmax(z, t, k=k), ref_sparse_softmax(z, t, k))
+    torch.testing.assert_close(L.sparse_softmax(z, t, k=k, keep_target=keep_target),
+                               ref_sparse_softmax(z, t, k, keep_target))
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.3, 1.0])
@@ -183,7 +189,7 @@ def test_spec_sample_values_of_gradient_decay_profile():
     # SPEC.md quotes beta=0.1 -> g(0.8)=0.715; beta=1 -> 0.2; beta=10 -> 0.025, rounded. Exactly:
     # 0.2/0.28 = 5/7, 0.2, 0.2/8.2 = 1/41; SPEC's figures agree with these to within 1e-3.
     for beta, exact, spec in [(0.1, 5 / 7, 0.715), (1.0, 0.2, 0.2), (10.0, 1 / 41, 0.025)]:
-        val = L.target_gradient_profile("gradient_decay", [0.8], beta=beta).item()
+        val = P.target_gradient_profile("gradient_decay", [0.8], beta=beta).item()
         assert val == pytest.approx(exact, rel=1e-12) and abs(val - spec) < 1e-3, (beta, val)
 
 
@@ -245,7 +251,7 @@ def test_neutral_setting_equals_ce(name, params):
 
 def test_noisy_head_alpha_zero_and_eval_are_plain_linear():
     torch.manual_seed(0)
-    head = L.NoisySoftmaxHead(8, 5, alpha=0.0)
+    head = N.NoisySoftmaxHead(8, 5, alpha=0.0)
     x, t = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
     torch.testing.assert_close(head(x, t), x @ head.weight.t())
     head.alpha = 0.5
@@ -253,13 +259,13 @@ def test_noisy_head_alpha_zero_and_eval_are_plain_linear():
     torch.testing.assert_close(head(x, t), x @ head.weight.t())
 
 
-@pytest.mark.parametrize("noise", L.NOISE_KINDS)
-@pytest.mark.parametrize("sign", L.NOISE_SIGNS)
+@pytest.mark.parametrize("noise", N.NOISE_KINDS)
+@pytest.mark.parametrize("sign", N.NOISE_SIGNS)
 def test_noisy_head_perturbs_only_target_with_right_sign(noise, sign):
     torch.manual_seed(1)
     x, W, t = torch.randn(64, 8, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64), torch.randint(0, 5, (64,))
     clean = x @ W.t()
-    noisy = L.noisy_logits(x, W, t, alpha=0.3, noise=noise, sign=sign, generator=torch.Generator().manual_seed(0))
+    noisy = N.noisy_logits(x, W, t, alpha=0.3, noise=noise, sign=sign, generator=torch.Generator().manual_seed(0))
     diff = noisy - clean
     onehot = F.one_hot(t, 5).bool()
     assert torch.all(diff[~onehot] == 0)
@@ -286,7 +292,7 @@ def test_noisy_head_detach_scale_changes_gradient():
     grads = []
     for detach in (False, True):
         torch.manual_seed(3)
-        head = L.NoisySoftmaxHead(8, 5, alpha=0.5, detach_scale=detach)
+        head = N.NoisySoftmaxHead(8, 5, alpha=0.5, detach_scale=detach)
         torch.manual_seed(4)
         F.cross_entropy(head(x, t), t).backward()
         grads.append(head.weight.grad.clone())
@@ -420,41 +426,41 @@ def test_retain_graph_double_backward_call_is_consistent():
 )
 def test_profile_analytic_equals_autograd(name, params):
     p = torch.linspace(0.02, 0.98, 49)
-    a = L.target_gradient_profile(name, p, method="analytic", **params)
-    b = L.target_gradient_profile(name, p, method="autograd", **params)
+    a = P.target_gradient_profile(name, p, method="analytic", **params)
+    b = P.target_gradient_profile(name, p, method="autograd", **params)
     torch.testing.assert_close(a, b)
 
 
 def test_profile_ce_is_one_minus_p_and_noisy_above_ce():
     p = torch.linspace(0.05, 0.95, 19)
-    torch.testing.assert_close(L.target_gradient_profile("ce", p), 1 - p.double())
-    noisy = L.target_gradient_profile("noisy", p, alpha=0.5, scale=2.0)
+    torch.testing.assert_close(P.target_gradient_profile("ce", p), 1 - p.double())
+    noisy = P.target_gradient_profile("noisy", p, alpha=0.5, scale=2.0)
     assert torch.all(noisy > 1 - p.double())
-    torch.testing.assert_close(L.target_gradient_profile("noisy", p, alpha=0.0), 1 - p.double())
+    torch.testing.assert_close(P.target_gradient_profile("noisy", p, alpha=0.0), 1 - p.double())
 
 
 # ------------------------------------------------------------------ schedules and AS-Speed
 
 
 def test_schedules():
-    s = L.gradient_decay_warmup(0.01, 1.0, epochs=4, shape="log")
+    s = S.gradient_decay_warmup(0.01, 1.0, epochs=4, shape="log")
     assert s.value(0) == pytest.approx(0.01) and s.value(2) == pytest.approx(0.1) and s.value(10) == 1.0
-    lin = L.gradient_decay_warmup(0.1, 1.1, epochs=2, shape="linear")
+    lin = S.gradient_decay_warmup(0.1, 1.1, epochs=2, shape="linear")
     assert lin.value(1) == pytest.approx(0.6)
-    d = L.delta_warmup(0.1, ratio=0.5)
+    d = S.delta_warmup(0.1, ratio=0.5)
     assert d.value(0.0) == 1.0 and d.value(0.25) == pytest.approx(0.55) and d.value(0.9) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="shape must be one of"):
-        L.Schedule(1, 2, 3, "cosine")
+        S.Schedule(1, 2, 3, "cosine")
 
 
 def test_as_speed_rule():
     # k_raw = round(N/(N-M)); grows by at most 1, never decreases, capped by k_max
-    assert L.as_speed_next_k(100, 0, 1) == 1
-    assert L.as_speed_next_k(100, 50, 1, k_max=4) == 2
-    assert L.as_speed_next_k(100, 90, 1, k_max=4) == 2  # k_raw=10 but +1 per window
-    assert L.as_speed_next_k(100, 90, 2, k_max=4) == 3
-    assert L.as_speed_next_k(100, 0, 3, k_max=4) == 3  # never decreases
-    assert L.as_speed_next_k(100, 99, 2, k_max=2) == 2
+    assert S.as_speed_next_k(100, 0, 1) == 1
+    assert S.as_speed_next_k(100, 50, 1, k_max=4) == 2
+    assert S.as_speed_next_k(100, 90, 1, k_max=4) == 2  # k_raw=10 but +1 per window
+    assert S.as_speed_next_k(100, 90, 2, k_max=4) == 3
+    assert S.as_speed_next_k(100, 0, 3, k_max=4) == 3  # never decreases
+    assert S.as_speed_next_k(100, 99, 2, k_max=2) == 2
 
 
 # ------------------------------------------------------------------ bad input
@@ -474,9 +480,9 @@ def test_as_speed_rule():
         (lambda: L.make_loss("ce", label_smoothing=2), r"label_smoothing must be in \[0.0, 1.0\]"),
         (lambda: L.make_loss("ce", beta=2), r"unknown parameter\(s\) \['beta'\] for loss 'ce'"),
         (lambda: L.make_loss("ce", reduction="avg"), r"reduction must be one of \('mean', 'sum', 'none'\)"),
-        (lambda: L.NoisySoftmaxHead(4, 3, noise="loud"), r"noise must be one of \('annealed'"),
-        (lambda: L.NoisySoftmaxHead(4, 3, sign="up"), r"sign must be one of \('positive'"),
-        (lambda: L.NoisySoftmaxHead(4, 3, alpha=-1), r"alpha must be in \[0.0, inf\)"),
+        (lambda: N.NoisySoftmaxHead(4, 3, noise="loud"), r"noise must be one of \('annealed'"),
+        (lambda: N.NoisySoftmaxHead(4, 3, sign="up"), r"sign must be one of \('positive'"),
+        (lambda: N.NoisySoftmaxHead(4, 3, alpha=-1), r"alpha must be in \[0.0, inf\)"),
     ],
 )
 def test_bad_parameters(call, match):
@@ -488,16 +494,22 @@ def test_bad_parameters(call, match):
 def test_bad_inputs(name):
     fn = L.make_loss(name)
     z = torch.randn(4, 3)
-    with pytest.raises(ValueError, match=r"target values must be in \[0, 2\]"):
+    with L.check_targets(), pytest.raises(ValueError, match=r"target values must be in \[0, 2\]"):
         fn(z, torch.tensor([0, 1, 3, 0]))
-    with pytest.raises(ValueError, match=r"logits must have shape \(N, C\)"):
+    with pytest.raises(ValueError, match=r"target must have shape \(\) to match logits \(12,\)"):
         fn(z.reshape(-1), torch.tensor([0, 1, 2, 0]))
-    with pytest.raises(ValueError, match=r"target must have shape \(N,\)"):
+    with pytest.raises(ValueError, match=r"target must have shape \(4,\)"):
         fn(z, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"target must have shape \(4, 2\)"):
+        fn(z.reshape(4, 3, 1).expand(4, 3, 2), torch.tensor([0, 1, 2, 0]))
     with pytest.raises(ValueError, match="target must be an integer tensor"):
         fn(z, torch.tensor([0.0, 1.0, 2.0, 0.0]))
     with pytest.raises(ValueError, match="logits must be a floating-point tensor"):
         fn(z.long(), torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match=r"weight must be a 1-D floating-point tensor"):
+        L.make_loss(name, weight=torch.ones(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"weight must be a floating-point tensor of shape \(C,\) = \(3,\)"):
+        L.make_loss(name, weight=torch.ones(4))(z, torch.tensor([0, 1, 2, 0]))
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
@@ -515,17 +527,18 @@ def test_ce_module_fast_path_equals_per_sample_reduction(eps, reduction):
     (gs,) = torch.autograd.grad(slow, z)
     torch.testing.assert_close(fast, slow)
     torch.testing.assert_close(gf, gs)
-    with pytest.raises(ValueError, match=r"target values must be in \[0, 4\]"):
+    with L.check_targets(), pytest.raises(ValueError, match=r"target values must be in \[0, 4\]"):
         m(z, torch.full((12,), 5))
 
 
-def test_trusted_targets_skips_only_the_range_check():
+def test_target_range_check_is_opt_in_and_restored():
     z, bad = torch.randn(3, 4), torch.tensor([0, 1, 9])
-    with pytest.raises(ValueError, match="target values"):
+    with pytest.raises((RuntimeError, IndexError)):  # no per-call check: the indexing kernel fails
         L.cross_entropy(z, bad)
-    with L.trusted_targets():
-        with pytest.raises(ValueError, match="target must have shape"):  # shapes still checked
+    with L.check_targets():
+        with pytest.raises(ValueError, match="target values"):
+            L.gradient_decay(z, bad, beta=0.5)
+        with pytest.raises(ValueError, match="target must have shape"):  # shapes are always checked
             L.cross_entropy(z, bad[:2])
-        L.gradient_decay(z, torch.tensor([0, 1, 3]), beta=0.5)  # valid input works
-    with pytest.raises(ValueError, match="target values"):  # restored on exit
+    with pytest.raises((RuntimeError, IndexError)):  # restored on exit
         L.temperature_ce(z, bad)

@@ -36,6 +36,8 @@ from typing import Any
 import yaml
 
 from . import losses as _losses
+from . import noisy as _noisy
+from . import schedules as _schedules
 from .data import DATASETS, dataset_shape
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
@@ -149,11 +151,11 @@ def _check(cfg: Config):
     _choice(cfg, "optimizer", OPTIMIZERS)
     _choice(cfg, "lr_schedule", LR_SCHEDULES)
     _choice(cfg, "warmup", WARMUPS)
-    _choice(cfg, "warmup_shape", _losses.SCHEDULE_SHAPES)
+    _choice(cfg, "warmup_shape", _schedules.SCHEDULE_SHAPES)
     _choice(cfg, "device", DEVICES)
     _choice(cfg, "amp", AMP)
-    _choice(cfg, "noise", _losses.NOISE_KINDS)
-    _choice(cfg, "noise_sign", _losses.NOISE_SIGNS)
+    _choice(cfg, "noise", _noisy.NOISE_KINDS)
+    _choice(cfg, "noise_sign", _noisy.NOISE_SIGNS)
     if cfg.loss not in _losses.LOSSES:
         _fail("loss", f"must be one of {sorted(_losses.LOSSES)}, got {cfg.loss!r}")
     try:  # the loss checks its own parameters (names, types, ranges)

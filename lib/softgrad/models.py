@@ -2,7 +2,7 @@
 
 ``build_model(cfg, input_shape, num_classes)`` returns a :class:`Classifier`:
 ``model(x)`` -> logits ``(N, C)``; ``model(x, target)`` in training mode applies the Noisy Softmax
-perturbation when the head is a :class:`~softgrad.losses.NoisySoftmaxHead`.
+perturbation when the head is a :class:`~softgrad.noisy.NoisySoftmaxHead`.
 
 Feature extractors: ``mlp`` (``depth`` hidden ReLU layers of ``width``), ``lenet5`` (LeCun 1998,
 ReLU + max-pool, inputs >= 16x16), ``vgg_small`` (VGG-style conv stack, as used by Noisy Softmax),
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, resnet18
 
-from .losses import NoisySoftmaxHead
+from .noisy import NoisySoftmaxHead
 
 __all__ = ["Classifier", "build_model"]
 

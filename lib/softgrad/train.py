@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import losses as L
+from . import schedules as S
 from .config import Config, effective_threads
 from .data import Batcher, Dataset, load_dataset
 from .models import build_model
@@ -113,7 +114,7 @@ def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2
     return {
         "loss": float(method.mean()), "nll": float(-logp.gather(1, y[:, None]).mean()),
         "acc": float(correct.double().mean()), "ece": ece, "mce": mce,
-        "pt": float(p.gather(1, y[:, None]).mean()), "zero_frac": float((method == 0).double().mean()),
+        "pt": float(p.gather(1, y[:, None]).mean()), "zero_frac": float(L.zero_loss_mask(method, y).double().mean()),
         "logit_norm": float(logits.norm(dim=1).mean()),
         "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method, "_conf": conf, "_correct": correct,
     }
@@ -134,10 +135,10 @@ def _param_schedule(cfg: Config) -> Callable[[float], dict]:
     """Loss parameters as a function of training time t (epochs)."""
     params = {**L.loss_params(cfg.loss), **cfg.loss_params}
     if cfg.warmup == "beta":
-        s = L.gradient_decay_warmup(cfg.warmup_start, params["beta"], cfg.warmup_epochs, cfg.warmup_shape)
+        s = S.gradient_decay_warmup(cfg.warmup_start, params["beta"], cfg.warmup_epochs, cfg.warmup_shape)
         return lambda t: {"beta": s.value(t)}
     if cfg.warmup == "delta":
-        s = L.delta_warmup(params["delta"], cfg.delta_ratio)
+        s = S.delta_warmup(params["delta"], cfg.delta_ratio)
         return lambda t: {"delta": s.value(t / cfg.epochs)}
     return lambda t: {}
 
@@ -156,8 +157,7 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
     for split, y in (("train", ds.y_train), ("test", ds.y_test)):  # once, so the per-step loss need not
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
             raise ValueError(f"dataset {cfg.dataset!r}: {split} labels must be in [0, {ds.num_classes - 1}]")
-    with L.trusted_targets():
-        return _train(cfg, ds, device, ckpt_path, progress, stop_after_epoch)
+    return _train(cfg, ds, device, ckpt_path, progress, stop_after_epoch)
 
 
 def world() -> tuple[int, int]:
@@ -282,10 +282,10 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             else:
                 loss = loss_fn(logits.float(), yb)  # reduction 'mean'; fused for CE
             if cfg.as_speed and state["remaining"] == 0:  # first micro-batch of a window
-                n_zero = (per == 0).sum()
+                n_zero = L.zero_loss_mask(per, yb).sum()
                 if n_world > 1:  # every rank must agree on k
                     torch.distributed.all_reduce(n_zero)
-                state["k"] = L.as_speed_next_k(n_glob, int(n_zero), state["k"], cfg.as_speed_lambda,
+                state["k"] = S.as_speed_next_k(n_glob, int(n_zero), state["k"], cfg.as_speed_lambda,
                                                cfg.as_speed_kmax)
                 state["remaining"] = state["k"]
             k = state["k"] if cfg.as_speed else 1
