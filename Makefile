@@ -64,7 +64,7 @@ test-fast: setup
 
 DEVICE := $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 bench: setup
-	LD_PRELOAD=$(TCMALLOC) $(PY) benchmarks/losses.py --device $(DEVICE) --json benchmarks/results/losses_$(DEVICE).json
+	$(PY) benchmarks/losses.py --device $(DEVICE) --allocators glibc tcmalloc --compiled --json benchmarks/results/losses_$(DEVICE).json
 	$(PY) benchmarks/train.py --json benchmarks/results/train_$(DEVICE).json
 	$(PY) benchmarks/throughput.py --json benchmarks/results/throughput_$(DEVICE).json
 

@@ -4,6 +4,12 @@ Usage::
 
     python benchmarks/losses.py                 # CPU, and CUDA when available
     python benchmarks/losses.py --shapes 8192x1000 --repeats 30 --json benchmarks/results/losses_cpu.json
+    python benchmarks/losses.py --allocators glibc tcmalloc --compiled   # both allocators, + compiled rows
+
+``--allocators`` runs one child process per allocator (tcmalloc is LD_PRELOADed, which only a new process
+can do) and reports their rows together; each ratio is within its own process, against that process's
+``F.cross_entropy``. ``--compiled`` adds ``<loss> (compiled)`` rows: ``torch.compile(loss)`` (compile
+time excluded by the warm-up); its baseline stays eager ``F.cross_entropy``.
 
 Each cell is the median over ``--repeats`` timed calls (after warm-up) of forward + backward on
 float32 logits with ``reduction='mean'``; the baseline ``F.cross_entropy`` is measured in the same
@@ -28,7 +34,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from softgrad import losses as L  # noqa: E402
 
-SHAPES = [(4096, 10), (8192, 100), (8192, 1000), (2048, 32000)]
+SHAPES = [(128, 10), (4096, 10), (8192, 1000), (2048, 32000)]
+TCMALLOC = [p for p in ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+                        "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4") if Path(p).exists()]
 METHODS = {
     "ce": {},
     "temperature": {"beta": 0.5},
@@ -57,7 +65,13 @@ def time_call(fn, device, repeats: int) -> list[float]:
     return out
 
 
-def bench(device: torch.device, shapes, repeats: int, methods) -> list[dict]:
+def allocator() -> str:
+    import os
+
+    return "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"
+
+
+def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = False) -> list[dict]:
     rows = []
     for n, c in shapes:
         g = torch.Generator(device="cpu").manual_seed(0)
@@ -76,7 +90,9 @@ def bench(device: torch.device, shapes, repeats: int, methods) -> list[dict]:
             if name in ("sparsemax", "entmax15") and c > 1000:
                 continue  # sort-based, minutes at C=32000 on CPU
             fns[name] = run(L.make_loss(name, **METHODS[name]))
-        for f in fns.values():  # warm-up
+            if compiled:
+                fns[f"{name} (compiled)"] = run(torch.compile(L.make_loss(name, **METHODS[name]), fullgraph=True))
+        for f in fns.values():  # warm-up (and compilation)
             f(), f()
         times = {k: [] for k in fns}
         peaks = {}
@@ -95,19 +111,42 @@ def bench(device: torch.device, shapes, repeats: int, methods) -> list[dict]:
             floor = copy  # a copy reads N*C*4 bytes and writes N*C*4 bytes: exactly the floor
         for k, ts in times.items():
             med = statistics.median(ts)
-            rows.append({"device": device.type, "N": n, "C": c, "loss": k, "median_ms": med * 1e3,
+            rows.append({"device": device.type, "allocator": allocator(), "N": n, "C": c, "loss": k,
+                         "median_ms": med * 1e3,
                          "ratio_to_ce": med / base, "ratio_to_floor": (med / floor) if floor else None,
                          "peak_MiB": peaks.get(k)})
     return rows
 
 
 def print_table(rows):
-    print(f"{'device':6} {'N x C':>12} {'loss':16} {'median ms':>10} {'x F.ce':>7} {'x floor':>8} {'peak MiB':>9}")
+    print(f"{'device':6} {'alloc':8} {'N x C':>12} {'loss':27} {'median ms':>10} {'x F.ce':>7} {'x floor':>8} {'peak MiB':>9}")
     for r in rows:
         fl = f"{r['ratio_to_floor']:.2f}" if r["ratio_to_floor"] else "-"
         pk = f"{r['peak_MiB']:.0f}" if r["peak_MiB"] else "-"
-        print(f"{r['device']:6} {str(r['N']) + 'x' + str(r['C']):>12} {r['loss']:16} {r['median_ms']:10.3f} "
-              f"{r['ratio_to_ce']:7.2f} {fl:>8} {pk:>9}")
+        print(f"{r['device']:6} {r.get('allocator', '?'):8} {str(r['N']) + 'x' + str(r['C']):>12} {r['loss']:27} "
+              f"{r['median_ms']:10.3f} {r['ratio_to_ce']:7.2f} {fl:>8} {pk:>9}")
+
+
+def _children(argv, allocators) -> list[dict]:
+    """Run this script once per allocator in a child process; collect their rows."""
+    import os
+    import subprocess
+    import tempfile
+
+    rows = []
+    for alloc in allocators:
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        if alloc == "tcmalloc":
+            if not TCMALLOC:
+                print("tcmalloc not found (Debian: libtcmalloc-minimal4); skipping that allocator")
+                continue
+            env["LD_PRELOAD"] = TCMALLOC[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "rows.json"
+            subprocess.run([sys.executable, __file__, *argv, "--json", str(out)], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            rows += json.loads(out.read_text())["rows"]
+    return rows
 
 
 def main(argv=None):
@@ -117,12 +156,19 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--device", nargs="*", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
+    ap.add_argument("--compiled", action="store_true", help="add torch.compile(loss) rows")
+    ap.add_argument("--allocators", nargs="*", default=None, choices=["glibc", "tcmalloc"],
+                    help="one child process per allocator (default: this process's allocator only)")
     a = ap.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
     devices = a.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    rows = []
-    for d in devices:
-        rows += bench(torch.device(d), shapes, a.repeats, a.methods)
+    if a.allocators:
+        child = ["--shapes", *a.shapes, "--repeats", str(a.repeats), "--methods", *a.methods, "--device", *devices]
+        rows = _children(child + (["--compiled"] if a.compiled else []), a.allocators)
+    else:
+        rows = []
+        for d in devices:
+            rows += bench(torch.device(d), shapes, a.repeats, a.methods, a.compiled)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
     print_table(rows)
     if a.json:

@@ -11,7 +11,7 @@
 #
 # For softmax cross-entropy the gradient on the target logit is $-(1-p_t)$: it decays linearly as the
 # sample becomes confident. Each of the five methods changes that curve. This notebook draws every
-# method's $g(p_t)$ from `softgrad.profiles.target_gradient_profile` (analytic where the formula is
+# method's $g(p_t)$ from `softgrad.target_gradient_profile` (analytic where the formula is
 # known, autograd otherwise; the two are tested to agree) and checks SPEC's identities numerically.
 
 # %% tags=["parameters"]
@@ -26,7 +26,7 @@ import torch
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
-from softgrad import profiles
+from softgrad.profiles import identity_errors, target_gradient_profile
 from softgrad.plots import COLORS, save
 
 torch.set_printoptions(precision=4)
@@ -50,7 +50,7 @@ curves = {
     "Noisy Softmax α=0.5 (E over noise)": ("noisy", {"alpha": 0.5, "scale": 2.0}),
     "sparsemax": ("sparsemax", {}),
 }
-profiles = {label: profiles.target_gradient_profile(name, p, num_classes=C, **kw) for label, (name, kw) in curves.items()}
+profiles = {label: target_gradient_profile(name, p, num_classes=C, **kw) for label, (name, kw) in curves.items()}
 fig, ax = plt.subplots(figsize=(7, 4.5))
 for label, g in profiles.items():
     name = curves[label][0]
@@ -72,8 +72,8 @@ plt.show()
 
 # %%
 at = torch.tensor([0.1, 0.5, 0.9])
-ce = profiles.target_gradient_profile("ce", at, num_classes=C)
-table = pd.DataFrame({label: (profiles.target_gradient_profile(name, at, num_classes=C, **kw) / ce).numpy()
+ce = target_gradient_profile("ce", at, num_classes=C)
+table = pd.DataFrame({label: (target_gradient_profile(name, at, num_classes=C, **kw) / ce).numpy()
                       for label, (name, kw) in curves.items()}, index=["hard p=0.1", "medium p=0.5", "easy p=0.9"]).T
 print(table.round(3).to_string())
 glue("gd01_easy_weight", float(table.loc["gradient decay β=0.1", "easy p=0.9"]), display=False)
@@ -85,7 +85,7 @@ glue("gd01_easy_weight", float(table.loc["gradient decay β=0.1", "easy p=0.9"])
 
 # %%
 TOL = 1e-12
-errors = profiles.identity_errors(num_classes=C)
+errors = identity_errors(num_classes=C)
 for k, v in errors.items():
     print(f"{k:60s} {'ok' if v < TOL else 'FAIL'}  (max err < {TOL:g}: {v < TOL})")
 glue("identity_count", len(errors), display=False)

@@ -39,3 +39,47 @@ def test_design_packages_are_declared():
     names = " ".join(proj["dependencies"] + sum(proj["optional-dependencies"].values(), []))
     for pkg in ("jupyter", "jupytext", "papermill", "torch", "torchvision", "matplotlib", "nbval"):
         assert pkg in names, pkg
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith((" ", "#")) and "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.split(";")[0].strip()
+    return pins
+
+
+def _declared() -> list:
+    from packaging.requirements import Requirement
+
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = proj["dependencies"] + proj["optional-dependencies"]["notebooks"] + proj["optional-dependencies"]["dev"]
+    return [Requirement(r) for r in reqs]
+
+
+def test_lock_pins_every_declared_dependency_inside_its_range():
+    lock = _lock()
+    for req in _declared():
+        name = req.name.lower().replace("_", "-")
+        assert name in lock, f"{name} is declared in pyproject.toml but not pinned in requirements-lock.txt (make lock)"
+        assert req.specifier.contains(lock[name], prereleases=True), (name, str(req.specifier), lock[name])
+
+
+def test_declared_lower_bounds_are_the_tested_releases():
+    """A lower bound below the locked minor release would claim versions nobody ran."""
+    from packaging.version import Version
+
+    lock = _lock()
+    for req in _declared():
+        lows = [Version(s.version) for s in req.specifier if s.operator in (">=", "==")]
+        assert lows, f"{req.name} has no lower bound"
+        locked = Version(lock[req.name.lower().replace("_", "-")])
+        assert (lows[0].major, lows[0].minor) == (locked.major, locked.minor), (req.name, str(lows[0]), str(locked))
+
+
+def test_lock_pins_a_torch_every_machine_here_installs():
+    # some machines cap pip at torch<=2.14.1 (a constraints file); the lock must install there too
+    from packaging.version import Version
+
+    assert Version(_lock()["torch"]) <= Version("2.14.1")

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from .config import load_params
+from .store import clean_stale_tmp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NB_DIR = REPO_ROOT / "notebooks"
@@ -66,12 +67,16 @@ def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool
     os.environ["SOFTGRAD_PROGRESS"] = "0"  # kernels inherit it: no progress bars inside executed notebooks
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    tmp = out_dir / f".{name}.tmp.ipynb"
-    result = pm.execute_notebook(nb, str(tmp), parameters=params, kernel_name="python3", language="python",
-                                 cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
-    nbformat.write(_clean(result, src), str(tmp))
-    final = out_dir / f"{name}.ipynb"
-    os.replace(tmp, final)
+    clean_stale_tmp(out_dir)  # partial notebooks of a killed earlier execution
+    tmp = out_dir / f"{name}.ipynb.tmp{os.getpid()}"
+    try:
+        result = pm.execute_notebook(nb, str(tmp), parameters=params, kernel_name="python3", language="python",
+                                     cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
+        nbformat.write(_clean(result, src), str(tmp))
+        final = out_dir / f"{name}.ipynb"
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed execution leaves no partial notebook behind
     return final
 
 
