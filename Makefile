@@ -32,7 +32,7 @@ ifeq ($(LOCKABLE),1)
 	$(PY) -m pip install --quiet --no-deps -e .
 else
 	@echo "setup: not CPython 3.11 on Linux x86_64, so $(LOCK) does not apply; installing pyproject.toml's ranges"
-	$(PY) -m pip install --quiet -e '.[notebooks,dev]'
+	$(PY) -m pip install --quiet -e '.[notebooks,dev,examples]'
 endif
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (softgrad)" >/dev/null
 	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
@@ -40,7 +40,7 @@ endif
 
 lock:
 	printf '%s\n' $(TORCH_PIN) > .lock-constraints.txt
-	uv pip compile pyproject.toml --extra notebooks --extra dev -c .lock-constraints.txt --python-version 3.11 \
+	uv pip compile pyproject.toml --extra notebooks --extra dev --extra examples -c .lock-constraints.txt --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o $(LOCK); \
 	  rc=$$?; rm -f .lock-constraints.txt; exit $$rc
 

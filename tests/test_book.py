@@ -31,6 +31,7 @@ CHAPTERS = {  # page -> (needs math, needs figures)
     "_generated/06_head_to_head.html": (False, True),
     "_generated/07_paper_claims.html": (False, False),
     "_generated/08_cost.html": (False, True),
+    "_generated/09_using_the_losses.html": (False, False),
     "references.html": (False, False),
 }
 

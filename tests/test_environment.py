@@ -54,7 +54,8 @@ def _declared() -> list:
     from packaging.requirements import Requirement
 
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = proj["dependencies"] + proj["optional-dependencies"]["notebooks"] + proj["optional-dependencies"]["dev"]
+    extras = proj["optional-dependencies"]
+    reqs = proj["dependencies"] + extras["notebooks"] + extras["dev"] + extras["examples"]
     return [Requirement(r) for r in reqs]
 
 

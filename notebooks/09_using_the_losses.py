@@ -1,0 +1,191 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 09 · Using the losses in your own code
+#
+# Every method in this book is an `nn.CrossEntropyLoss` drop-in: `softgrad.losses.make_loss(name, **params)`
+# returns a module with CE's options (`weight`, `ignore_index`, `reduction`, `label_smoothing` where the method
+# defines it) that accepts `(N, C)`, `(C,)` and `(N, C, d1, ..., dk)` logits. This page runs four ways of
+# using them, each on a tiny model and real data (scikit-learn's 8×8 digits) on the CPU, so the examples are
+# executed every time the book is built and cannot rot:
+#
+# 1. a plain PyTorch loop;
+# 2. a [timm](https://github.com/huggingface/pytorch-image-models) model, optimizer and scheduler;
+# 3. a Hugging Face `transformers.Trainer` whose `compute_loss` is overridden;
+# 4. AS-Softmax with AS-Speed's adaptive gradient accumulation (Lv et al. 2025).
+#
+# Each prints the training loss before and after a few dozen steps and the held-out accuracy.
+
+# %% tags=["parameters"]
+profile = "ci"
+base = {}
+sweeps = {}
+extra = {"steps": 60, "seed": 0}
+
+# %% tags=["remove-cell"]
+import logging
+import tempfile
+import warnings
+
+import torch
+from sklearn.datasets import load_digits
+
+warnings.filterwarnings("ignore")  # library deprecation chatter is not part of the examples
+logging.getLogger("transformers").setLevel(logging.ERROR)
+torch.set_num_threads(1)  # the printed numbers are compared by nbval: one thread, one answer
+STEPS, SEED = extra["steps"], extra["seed"]
+
+digits = load_digits()
+X = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16  # (1797, 1, 8, 8)
+Y = torch.tensor(digits.target)
+X_train, Y_train, X_test, Y_test = X[:1400], Y[:1400], X[1400:], Y[1400:]
+
+
+def accuracy(model, x=X_test, y=Y_test):
+    with torch.no_grad():
+        out = model(x)
+        logits = out["logits"] if isinstance(out, dict) else out
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+# %% [markdown]
+# ## 1. A plain PyTorch loop
+# Replace `nn.CrossEntropyLoss()` by `make_loss(...)`; nothing else changes.
+
+# %%
+from torch import nn
+
+from softgrad.losses import make_loss
+
+torch.manual_seed(SEED)
+model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+loss_fn = make_loss("gradient_decay", beta=0.3)  # was: nn.CrossEntropyLoss()
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+g = torch.Generator().manual_seed(SEED)
+first = None
+for step in range(STEPS):
+    idx = torch.randint(0, len(X_train), (64,), generator=g)
+    loss = loss_fn(model(X_train[idx]), Y_train[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    first = loss.item() if first is None else first
+print(f"gradient decay β=0.3: loss {first:.2f} → {loss.item():.2f} (J_β = CE with margin −ln β, plus ln β: "
+      f"negative once p_t is large, for β < 1); test accuracy {accuracy(model):.2f}")
+
+# %% [markdown]
+# ## 2. timm: model, optimizer and scheduler from timm, the loss from softgrad
+# timm's training script builds its loss from flags; in your own timm loop the loss is any module.
+
+# %%
+import timm
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+
+torch.manual_seed(SEED)
+model = timm.create_model("resnet10t", pretrained=False, num_classes=10, in_chans=1)
+opt = create_optimizer_v2(model, opt="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4)
+sched = CosineLRScheduler(opt, t_initial=STEPS)
+loss_fn = make_loss("temperature", beta=2.0, label_smoothing=0.1)
+g = torch.Generator().manual_seed(SEED)
+first = None
+model.train()
+for step in range(STEPS):
+    idx = torch.randint(0, len(X_train), (64,), generator=g)
+    loss = loss_fn(model(X_train[idx]), Y_train[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step_update(step + 1)
+    first = loss.item() if first is None else first
+model.eval()
+print(f"timm resnet10t, temperature β=2 with label smoothing: loss {first:.2f} → {loss.item():.2f}; "
+      f"test accuracy {accuracy(model):.2f}")
+
+# %% [markdown]
+# ## 3. Hugging Face `Trainer`: override `compute_loss`
+# The model returns logits; the subclass computes the loss from them. `num_items_in_batch` is passed by recent
+# `transformers` versions for gradient accumulation; `reduction="sum"` divided by it keeps the loss exact there.
+
+# %%
+from transformers import PrinterCallback, Trainer, TrainingArguments
+
+
+class DigitsMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, pixel_values, labels=None):
+        return {"logits": self.net(pixel_values)}
+
+
+class SoftgradTrainer(Trainer):
+    def __init__(self, *args, loss_fn, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        per_sample = self.loss_fn.per_sample(outputs["logits"], labels)  # (N,), ignored labels give 0
+        if num_items_in_batch is None:
+            loss = self.loss_fn.reduce(per_sample, labels)
+        else:  # the sum over this micro-batch, divided by the labels in the whole accumulated batch
+            loss = per_sample.sum() / num_items_in_batch
+        return (loss, outputs) if return_outputs else loss
+
+
+train_set = [{"pixel_values": x, "labels": int(y)} for x, y in zip(X_train, Y_train)]
+with tempfile.TemporaryDirectory() as out_dir:
+    args = TrainingArguments(output_dir=out_dir, max_steps=STEPS, per_device_train_batch_size=64, learning_rate=0.3,
+                             lr_scheduler_type="constant", optim="sgd", use_cpu=True, seed=SEED, data_seed=SEED,
+                             report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True)
+    torch.manual_seed(SEED)
+    model = DigitsMLP()
+    trainer = SoftgradTrainer(model=model, args=args, train_dataset=train_set, loss_fn=make_loss("sgt", alpha=0.5))
+    trainer.remove_callback(PrinterCallback)  # its end-of-training summary holds wall-clock times
+    result = trainer.train()
+model.eval()
+print(f"transformers.Trainer with SGT α=0.5: mean training loss {result.training_loss:.2f}; "
+      f"test accuracy {accuracy(model, x=X_test):.2f}")
+
+# %% [markdown]
+# ## 4. AS-Softmax with AS-Speed
+# AS-Softmax gives exactly zero loss (and gradient) to samples whose target beats every rival by more than δ.
+# AS-Speed (Lv et al. 2025) counts them at the start of each accumulation window and accumulates
+# k = round(λ·N / (N − zeros)) micro-batches per optimizer step, growing k by at most one per window and never
+# shrinking it (`softgrad.schedules.as_speed_next_k`, the official README's rule). The count uses
+# `softgrad.losses.zero_loss_mask`, the one definition the trainer uses too.
+
+# %%
+from softgrad.losses import as_softmax, zero_loss_mask
+from softgrad.schedules import as_speed_next_k
+
+torch.manual_seed(SEED)
+model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+g = torch.Generator().manual_seed(SEED)
+k, remaining, opt_steps, ks = 1, 0, 0, []
+for step in range(STEPS):
+    idx = torch.randint(0, len(X_train), (64,), generator=g)
+    y = Y_train[idx]
+    per = as_softmax(model(X_train[idx]), y, delta=0.3)
+    if remaining == 0:  # first micro-batch of a window: choose its length
+        k = as_speed_next_k(len(y), int(zero_loss_mask(per, y).sum()), k, lam=1.0, k_max=4)
+        remaining = k
+    (per.mean() / k).backward()  # each micro-batch contributes 1/k of the window's mean
+    remaining -= 1
+    if remaining == 0:
+        opt.step()
+        opt.zero_grad()
+        opt_steps += 1
+    ks.append(k)
+print(f"AS-Softmax δ=0.3 with AS-Speed: {STEPS} micro-batches in {opt_steps} optimizer steps "
+      f"(k grew {ks[0]} → {ks[-1]}); test accuracy {accuracy(model):.2f}")
