@@ -48,6 +48,9 @@ def load(pattern):
 
 
 losses, trainer, thr = load("losses_*.json"), load("train_*.json"), load("throughput_*.json")
+if "allocator" in losses:  # one allocator per device: tcmalloc where it was measured (as `make bench` prefers)
+    losses = pd.concat([sub[sub.allocator == ("tcmalloc" if (sub.allocator == "tcmalloc").any() else sub.allocator.iloc[0])]
+                        for _, sub in losses.groupby("device")], ignore_index=True)
 print("benchmark files:", sorted(p.name for p in res.glob("*.json")))
 print("devices measured:", sorted(set(losses.get("device", [])) | set(trainer.get("device", [])) | set(thr.get("device", []))))
 
