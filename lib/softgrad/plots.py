@@ -1,4 +1,4 @@
-"""Figure helpers shared by the notebooks: headless, stamped with the run that made them."""
+"""Figure helpers shared by the notebooks: headless, stamped with the notebook and parameter file that made them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .store import REPO_ROOT, provenance  # noqa: E402
+from .store import REPO_ROOT  # noqa: E402
 
 COLORS = {"ce": "black", "temperature": "tab:blue", "gradient_decay": "tab:orange", "sgt": "tab:green",
           "as_softmax": "tab:red", "noisy": "tab:purple", "sparse_softmax": "tab:brown", "sparsemax": "tab:pink",
@@ -30,10 +30,13 @@ def figure_dir(profile: str) -> Path:
 
 
 def save(fig, name: str, profile: str, notebook: str) -> Path:
-    """Stamp ``fig`` with its source (notebook, profile, commit) and save it as PNG."""
-    commit = provenance()["git_commit"][:10]
-    fig.text(0.99, -0.01, f"softgrad {notebook} · profile {profile} · commit {commit}", ha="right", va="top",
-             fontsize=6, color="0.5")
+    """Stamp ``fig`` with its source (notebook and parameter file) and save it as PNG.
+
+    No commit or time in the stamp: a figure changes only when what it shows changes, so regenerating the
+    results twice leaves the committed figures as they are (the executed notebook and the runs' provenance
+    record the commit)."""
+    fig.text(0.99, -0.01, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml", ha="right",
+             va="top", fontsize=6, color="0.5")
     path = figure_dir(profile) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
