@@ -116,11 +116,12 @@ def run_grid(configs: list[Config], out: Path, executor: str = "local", workers:
     clean_stale_tmp(out)
     todo = _todo(configs, out)
     failures: list[tuple[Config, BaseException]] = []
+    done: dict[str, dict] = {}  # results in hand (under DDP only rank 0 writes them to disk)
     bar = tqdm(total=len(todo), desc=f"{desc} ({len(configs) - len(todo)} cached, {executor})", disable=not progress)
     if executor == "local":
         for cfg in todo:
             try:
-                run_one(cfg, out, progress=progress)
+                done[config_id(cfg)] = run_one(cfg, out, progress=progress)
             except Exception as e:  # keep going; report at the end
                 failures.append((cfg, e))
             bar.update(1)
@@ -133,7 +134,7 @@ def run_grid(configs: list[Config], out: Path, executor: str = "local", workers:
         for cfg, e in failures:
             print(f"run {_describe(cfg)} failed: {type(e).__name__}: {e}", file=sys.stderr)
         raise RunFailures([(config_id(c), f"{type(e).__name__}: {e}") for c, e in failures], len(configs), out)
-    return [json.loads(result_path(out, config_id(c)).read_text()) for c in configs]
+    return [done.get(config_id(c)) or json.loads(result_path(out, config_id(c)).read_text()) for c in configs]
 
 
 def _processes(todo, out, workers, bar, failures):
