@@ -41,7 +41,7 @@ from . import schedules as _schedules
 from .data import DATASETS, dataset_shape
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
-           "check_grid_size", "effective_threads"]
+           "check_grid_size", "effective_threads", "device_available"]
 
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
 OPTIMIZERS = ("sgd", "adamw")
@@ -217,13 +217,14 @@ def _check_applicable(cfg: Config) -> None:
                        f"pooling); allowed for it: {[m for m in MODELS if m == 'mlp' or _model_builds(m, cfg.width, shape, classes)]}")
     if cfg.crop_padding and len(shape) == 3 and cfg.crop_padding >= min(shape[1:]):
         _fail("crop_padding", f"must be smaller than the image side {min(shape[1:])}, got {cfg.crop_padding}")
-    if cfg.device in ("cuda", "mps") and not _device_available(cfg.device):
+    if cfg.device in ("cuda", "mps") and not device_available(cfg.device):
         _fail("device", f"{cfg.device!r} is not available on this machine; allowed here: "
-                        f"{[d for d in DEVICES if d in ('auto', 'cpu') or _device_available(d)]}")
+                        f"{[d for d in DEVICES if d in ('auto', 'cpu') or device_available(d)]}")
 
 
 @functools.lru_cache(maxsize=None)
-def _device_available(name: str) -> bool:
+def device_available(name: str) -> bool:
+    """Whether torch can use device ``name`` ('cuda' or 'mps') on this machine."""
     import torch
 
     if name == "cuda":

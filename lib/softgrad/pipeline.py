@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from .config import load_params
-from .store import clean_stale_tmp
+from .store import clean_stale_tmp, file_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NB_DIR = REPO_ROOT / "notebooks"
@@ -174,7 +174,7 @@ def alt_torch(venv: Path, torch_spec: str, lock: Path) -> int:
     venv = Path(venv)
     py = venv / "bin" / "python"
     stamp = venv / ".installed"
-    want = f"{torch_spec} | {_sha(lock)}"
+    want = f"{torch_spec} | {file_hash(lock)}"
     if not (stamp.exists() and stamp.read_text() == want):
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.check_call([sys.executable, "-m", "venv", str(venv)])
@@ -201,12 +201,6 @@ def alt_torch(venv: Path, torch_spec: str, lock: Path) -> int:
     rc = subprocess.call([str(py), "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "tests/test_losses.py"],
                          cwd=REPO_ROOT)
     return rc or subprocess.call([str(py), "-m", "softgrad.pipeline", "nbval", "--profile", "ci"], cwd=REPO_ROOT)
-
-
-def _sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def main(argv=None) -> int:

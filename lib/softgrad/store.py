@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 __all__ = ["REPO_ROOT", "LOCK_FILE", "run_dir", "result_path", "atomic_write_json", "atomic_torch_save",
-           "clean_stale_tmp", "provenance", "lock_hash", "load_run", "load_results", "results_frame"]
+           "clean_stale_tmp", "provenance", "file_hash", "lock_hash", "load_run", "load_results", "results_frame"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK_FILE = REPO_ROOT / "requirements-lock.txt"
@@ -111,12 +111,17 @@ def _git(*args) -> str:
         return ""
 
 
-def lock_hash() -> str:
-    """sha256 (first 16 hex) of ``requirements-lock.txt``, the reference environment; 'none' if absent."""
+def file_hash(path: Path) -> str:
+    """sha256 (first 16 hex) of a file's bytes; 'none' if it cannot be read."""
     try:
-        return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()[:16]
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     except OSError:
         return "none"
+
+
+def lock_hash() -> str:
+    """:func:`file_hash` of ``requirements-lock.txt``, the reference environment."""
+    return file_hash(LOCK_FILE)
 
 
 def provenance() -> dict:

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from . import losses as L
 from . import schedules as S
-from .config import Config, effective_threads
+from .config import Config, device_available, effective_threads
 from .data import Batcher, Dataset, load_dataset
 from .models import build_model
 from .store import atomic_torch_save
@@ -45,13 +45,12 @@ GRAD_NORM_EVERY = 8  # grad_norm is the mean global gradient norm over every 8th
 
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
-        if name == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False")
+        if name in ("cuda", "mps") and not device_available(name):
+            raise ValueError(f"device: {name!r} requested but it is not available on this machine")
         return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
+    for accel in ("cuda", "mps"):
+        if device_available(accel):
+            return torch.device(accel)
     return torch.device("cpu")
 
 
