@@ -52,20 +52,34 @@ def yes(cond, partly=False):
     return "reproduced" if cond else ("partly" if partly else "not reproduced")
 
 
-def beats(a, a_std, b, b_std):
-    """a beats b by more than the larger seed std (the book's rule for 'improves on')."""
-    return a - b > max(a_std, b_std)
+PROTOCOL_RULE = ("chapter 06 protocol: equal tuning budget incl. CE's learning rate; mean over tasks of the "
+                 "paired difference to tuned CE, interval excludes 0 after correction")
+POINTS = {"acc", "ece", "ece_ts"}
 
 
-gain = g["t_best_acc"] - g["t_ce_acc"]
+def protocol_claim(paper, text, method, metric="acc", difference=""):
+    """A claim that ``method`` improves on CE, judged by chapter 06's protocol (its across-task verdict)."""
+    k = f"h2h_agg_{method}_{metric}"
+    sc, unit = (100, " pts") if metric in POINTS else (1, "")
+    per_task = ""
+    if metric == "acc":
+        per_task = (f"; per task: {g[f'h2h_{method}_acc_n_reproduced']} gain, {g[f'h2h_{method}_acc_n_reversed']} "
+                    f"loss, {g[f'h2h_{method}_acc_n_no_detectable_effect']} no effect of {g['h2h_n_tasks']}")
+    claim(paper, text, f"{g[k + '_diff'] * sc:+.2f}{unit} [{g[k + '_lo'] * sc:+.2f}, {g[k + '_hi'] * sc:+.2f}]"
+          + per_task, PROTOCOL_RULE, g[k + "_verdict"], difference)
+
+
+def margin_verdict(diff, margin=0.005):
+    """A mean difference without an interval: only a difference beyond the margin counts either way."""
+    return "reproduced" if diff > margin else ("not reproduced" if diff < -margin else "inconclusive at this budget")
+
+
 claim("Temperature", "generalization depends strongly on β, weakly on ‖βz₀‖",
       f"acc range over β {g['t_beta_range']:.3f}; over ‖βz₀‖ at fixed β {g['t_init_range']:.3f} "
       f"(runs that trained; {g['t_init_failed']} of {g['t_init_runs']} did not)",
       "β range > 2 × ‖βz₀‖ range", yes(g["t_beta_range"] > 2 * g["t_init_range"],
                                        partly=g["t_beta_range"] > g["t_init_range"]))
-claim("Temperature", "tuning β in 1e-2..1e1 improves on β = 1",
-      f"best β = {g['t_best_beta']:g}: {g['t_best_acc']:.4f} vs β = 1: {g['t_ce_acc']:.4f} (seed std {g['t_best_std']:.4f})",
-      "gain > 2 seed stds", yes(gain > 2 * g["t_best_std"], partly=gain > 0))
+protocol_claim("Temperature", "tuning β improves on β = 1 (CE)", "temperature")
 claim("Temperature", "P1: with η = η̃/β² and ‖βz₀‖ fixed, early loss curves collapse (reconstructed)",
       f"max spread across β {g['t_p1_spread']:.3f} vs {g['t_p1_control_spread']:.3f} without the scaling",
       "spread < ½ × control", yes(g["t_p1_spread"] < 0.5 * g["t_p1_control_spread"],
@@ -90,50 +104,41 @@ claim("Gradient decay", "larger β improves calibration (ECE/MCE)",
 claim("Gradient decay", "small β acts as a curriculum (easy samples first)",
       f"easy − hard p_t after epoch 1: {g['gd_gap_small']:.3f} (small β) vs {g['gd_gap_large']:.3f} (large β)",
       "gap(small β) > gap(large β)", yes(g["gd_gap_small"] > g["gd_gap_large"]))
-claim("Gradient decay", "generalization depends on β; β ≠ 1 can beat CE",
-      f"best β = {g['gd_best_beta']:g}: {g['gd_acc_best']:.4f} ± {g['gd_acc_best_std']:.4f} vs β = 1: "
-      f"{g['gd_acc_ce']:.4f} ± {g['gd_acc_ce_std']:.4f}", "best β ≠ 1, ahead by > 1 seed std",
-      yes(g["gd_best_beta"] != 1.0 and beats(g["gd_acc_best"], g["gd_acc_best_std"], g["gd_acc_ce"], g["gd_acc_ce_std"]),
-          partly=g["gd_best_beta"] != 1.0))
+protocol_claim("Gradient decay", "β ≠ 1 beats CE", "gradient_decay")
+protocol_claim("Gradient decay", "tuned gradient decay is better calibrated than CE (ECE after temperature scaling)",
+               "gradient_decay", "ece_ts")
 claim("Gradient decay", "β warm-up beats a fixed β",
       f"best warm-up {g['gd_warmup_best_acc']:.4f} vs best fixed endpoint {g['gd_fixed_best_acc']:.4f}",
-      "warm-up > fixed", yes(g["gd_warmup_best_acc"] > g["gd_fixed_best_acc"]))
+      "difference beyond ±0.5 points (no interval: a mean over seeds)",
+      margin_verdict(g["gd_warmup_best_acc"] - g["gd_fixed_best_acc"]))
 
-claim("Noisy Softmax", "annealed noise (α ≈ 0.1) improves on softmax; large α hurts",
-      f"best α = {g['ns_best_alpha']:g}: {g['ns_acc_best']:.4f} ± {g['ns_acc_best_std']:.4f}; softmax "
-      f"{g['ns_acc_softmax']:.4f} ± {g['ns_acc_softmax_std']:.4f}; α = {g['ns_largest_alpha']:g}: {g['ns_acc_largest']:.4f}",
-      "best α > 0 ahead by > 1 seed std, and largest α < softmax",
-      yes(g["ns_best_alpha"] > 0 and beats(g["ns_acc_best"], g["ns_acc_best_std"], g["ns_acc_softmax"],
-                                           g["ns_acc_softmax_std"]) and g["ns_acc_largest"] < g["ns_acc_softmax"],
-          partly=g["ns_acc_largest"] < g["ns_acc_softmax"]))
+protocol_claim("Noisy Softmax", "annealed noise improves on softmax", "noisy")
+claim("Noisy Softmax", "large α hurts",
+      f"α = {g['ns_largest_alpha']:g}: {g['ns_acc_largest']:.4f}; softmax {g['ns_acc_softmax']:.4f} "
+      f"± {g['ns_acc_softmax_std']:.4f}", "below softmax by more than 0.5 points",
+      margin_verdict(g["ns_acc_softmax"] - g["ns_acc_largest"]))
 claim("Noisy Softmax", "noise postpones saturation (larger gradients late in training)",
       f"last-epoch grad norm, Noisy / softmax = {g['ns_gradnorm_ratio']:.2f}", "ratio > 1", yes(g["ns_gradnorm_ratio"] > 1))
 claim("Noisy Softmax", "negative noise −σ|ξ| is worse than softmax",
-      f"{g['ns_acc_negative']:.4f} vs softmax {g['ns_acc_softmax']:.4f}", "negative < softmax",
-      yes(g["ns_acc_negative"] < g["ns_acc_softmax"]))
+      f"{g['ns_acc_negative']:.4f} vs softmax {g['ns_acc_softmax']:.4f}", "below softmax by more than 0.5 points",
+      margin_verdict(g["ns_acc_softmax"] - g["ns_acc_negative"]))
 
 claim("SGT", "SGT(α) trains exactly like temperature-scaled CE (derived identity)",
-      f"max |Δ train CE| after epoch 1: {g['sgt_match_dnll_e1']:.1e}; over all epochs {g['sgt_match_dnll']:.1e}; "
-      f"max |Δ test acc| {g['sgt_match_dacc']:.4f}",
-      "|Δ CE| after epoch 1 < 1e-4 (later epochs amplify float rounding)", yes(g["sgt_match_dnll_e1"] < 1e-4),
-      "two code paths, same data and seeds; the gradient identity itself is tested to 1e-12 in tests/")
+      f"float64, 50 SGD steps side by side: relative parameter gap < {g['traj_tol']:g}: {g['sgt_traj64_ok']}",
+      "gap < 1e-12 in float64 (identity); float32 drift is shown in chapter 04 as an observation",
+      yes(g["sgt_traj64_ok"]), "a small tanh MLP on random batches; the gradient identity is also tested in tests/")
+claim("Gradient decay", "J_β is CE with an additive target margin −ln β (derived identity)",
+      f"float64, 50 SGD steps side by side: relative parameter gap < {g['traj_tol']:g}: {g['gd_traj64_ok']}",
+      "gap < 1e-12 in float64", yes(g["gd_traj64_ok"]), "a small tanh MLP on random batches")
 claim("SGT", "final training CE rises as α falls, while the logit norm grows",
       f"corr(log α, train CE) = {g['sgt_rho_ce']:.2f}; corr(log α, logit norm) = {g['sgt_rho_norm']:.2f}",
       "both corr < 0", yes(g["sgt_rho_ce"] < 0 and g["sgt_rho_norm"] < 0, partly=g["sgt_rho_norm"] < 0))
 claim("SGT", "ImageNet ResNet-50: 75.97 → 76.49 top-1 (α = 0.05, step)", "—", "—", "not testable here",
       "ImageNet-1K, 100 epochs on 4 GPUs")
-claim("SGT", "small α improves on CE",
-      f"best α = {g['sgt_best_alpha']:g}: {g['sgt_acc_best']:.4f} ± {g['sgt_acc_best_std']:.4f} vs CE "
-      f"{g['sgt_acc_ce']:.4f} ± {g['sgt_acc_ce_std']:.4f}", "best α < 1, ahead by > 1 seed std",
-      yes(g["sgt_best_alpha"] < 1.0 and beats(g["sgt_acc_best"], g["sgt_acc_best_std"], g["sgt_acc_ce"], g["sgt_acc_ce_std"]),
-          partly=g["sgt_best_alpha"] < 1.0))
+protocol_claim("SGT", "small α improves on CE", "sgt")
 
-claim("AS-Softmax", "AS-Softmax beats softmax",
-      f"best δ = {g['as_best_delta']:g}: {g['as_acc_best']:.4f} ± {g['as_acc_best_std']:.4f} vs CE "
-      f"{g['as_acc_ce']:.4f} ± {g['as_acc_ce_std']:.4f}", "best δ < 1, ahead by > 1 seed std",
-      yes(g["as_best_delta"] < 1 and beats(g["as_acc_best"], g["as_acc_best_std"], g["as_acc_ce"], g["as_acc_ce_std"]),
-          partly=g["as_best_delta"] < 1 and g["as_acc_best"] > g["as_acc_ce"]),
-      setup + "; the paper's results are text classification with BERT")
+protocol_claim("AS-Softmax", "AS-Softmax beats softmax", "as_softmax",
+               difference=setup + "; the paper's results are text classification with BERT")
 claim("AS-Speed", "≈1.2× faster training at equal quality",
       f"{g['as_speed_speedup']:.2f}× wall clock, {g['as_speed_step_ratio']:.2f}× fewer optimizer steps; "
       f"acc {g['as_speed_acc']:.4f} vs CE {g['as_acc_ce']:.4f}",
@@ -145,9 +150,12 @@ claim("AS-Softmax", "the AS loss tracks validation accuracy (softmax's does not)
       "AS corr < softmax corr − 0.1", yes(g["as_corr_as"] < g["as_corr_ce"] - 0.1, partly=g["as_corr_as"] < g["as_corr_ce"]))
 
 table = pd.DataFrame(rows)
-counts = table.verdict.str.split(" ").str[0].value_counts()
-for k in ["reproduced", "partly", "not"]:
-    glue(f"claims_{k.replace(' ', '_')}", int(counts.get(k, 0)), display=False)
+CATEGORIES = {"reproduced": "reproduced", "partly": "partly", "reversed": "reversed",
+              "no detectable effect": "no_effect", "inconclusive at this budget": "inconclusive",
+              "not testable here": "not_testable"}
+for v, key in CATEGORIES.items():
+    glue(f"claims_{key}", int((table.verdict == v).sum()), display=False)
+glue("claims_not_reproduced", int(table.verdict.str.startswith("not reproduced").sum()), display=False)
 glue("claims_total", len(table), display=False)
 with pd.option_context("display.max_colwidth", None, "display.width", 250):
     print(table[["paper", "claim", "this book", "rule", "verdict"]].to_string(index=False))

@@ -59,6 +59,10 @@ def _dispatch(a) -> int:
         for path in a.params:
             p = load_params(path, allow_large=a.allow_large_grid)
             n = sum(len(c) for _, c in plan_params(p, allow_large=a.allow_large_grid))
+            if "protocol" in p["extra"]:
+                from .protocol import plan
+
+                n += len(plan(p["base"], p["extra"]["protocol"]))
             print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r})")
         return 0
     p = load_params(a.params, allow_large=a.allow_large_grid)

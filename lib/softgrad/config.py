@@ -69,7 +69,8 @@ class Config:
     # data
     dataset: str = "mnist10k"
     data_root: str = ""  # "" -> $SOFTGRAD_DATA, else <repo>/data
-    val_fraction: float = 0.0  # > 0: hold out this stratified fraction of train as the test set (model selection)
+    val_fraction: float = 0.0  # > 0: a stratified validation split of train (split by `seed`): val_* metrics
+    label_noise: float = 0.0  # symmetric noise: this fraction of training labels replaced by another class (by `seed`)
     synthetic_classes: int = 10
     synthetic_dim: int = 32
     synthetic_n_train: int = 5000
@@ -119,6 +120,8 @@ class Config:
     amp: str = "auto"  # bf16 autocast: 'auto' on CUDA only, 'bf16' on any device (CPU too), 'off'
     threads: int = 0  # CPU threads (0: torch's default in a fresh process; part of the run id either way)
     track_samples: int = 0  # record p_t of this many fixed training samples every epoch
+    eval_every: int = 1  # evaluate (train/val/test metrics) every this many epochs; the last epoch always
+    log_every: int = 0  # > 0: record the training-batch loss every this many optimizer steps (step_loss)
 
     def __post_init__(self):
         _check(self)
@@ -163,6 +166,9 @@ def _check(cfg: Config):
     except ValueError as e:
         _fail("loss_params", str(e))
     _range(cfg, "val_fraction", 0.0, 0.9)
+    _range(cfg, "label_noise", 0.0, 0.9)
+    _range(cfg, "eval_every", 1)
+    _range(cfg, "log_every", 0)
     _range(cfg, "synthetic_classes", 2)
     _range(cfg, "synthetic_dim", 1)
     _range(cfg, "synthetic_n_train", 10)

@@ -44,20 +44,38 @@ class Dataset:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+    x_val: Tensor | None = None  # a validation split carved from train (:meth:`split_validation`)
+    y_val: Tensor | None = None
 
     @property
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device) -> "Dataset":
+        val = (None, None) if self.x_val is None else (self.x_val.to(device), self.y_val.to(device))
         return Dataset(self.name, self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                       self.y_test.to(device), self.num_classes)
+                       self.y_test.to(device), self.num_classes, *val)
 
     def split_validation(self, fraction: float, seed: int) -> "Dataset":
-        """Hold out a stratified ``fraction`` of the training part as the test part (for model selection)."""
+        """Hold out a stratified ``fraction`` of the training part as a validation split (model selection,
+        temperature scaling); the test split is untouched and never used for any choice."""
         tr, va = stratified_split(self.y_train, fraction, seed)
-        return Dataset(self.name + "-val", self.x_train[tr], self.y_train[tr], self.x_train[va], self.y_train[va],
-                       self.num_classes)
+        return Dataset(self.name, self.x_train[tr], self.y_train[tr], self.x_test, self.y_test, self.num_classes,
+                       self.x_train[va], self.y_train[va])
+
+    def with_label_noise(self, rate: float, seed: int) -> "Dataset":
+        """Symmetric label noise on the training labels: each label is, with probability ``rate``, replaced
+        by a class drawn uniformly from the *other* ``C - 1`` classes (so ``rate`` is the fraction of wrong
+        labels). Applied before :meth:`split_validation`, so a validation split is as noisy as the data it
+        comes from (what a practitioner holds out); the test labels stay clean."""
+        if rate <= 0:
+            return self
+        g = torch.Generator().manual_seed(seed * 7919 + 17)  # its own stream: the split and init do not shift
+        y = self.y_train.clone()
+        flip = torch.rand(y.shape[0], generator=g) < rate
+        shift = torch.randint(1, self.num_classes, (y.shape[0],), generator=g)  # 1..C-1: never the true class
+        y[flip] = (y[flip] + shift[flip]) % self.num_classes
+        return Dataset(self.name, self.x_train, y, self.x_test, self.y_test, self.num_classes, self.x_val, self.y_val)
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -50,6 +50,16 @@ def _clean(nb, source: Path):
     return nb
 
 
+def validate(name: str, profile: str) -> dict:
+    """Fully validate a notebook's parameter file (sweeps, and the protocol spec where it has one)."""
+    p = load_params(REPO_ROOT / "params" / profile / f"{name}.yaml")
+    if "protocol" in p["extra"]:
+        from . import protocol
+
+        protocol.plan(p["base"], p["extra"]["protocol"])
+    return p
+
+
 def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool = True, pre_run: bool = True) -> Path:
     import jupytext
     import nbformat
@@ -57,13 +67,17 @@ def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool
 
     src = NB_DIR / f"{name}.py"
     params = yaml.safe_load((REPO_ROOT / "params" / profile / f"{name}.yaml").read_text()) or {}
-    load_params(REPO_ROOT / "params" / profile / f"{name}.yaml")  # validate before running anything
+    p = validate(name, profile)  # before running anything
     out_dir = out_dir or REPO_ROOT / "outputs" / profile / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     if pre_run and params.get("sweeps"):  # train the sweeps here, with progress in the terminal; the kernel reads the cache
         from .runs import run_params
 
         run_params(REPO_ROOT / "params" / profile / f"{name}.yaml", progress=progress)
+    if pre_run and "protocol" in p["extra"]:  # the same for a notebook that runs the comparison protocol
+        from . import protocol
+
+        protocol.run(p["base"], p["extra"]["protocol"], p["profile"], progress=progress)
     os.environ["SOFTGRAD_PROGRESS"] = "0"  # kernels inherit it: no progress bars inside executed notebooks
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -216,6 +230,8 @@ def main(argv=None) -> int:
         return alt_torch(REPO_ROOT / a.venv, a.torch, REPO_ROOT / a.lock)
     if a.what == "notebooks":
         names = a.only or notebook_names(a.profile)
+        for name in names:  # every parameter file is checked before any notebook trains
+            validate(name, a.profile)
         from tqdm.auto import tqdm
 
         for name in tqdm(names, desc=f"notebooks ({a.profile})"):
@@ -231,5 +247,15 @@ def main(argv=None) -> int:
     return build_book(a.profile)
 
 
+def _main() -> int:
+    from .config import ConfigError
+
+    try:
+        return main()
+    except ConfigError as e:  # a bad parameter file: one line naming the key, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

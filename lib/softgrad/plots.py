@@ -46,3 +46,39 @@ def mean_std(df, by: list[str], col: str):
     """Mean and std of ``col`` over seeds, grouped by ``by`` (final-epoch rows)."""
     g = df.groupby(by)[col]
     return g.mean(), g.std(ddof=1).fillna(0.0)
+
+
+VERDICT_COLORS = {"reproduced": "tab:green", "reversed": "tab:red", "no detectable effect": "tab:blue",
+                  "inconclusive at this budget": "0.55"}
+METRIC_LABELS = {"acc": "test accuracy (points)", "nll": "test NLL", "ece": "test ECE (points)",
+                 "nll_ts": "test NLL after temperature scaling", "ece_ts": "test ECE after temperature scaling (points)"}
+POINTS = {"acc", "ece", "ece_ts"}  # shown ×100
+
+
+def forest(ax, comparisons, metric: str = "acc", methods=None, tasks=None):
+    """Forest plot of :func:`softgrad.protocol.compare` rows: per (task, method) the paired difference to
+    tuned CE with its interval, coloured by verdict; a vertical line at 0 and the equivalence margin band."""
+    c = comparisons[comparisons.metric == metric]
+    if methods is not None:
+        c = c[c.method.isin(methods)]
+    if tasks is not None:
+        c = c[c.task.isin(tasks)]
+    scale = 100.0 if metric in POINTS else 1.0
+    labels = []
+    for i, r in enumerate(c.itertuples()):
+        y = len(c) - 1 - i
+        col = VERDICT_COLORS.get(r.verdict, "0.3")
+        ax.errorbar([r.diff * scale], [y], xerr=[[(r.diff - r.lo) * scale], [(r.hi - r.diff) * scale]], fmt="o",
+                    color=col, ms=5, capsize=3)
+        labels.append(f"{r.task} · {r.method}")
+    ax.set_yticks(range(len(c) - 1, -1, -1), labels)
+    ax.axvline(0.0, color="k", lw=0.8)
+    ax.set_xlabel(f"difference to tuned CE, {METRIC_LABELS.get(metric, metric)}")
+    return ax
+
+
+def verdict_legend(ax, **kw):
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLORS.items()]
+    ax.legend(handles=handles, **kw)

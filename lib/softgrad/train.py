@@ -5,11 +5,13 @@ runs under bf16 autocast on CUDA (``amp='auto'``; ``amp='bf16'`` also on CPU, wh
 mixed-precision path runs everywhere), conv nets use channels_last on CUDA, ``compile=True`` wraps the
 model in ``torch.compile``. The CPU thread count is always set (:func:`~softgrad.config.effective_threads`). Device: ``cuda`` if available, else ``mps``, else ``cpu``.
 
-Per epoch (evaluated on the clean logits of the full train and test sets after the epoch):
+Per evaluated epoch (every ``eval_every`` epochs and the last; clean logits of each full split after the epoch):
 ``{split}_loss`` (the method's own loss), ``{split}_nll`` (plain CE), ``{split}_acc``,
 ``{split}_ece`` / ``{split}_mce`` (15 equal-width confidence bins), ``{split}_pt`` (mean target
 probability), ``{split}_zero_frac`` (fraction of samples whose method loss is exactly 0),
-``{split}_logit_norm`` (mean L2 norm of the logit vector); plus ``train_loss_running`` (mean
+``{split}_logit_norm`` (mean L2 norm of the logit vector), for split in train, test and (``val_fraction > 0``)
+val; at the last epoch with a validation split also ``ts_temperature`` (T fitted on validation NLL) and
+``{val,test}_{nll,ece,mce}_ts`` (after dividing the logits by T); plus ``train_loss_running`` (mean
 training-batch loss as optimised), ``weight_dist`` (L2 distance of all weights from init),
 ``grad_norm`` (mean global gradient norm over every 8th optimizer step of the epoch), ``opt_steps``, ``accum_k``,
 ``lr_now`` (the learning rate at the end of the epoch), loss-parameter values, ``epoch_time`` and ``samples_per_s`` (training only).
@@ -60,8 +62,11 @@ def prepare_data(cfg: Config) -> Dataset:
         opts = dict(classes=cfg.synthetic_classes, dim=cfg.synthetic_dim, n_train=cfg.synthetic_n_train,
                     separation=cfg.synthetic_separation, label_noise=cfg.synthetic_label_noise)
     ds = load_dataset(cfg.dataset, root=cfg.data_root or None, **opts)
+    # the run's seed fixes the label noise and the validation split, as it fixes init and data order, so
+    # two methods run with the same seed see the same data: their differences are paired
+    ds = ds.with_label_noise(cfg.label_noise, seed=cfg.seed)
     if cfg.val_fraction > 0:
-        ds = ds.split_validation(cfg.val_fraction, seed=0)
+        ds = ds.split_validation(cfg.val_fraction, seed=cfg.seed)
     return ds
 
 
@@ -110,13 +115,39 @@ def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2
     correct = pred == y
     method = loss_fn.per_sample(logits, y)
     ece, mce = calibration(conf, correct)
-    return {
+    return {"_logits": logits,
         "loss": float(method.mean()), "nll": float(-logp.gather(1, y[:, None]).mean()),
         "acc": float(correct.double().mean()), "ece": ece, "mce": mce,
         "pt": float(p.gather(1, y[:, None]).mean()), "zero_frac": float(L.zero_loss_mask(method, y).double().mean()),
         "logit_norm": float(logits.norm(dim=1).mean()),
-        "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method, "_conf": conf, "_correct": correct,
+        "_y": y, "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method, "_conf": conf, "_correct": correct,
     }
+
+
+def fit_temperature(logits: Tensor, y: Tensor) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the NLL of ``softmax(logits / T)``.
+
+    logits ``(N, C)``, y ``(N,)``. The NLL is convex in 1/T; it is minimised over log T in [log 0.05, log 20]
+    (a bounded scalar search, scipy) in float64.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z, y = logits.detach().double().cpu(), y.cpu()
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(z / math.exp(log_t), y))
+
+    r = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded", options={"xatol": 1e-5})
+    return float(math.exp(r.x))
+
+
+def scaled_metrics(logits: Tensor, y: Tensor, t: float) -> dict:
+    """NLL, ECE and MCE of ``softmax(logits / t)`` (accuracy does not change with t)."""
+    z = logits.double() / t
+    logp = torch.log_softmax(z, 1)
+    conf, pred = logp.exp().max(1)
+    ece, mce = calibration(conf, pred == y)
+    return {"nll": float(-logp.gather(1, y[:, None]).mean()), "ece": ece, "mce": mce}
 
 
 def _lr_factor(cfg: Config, t: float) -> float:
@@ -218,6 +249,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
 
     history: list[dict] = []
     per_sample = {"index": track.tolist() if track is not None else [], "pt": []}
+    step_loss = {"step": [], "loss": []}  # cfg.log_every > 0: training-batch loss every log_every steps
     state = {"k": 1, "remaining": 0}  # AS-Speed: window length and micro-batches left in it
     start_epoch = 0
     reliability = None  # test-set reliability bins of the final epoch
@@ -230,22 +262,32 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         if device.type == "cuda" and ck.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ck["rng_cuda"])
         history, per_sample, state, start_epoch = ck["history"], ck["per_sample"], ck["state"], ck["epoch"]
+        step_loss = ck.get("step_loss", step_loss)
         reliability = ck.get("reliability")
         init = [t.to(device) for t in ck["init"]]
 
-    def metrics_row(epoch: int) -> tuple[dict, dict]:
+    splits = [("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)]
+    if ds.x_val is not None:
+        splits.append(("val", ds.x_val, ds.y_val))
+
+    def metrics_row(epoch: int, final: bool = False) -> tuple[dict, dict]:
         rng = torch.get_rng_state()  # evaluation must not consume the training RNG stream
-        tr = evaluate(model, ds.x_train, ds.y_train, loss_fn, amp=amp)
-        te = evaluate(model, ds.x_test, ds.y_test, loss_fn, amp=amp)
+        m = {split: evaluate(model, x, y, loss_fn, amp=amp) for split, x, y in splits}
         torch.set_rng_state(rng)
         row = {"epoch": epoch, "weight_dist": float(torch.sqrt(sum(((p.detach() - p0) ** 2).sum()
                                                                    for p, p0 in zip(model.parameters(), init))))}
         row.update({f"param_{k}": v for k, v in loss_fn.params.items() if isinstance(v, (int, float))})
-        for split, m in (("train", tr), ("test", te)):
-            row.update({f"{split}_{k}": v for k, v in m.items() if not k.startswith("_")})
+        for split, r in m.items():
+            row.update({f"{split}_{k}": v for k, v in r.items() if not k.startswith("_")})
+        if final and "val" in m:  # temperature scaling: T fitted on validation NLL, applied to test
+            t = fit_temperature(m["val"]["_logits"], ds.y_val)
+            row["ts_temperature"] = t
+            for split in ("val", "test"):
+                row.update({f"{split}_{k}_ts": v for k, v in
+                            scaled_metrics(m[split]["_logits"], m[split]["_y"], t).items()})
         if track is not None:
-            per_sample["pt"].append([round(v, 5) for v in tr["_pt"][track].tolist()])
-        return row, te
+            per_sample["pt"].append([round(v, 5) for v in m["train"]["_pt"][track].tolist()])
+        return row, m["test"]
 
     if start_epoch == 0:  # epoch 0: the initial model, before any step (initial logit norm, loss, p_t)
         loss_fn.params.update(schedule(0.0))
@@ -291,6 +333,9 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             share = yb.shape[0] * n_world / n_glob  # 1 in one process
             (loss * (share / k)).backward()
             run_loss.add_(loss.detach(), alpha=yb.shape[0])
+            if cfg.log_every and (epoch * steps_per_epoch + i) % cfg.log_every == 0:  # a host sync: opt-in
+                step_loss["step"].append(epoch * steps_per_epoch + i)
+                step_loss["loss"].append(float(loss.detach()))
             n_seen += yb.shape[0]
             state["remaining"] = max(0, state["remaining"] - 1) if cfg.as_speed else 0
             last = i == steps_per_epoch - 1
@@ -310,7 +355,11 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
-        row, te = metrics_row(epoch + 1)
+        last_epoch = epoch + 1 == cfg.epochs
+        if last_epoch or (epoch + 1) % cfg.eval_every == 0:
+            row, te = metrics_row(epoch + 1, final=last_epoch)
+        else:  # not an evaluation epoch: training statistics only
+            row, te = {"epoch": epoch + 1}, None
         row.update({"train_loss_running": float(run_loss) / n_seen, "lr_now": opt.param_groups[0]["lr"],
                     "opt_steps": opt_steps, "accum_k": state["k"] if cfg.as_speed else 1,
                     "grad_norm": float(gnorm_sum) / max(1, gnorm_n), "epoch_time": epoch_time,
@@ -320,11 +369,13 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             reliability = reliability_bins(te["_conf"], te["_correct"])
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(acc=f"{te['acc']:.3f}", nll=f"{te['nll']:.3f}")
+            if te is not None:
+                bar.set_postfix(acc=f"{te['acc']:.3f}", nll=f"{te['nll']:.3f}")
         if ckpt_path and rank == 0:
             atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                           "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                           "history": history, "per_sample": per_sample, "state": state, "epoch": epoch + 1,
+                          "step_loss": step_loss,
                           "reliability": reliability,
                           "init": [t.cpu() for t in init]}, ckpt_path)
         if stop_after_epoch is not None and epoch + 1 == stop_after_epoch:
@@ -335,6 +386,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
     final["train_time"] = sum(h.get("epoch_time", 0.0) for h in history)
     final["total_opt_steps"] = sum(h.get("opt_steps", 0) for h in history)
     return {"history": history, "final": final, "per_sample": per_sample, "reliability": reliability,
+            "step_loss": step_loss,
             "device": str(device),
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name()}
 
