@@ -169,6 +169,8 @@ acc = R.comparisons[R.comparisons.metric == "acc"]
 for v in ("reproduced", "reversed", "no detectable effect", "inconclusive at this budget"):
     glue(f"h2h_acc_{v.split()[0]}", int((acc.verdict == v).sum()), display=False)
 glue("h2h_n_cells", len(acc), display=False)
+glue("h2h_verdicts", [[r.task, r.method, r.metric, r.verdict] for r in R.comparisons.itertuples()]
+     + [["all tasks", r.method, r.metric, r.verdict] for r in R.aggregate.itertuples()], display=False)
 
 # %% [markdown]
 # ## Is a win only a bigger search?

@@ -93,8 +93,9 @@ claim("Temperature", "P3: weights travel ∝ 1/β (β·‖θ−θ₀‖ about co
 claim("Temperature", "P4: largest stable learning rate ∝ 1/β² (reconstructed)",
       f"slope {g['t_p4_slope']:.2f} on a decade grid of η", "slope in [−2.5, −1.5]",
       yes(-2.5 <= g["t_p4_slope"] <= -1.5, partly=g["t_p4_slope"] < -0.5))
-claim("Temperature", "P5: large ‖βz₀‖ saturates; loss falls linearly first", "not measured (needs sub-epoch loss curves)",
-      "—", "not testable here", "the trainer logs per epoch; P5 needs per-step losses")
+claim("Temperature", "P5: large ‖βz₀‖ saturates; loss falls linearly first", "not measured",
+      "—", "not testable here", "the trainer logs per-step losses (log_every), but with minibatch SGD on this MLP the "
+      "loss at large ‖βz₀‖ collapses within a few steps; P5 needs a full-batch gradient-flow setup not built here")
 
 claim("Gradient decay", "larger β improves calibration (ECE/MCE)",
       f"corr(log β, ECE) = {g['gd_rho_ece']:.2f}; ECE {g['gd_ece_small']:.3f} at β={g['gd_beta_small']:g} → "
@@ -157,6 +158,7 @@ for v, key in CATEGORIES.items():
     glue(f"claims_{key}", int((table.verdict == v).sum()), display=False)
 glue("claims_not_reproduced", int(table.verdict.str.startswith("not reproduced").sum()), display=False)
 glue("claims_total", len(table), display=False)
+glue("claims_verdicts", [[r.paper, r.claim, r.verdict] for r in table.itertuples()], display=False)
 with pd.option_context("display.max_colwidth", None, "display.width", 250):
     print(table[["paper", "claim", "this book", "rule", "verdict"]].to_string(index=False))
 

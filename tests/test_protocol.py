@@ -230,3 +230,41 @@ def test_trainer_reports_val_and_temperature_scaled_metrics():
     assert "val_acc" not in r["history"][1]  # epoch 1 was not an evaluation epoch
     assert r["step_loss"]["step"][:3] == [0, 5, 10] and len(r["step_loss"]["loss"]) == len(r["step_loss"]["step"])
     assert f["val_nll_ts"] <= f["val_nll"] + 1e-9  # T minimises validation NLL (T = 1 is a candidate)
+
+
+# ------------------------------------------------------------------ comparing two regenerations
+
+
+def test_compare_verdicts_by_hand():
+    from softgrad.verdicts import compare_verdicts
+
+    a = {("07", "SGT", "x"): "reproduced", ("06", "t", "sgt", "acc"): "reversed"}
+    b = {("07", "SGT", "x"): "reproduced", ("06", "t", "sgt", "acc"): "inconclusive at this budget",
+         ("07", "AS", "y"): "reversed"}
+    assert compare_verdicts(a, a) == []
+    assert compare_verdicts(a, b) == [(("06", "t", "sgt", "acc"), "reversed", "inconclusive at this budget"),
+                                      (("07", "AS", "y"), "—", "reversed")]
+
+
+def test_verdicts_cli_on_the_ci_goldens(tmp_path, capsys):
+    from softgrad.runs import REPO_ROOT
+    from softgrad.verdicts import main
+
+    ci = str(REPO_ROOT / "outputs" / "ci" / "notebooks")
+    assert main([ci, ci]) == 0
+    assert "all verdicts agree" in capsys.readouterr().out
+    assert main([ci, str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_cli_rejects_a_bad_protocol_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "06.yaml"
+    bad.write_text("profile: t\nbase: {dataset: digits, val_fraction: 0.2}\n"
+                   "extra:\n  protocol:\n    methods: {ce: {}, temperature: {beta: [4, 1]}}\n")
+    r = subprocess.run([sys.executable, "-m", "softgrad", "validate", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: extra.protocol.methods.temperature.beta: must satisfy 0 < low < high (finite), got [4, 1]"]
