@@ -14,6 +14,24 @@
 # Each verdict comes from a stated rule; the rules are decisions of this book, written next to each claim.
 # Verdicts: **reproduced**, **partly**, **not reproduced**, **not testable here**.
 
+
+# %% [markdown]
+# Of {glue:text}`claims_total:d` claims checked,
+# {glue:text}`claims_reproduced:d` were reproduced,
+# {glue:text}`claims_partly:d` partly,
+# {glue:text}`claims_not_reproduced:d` not reproduced,
+# {glue:text}`claims_reversed:d` reversed (a significant effect in the
+# opposite direction), {glue:text}`claims_no_effect:d` showed no detectable
+# effect, {glue:text}`claims_inconclusive:d` were inconclusive at this budget,
+# and {glue:text}`claims_not_testable:d` are not testable here.
+#
+# Every "improves on CE" claim is judged by chapter 06's protocol: an equal tuning budget for every method
+# including CE's learning rate, paired seeds, and the mean over tasks of the paired difference with a
+# stratified bootstrap interval corrected for the number of methods. *Reproduced* needs the interval to exclude
+# zero in the claimed direction; *no detectable effect* needs the whole interval inside the equivalence margin;
+# anything else is *inconclusive at this budget*. Identities are verified in float64 on runs short enough that
+# rounding cannot grow; their float32 training drift is shown in chapter 04 as an observation, not a verdict.
+# Where a paper's gain vanishes under this protocol, the table says so: that is a result.
 # %% tags=["parameters"]
 profile = "ci"
 base = None
