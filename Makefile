@@ -69,4 +69,4 @@ bench: setup
 	$(PY) benchmarks/throughput.py --json benchmarks/results/throughput_$(DEVICE).json
 
 clean-book:
-	rm -rf book/_build book/_generated
+	rm -rf book/_build book/notebooks book/_config.built.yml

@@ -20,25 +20,30 @@ base = {}
 sweeps = {}
 extra = {"num_classes": 10, "points": 99}
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
+from softgrad.book import page_header
 from softgrad.profiles import identity_errors, target_gradient_profile
-from softgrad.plots import COLORS, save
+from softgrad.plots import COLORS, show, table
+from softgrad.runs import notebook_params
 
+NB = "00_gradient_profiles"
+P = notebook_params(NB, profile, base, sweeps, extra)
 torch.set_printoptions(precision=4)
 C = extra["num_classes"]
 p = torch.linspace(0.005, 0.995, extra["points"])
+page_header(NB, P)
 
 # %% [markdown]
 # ## The profiles
 # Rivals are held equal, so $p_t$ alone fixes the logits ($C$ classes). Temperature and SGT are shown
 # at matching values ($\beta=\alpha=0.3$): their curves differ only by the factor $1/\alpha$.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-00-profiles", "caption": "The target-gradient profile $g(p_t)=|\\partial L/\\partial z_t|$ of every method against the target probability, rivals held equal (log scale). Dashed: the strong settings of the two β-methods. {glue:md}`fig_00_profiles_src`"}}
 curves = {
     "CE": ("ce", {}),
     "temperature β=0.3": ("temperature", {"beta": 0.3}),
@@ -57,33 +62,34 @@ for label, g in profiles.items():
     ls = "--" if ("β=3" in label or "β=10" in label) else "-"
     ax.plot(p, g, ls, label=label, color=COLORS.get(name, None), lw=1.6)
 ax.set_xlabel("target probability $p_t$")
-ax.set_ylabel("$|\\partial L/\\partial z_t|$")
+ax.set_ylabel("target gradient $|\\partial L/\\partial z_t|$")
 ax.set_yscale("log")
 ax.set_ylim(1e-3, 4)
-ax.legend(fontsize=7, ncol=2)
-ax.set_title(f"Target-gradient profiles, C = {C}")
-save(fig, "00_profiles", profile, "00_gradient_profiles")
-plt.show()
+ax.legend(ncol=2)
+ax.set_title(f"Target-gradient profiles, C = {C} classes")
+show(fig, "00_profiles", profile, NB, runs=0)
 
 # %% [markdown]
 # ## Easy and hard samples
 # Relative weight of each method's target gradient against CE's at a hard ($p_t=0.1$), medium
 # ($0.5$) and easy ($0.9$) sample. Values above 1 push that sample harder than CE does.
 
-# %%
+# %% tags=["hide-input"]
 at = torch.tensor([0.1, 0.5, 0.9])
 ce = target_gradient_profile("ce", at, num_classes=C)
-table = pd.DataFrame({label: (target_gradient_profile(name, at, num_classes=C, **kw) / ce).numpy()
+table_ = pd.DataFrame({label: (target_gradient_profile(name, at, num_classes=C, **kw) / ce).numpy()
                       for label, (name, kw) in curves.items()}, index=["hard p=0.1", "medium p=0.5", "easy p=0.9"]).T
-print(table.round(3).to_string())
-glue("gd01_easy_weight", float(table.loc["gradient decay β=0.1", "easy p=0.9"]), display=False)
+glue("gd01_easy_weight", float(table_.loc["gradient decay β=0.1", "easy p=0.9"]), display=False)
+table(table_.rename_axis("method").reset_index(), names={"hard p=0.1": "hard sample (p_t = 0.1)",
+      "medium p=0.5": "medium (p_t = 0.5)", "easy p=0.9": "easy (p_t = 0.9)"},
+      formats={c: "{:.3f}" for c in ["hard sample (p_t = 0.1)", "medium (p_t = 0.5)", "easy (p_t = 0.9)"]})
 
 # %% [markdown]
 # ## SPEC's identities, numerically
 # Max-abs difference in float64 on random logits; every identity must hold to < 1e-12 (rounding level: the
 # exact error differs between torch versions and CPUs, so only the bound is printed).
 
-# %%
+# %% tags=["hide-input"]
 TOL = 1e-12
 errors = identity_errors(num_classes=C)
 for k, v in errors.items():

@@ -73,7 +73,8 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import save
+from softgrad.plots import show, table
+from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
 NB = "01_temperature"
@@ -83,6 +84,7 @@ df["beta"] = df["param.beta"]
 z0 = df[df.epoch == 0].drop_duplicates("run_id").set_index("run_id")["train_logit_norm"]
 df["beta_z0"] = df["run_id"].map(z0) * df["beta"]  # ‖βz₀‖: β × mean initial logit norm (train set)
 print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+page_header(NB, P)
 
 # %% [markdown]
 # ## Accuracy against β, one line per learning rate
@@ -90,7 +92,7 @@ print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].g
 # error bars are the std over seeds. The right panel is that std alone: the paper's claim is that small β
 # can peak higher but is more seed-sensitive.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-beta-sweep", "caption": "Left: test accuracy against β, one line per learning rate η, mean ± std over seeds. Right: that std alone. {glue:md}`fig_01_beta_sweep_src`"}}
 sw = df[df.sweep == "beta"]
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 A.errorbars(ax, sw, "beta", "test_acc", hue="lr", logx=True, label=lambda v: f"η={v:g}")
@@ -104,8 +106,7 @@ ax2.set_xscale("log")
 ax2.set_xlabel("beta")
 ax2.set_ylabel("std of test accuracy over seeds")
 ax2.legend(fontsize=8)
-save(fig, "01_beta_sweep", profile, NB)
-plt.show()
+show(fig, "01_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 best = s["test_acc_mean"].groupby(level="beta").max()
 print("best seed-mean test accuracy over η, per β:")
 print(best.round(4).to_string())
@@ -121,7 +122,7 @@ glue("t_beta_range", float(best.max() - best.min()), display=False)
 # ## Accuracy against ‖βz₀‖
 # Same β, different initial logit scale. The paper: generalization depends only weakly on ‖βz₀‖.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-init-scale", "caption": "Test accuracy against the initial logit scale ‖βz₀‖ (set through the head's init scale) at two values of β, mean ± std over seeds. {glue:md}`fig_01_init_scale_src`"}}
 sw = df[(df.sweep == "init_scale")]
 fig, ax = plt.subplots(figsize=(6, 4))
 f = A.final(sw)
@@ -132,8 +133,7 @@ ax.set_xscale("log")
 ax.set_xlabel("‖βz₀‖ (mean over training samples)")
 ax.set_ylabel("test_acc")
 ax.legend()
-save(fig, "01_init_scale", profile, NB)
-plt.show()
+show(fig, "01_init_scale", profile, NB, runs=sw.run_id.nunique())
 # runs that never trained (final train accuracy ≤ 0.5: saturated or diverged at this η) are counted, not
 # averaged into the range: the claim is about how well a model generalizes once it trains
 ok = f[f.train_acc > 0.5]
@@ -153,7 +153,7 @@ glue("t_init_runs", len(f), display=False)
 # head), loss curves at different β should coincide. Control: the same β with one η and one init scale.
 # **P3.** The weights travel ∝ 1/β, so β·‖θ−θ₀‖ should be about constant across the collapsed runs.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-p1-collapse", "caption": "P1: training loss over epochs with η = η̃/β² and ‖βz₀‖ fixed (left) against the control with one η and one init scale (right), one line per β. {glue:md}`fig_01_p1_collapse_src`"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 spread = {}
 for ax, name in zip(axes, ["p1", "p1_control"]):
@@ -164,8 +164,7 @@ for ax, name in zip(axes, ["p1", "p1_control"]):
     ax.set_title(f"{name}: max spread across β = {spread[name]:.3f}")
     ax.set_ylabel("training loss CE(βz)")
     ax.legend(fontsize=8)
-save(fig, "01_p1_collapse", profile, NB)
-plt.show()
+show(fig, "01_p1_collapse", profile, NB, runs=df[df.sweep.isin(["p1", "p1_control"])].run_id.nunique())
 fp1 = A.final(df[df.sweep == "p1"])
 travel = (fp1["beta"] * fp1["weight_dist"]).groupby(fp1["beta"]).mean()
 raw = fp1.groupby("beta")["weight_dist"].mean()
@@ -181,7 +180,7 @@ glue("t_p3_cv_raw", cv(raw), display=False)
 # epochs-to-threshold against 1/(ηβ²). **P4** (largest stable η ∝ 1/β²) is read off the β × η grid: the
 # largest η of the grid whose runs still learn (mean test accuracy > 0.5) — a decade grid, so coarse.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-p2-p4", "caption": "Left (P2): epochs to reach the training-accuracy threshold against 1/(ηβ²), log-log. Right (P4): the largest learning rate of the grid whose runs still learn, against β. {glue:md}`fig_01_p2_p4_src`"}}
 sw = df[df.sweep == "p2"].copy()
 thr = P["extra"].get("p2_threshold", 0.8)
 t = A.epochs_to(sw, "train_acc", thr)
@@ -203,8 +202,7 @@ ax2.loglog(stable.index, stable.values, "o-")
 ax2.set_xlabel("β")
 ax2.set_ylabel("largest η of the grid that learns")
 ax2.set_title(f"P4: fitted slope {slope4:.2f} (predicted −2)")
-save(fig, "01_p2_p4", profile, NB)
-plt.show()
+show(fig, "01_p2_p4", profile, NB, runs=len(fp2) + df[df.sweep == "beta"].run_id.nunique())
 print(f"P2 slope {slope:.3f}; runs that never reached {thr}: {int(fp2['t'].isna().sum())} of {len(fp2)}")
 print(f"P4 slope {slope4:.3f} over β = {list(stable.index)}")
 glue("t_p2_slope", slope, display=False)

@@ -70,7 +70,8 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import save
+from softgrad.plots import show, table
+from softgrad.book import page_header
 from softgrad.runs import load_run, notebook_params, run_params
 
 NB = "02_gradient_decay"
@@ -78,19 +79,19 @@ P = notebook_params(NB, profile, base, sweeps, extra)
 df = run_params(P)
 df["beta"] = df["param.beta"]
 print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+page_header(NB, P)
 
 # %% [markdown]
 # ## Accuracy, ECE and MCE against β
 # The journal version's main claim: larger β improves calibration.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-beta-sweep", "caption": "Test accuracy, ECE and MCE (15 bins) against the gradient-decay β, mean ± std over seeds; the dotted line is β = 1 (CE). {glue:md}`fig_02_beta_sweep_src`"}}
 sw = df[df.sweep == "beta"]
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
 for ax, m in zip(axes, ["test_acc", "test_ece", "test_mce"]):
     A.errorbars(ax, sw, "beta", m, logx=True)
     ax.axvline(1.0, color="0.7", ls=":", lw=1)
-save(fig, "02_beta_sweep", profile, NB)
-plt.show()
+show(fig, "02_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 s = A.summarize(sw, ["beta"])
 print(s[["test_acc_mean", "test_acc_std", "test_ece_mean", "test_ece_std", "test_mce_mean"]].round(4).to_string())
 betas = s.index.to_numpy()
@@ -114,7 +115,7 @@ print(f"correlation of log β with ECE over the sweep: {rho_ece:.3f}")
 # The paper's claim: small β behaves like a curriculum — easy samples become confident first and the hard
 # ones are attended to later.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-curriculum", "caption": "Mean training target probability of the easy, medium and hard terciles (fixed by the CE model after epoch 1) over training, at the smallest and largest β; seed 0. {glue:md}`fig_02_curriculum_src`"}}
 tracked = {b: load_run(P["profile"], A.final(sw[(sw.beta == b) & (sw.seed == sw.seed.min())]).run_id.iloc[0])
            for b in sorted(sw.beta.unique())}
 ref = np.asarray(tracked[1.0]["per_sample"]["pt"][1])
@@ -131,28 +132,26 @@ for ax, b in zip(axes, [lo, hi]):
     ax.set_xlabel("epoch")
     ax.legend(fontsize=8)
 axes[0].set_ylabel("mean target probability $p_t$ (train)")
-save(fig, "02_curriculum", profile, NB)
-plt.show()
+show(fig, "02_curriculum", profile, NB, runs=2)
 glue("gd_gap_small", gap[lo], display=False)
 glue("gd_gap_large", gap[hi], display=False)
 
 # %% [markdown]
 # ## Reliability diagrams (test set, final epoch, seed 0)
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-reliability", "caption": "Reliability diagrams on the test set after the last epoch, one per β (seed 0). {glue:md}`fig_02_reliability_src`"}}
 fig, axes = plt.subplots(1, len(tracked), figsize=(3.2 * len(tracked), 3.2), sharey=True)
 for ax, (b, r) in zip(np.atleast_1d(axes), tracked.items()):
     A.reliability_plot(ax, r["reliability"], f"β={b:g}")
     ax.set_title(f"β = {b:g}, ECE {r['final']['test_ece']:.3f}")
-save(fig, "02_reliability", profile, NB)
-plt.show()
+show(fig, "02_reliability", profile, NB, runs=len(tracked))
 
 # %% [markdown]
 # ## Warm-up against fixed β
 # β rises from `warmup_start` to the target over `warmup_epochs` (linear or log-linear; the paper gives no
 # schedule, so both are swept). Compared with fixed small and fixed target β from the `beta` sweep.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-warmup", "caption": "Test accuracy against test ECE for the β warm-up schedules and the fixed β at their endpoints, mean ± std over seeds. {glue:md}`fig_02_warmup_src`"}}
 wu = A.final(df[df.sweep == "warmup"])
 wu["setting"] = wu.apply(lambda r: f"warm-up {r.warmup_shape} {r.warmup_start:g}→{r.beta:g} in {r.warmup_epochs:g} ep",
                          axis=1)
@@ -169,7 +168,6 @@ for name, row in m.iterrows():
     ax.annotate(name, (row[("test_ece", "mean")], row[("test_acc", "mean")]), fontsize=7)
 ax.set_xlabel("test ECE")
 ax.set_ylabel("test accuracy")
-save(fig, "02_warmup", profile, NB)
-plt.show()
+show(fig, "02_warmup", profile, NB, runs=both.run_id.nunique())
 glue("gd_warmup_best_acc", float(wu.groupby("setting").test_acc.mean().max()), display=False)
 glue("gd_fixed_best_acc", float(fixed.groupby("setting").test_acc.mean().max()), display=False)

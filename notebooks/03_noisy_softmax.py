@@ -65,26 +65,27 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import save
+from softgrad.plots import show, table
+from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
 NB = "03_noisy_softmax"
 P = notebook_params(NB, profile, base, sweeps, extra)
 df = run_params(P)
 print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+page_header(NB, P)
 
 # %% [markdown]
 # ## α sweep
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-alpha-sweep", "caption": "Test accuracy and test NLL against the noise scale α (α = 0 is plain softmax), mean ± std over seeds. {glue:md}`fig_03_alpha_sweep_src`"}}
 sw = df[df.sweep == "alpha"].copy()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 A.errorbars(axes[0], sw, "noise_alpha", "test_acc")
 A.errorbars(axes[1], sw, "noise_alpha", "test_nll")
 for ax in axes:
     ax.set_xscale("symlog", linthresh=0.01)
-save(fig, "03_alpha_sweep", profile, NB)
-plt.show()
+show(fig, "03_alpha_sweep", profile, NB, runs=sw.run_id.nunique())
 s = A.summarize(sw, ["noise_alpha"])
 print(s[["test_acc_mean", "test_acc_std", "test_nll_mean", "test_ece_mean"]].round(4).to_string())
 glue("ns_acc_softmax", float(s.loc[0.0, "test_acc_mean"]), display=False)
@@ -100,7 +101,7 @@ glue("ns_largest_alpha", float(s.index[-1]), display=False)
 # The paper's mechanism: with plain softmax the target probability saturates early and the gradient
 # vanishes; the noise keeps the gradient alive longer. Mean training $p_t$ and gradient norm per epoch.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-saturation", "caption": "Mean training target probability (left) and gradient norm (right, log scale) over epochs, plain softmax against Noisy Softmax. {glue:md}`fig_03_saturation_src`"}}
 a_show = P["extra"].get("show_alpha", 0.1)
 sat = sw[sw.noise_alpha.isin([0.0, a_show]) & (sw.epoch > 0)]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -109,8 +110,7 @@ A.curves(axes[0], sat, "train_pt", hue="noise_alpha", label=lab)
 A.curves(axes[1], sat, "grad_norm", hue="noise_alpha", label=lab)
 axes[1].set_yscale("log")
 axes[0].legend(fontsize=8)
-save(fig, "03_saturation", profile, NB)
-plt.show()
+show(fig, "03_saturation", profile, NB, runs=sat.run_id.nunique())
 g = sat.groupby(["noise_alpha", "epoch"])["grad_norm"].mean().unstack("noise_alpha")
 ratio = float((g[a_show] / g[0.0]).iloc[-1])
 print(f"last-epoch gradient norm, Noisy α={a_show:g} / softmax: {ratio:.3f}")
@@ -119,7 +119,7 @@ glue("ns_gradnorm_ratio", ratio, display=False)
 # %% [markdown]
 # ## Noise ablations (one α for all kinds; the paper tuned them separately)
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-ablation", "caption": "Test accuracy of the noise variants at one α (annealed or constant, positive or negative noise) beside plain softmax, mean ± std over seeds. {glue:md}`fig_03_ablation_src`"}}
 ab = A.final(df[df.sweep == "ablation"])
 ab["kind"] = ab["noise"] + " / " + ab["noise_sign"]
 base_rows = A.final(sw[sw.noise_alpha.isin([0.0, ab.noise_alpha.iloc[0]])]).copy()
@@ -131,6 +131,5 @@ fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.barh(t.index, t["mean"], xerr=t["std"].fillna(0), capsize=3, color="tab:purple", alpha=0.7)
 ax.set_xlim(t["mean"].min() - 3 * t["std"].max() - 0.01, min(1.0, t["mean"].max() + 3 * t["std"].max() + 0.01))
 ax.set_xlabel("test accuracy (mean ± std over seeds)")
-save(fig, "03_ablation", profile, NB)
-plt.show()
+show(fig, "03_ablation", profile, NB, runs=both.run_id.nunique())
 glue("ns_acc_negative", float(t.loc["annealed / negative", "mean"]), display=False)

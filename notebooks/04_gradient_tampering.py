@@ -66,7 +66,8 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import save
+from softgrad.plots import show, table
+from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
 NB = "04_gradient_tampering"
@@ -74,20 +75,20 @@ P = notebook_params(NB, profile, base, sweeps, extra)
 df = run_params(P)
 df["alpha"] = df["param.alpha"]
 print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+page_header(NB, P)
 
 # %% [markdown]
 # ## α sweep, with and without label smoothing
 # The paper: final training CE rises as α falls while the logit norm grows.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-alpha-sweep", "caption": "Test accuracy, final training CE and mean logit norm against SGT's α, with and without label smoothing, mean ± std over seeds. {glue:md}`fig_04_alpha_sweep_src`"}}
 sw = df[df.sweep == "alpha"].copy()
 sw["ls"] = sw["param.label_smoothing"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 for ax, m in zip(axes, ["test_acc", "train_nll", "train_logit_norm"]):
     A.errorbars(ax, sw, "alpha", m, hue="ls", logx=True, label=lambda v: f"label smoothing {v:g}")
 axes[0].legend(fontsize=8)
-save(fig, "04_alpha_sweep", profile, NB)
-plt.show()
+show(fig, "04_alpha_sweep", profile, NB, runs=sw.run_id.nunique())
 s = A.summarize(sw, ["ls", "alpha"], metrics=("test_acc", "train_nll", "train_logit_norm", "test_ece"))
 print(s[["test_acc_mean", "test_acc_std", "train_nll_mean", "train_logit_norm_mean", "test_ece_mean"]].round(4).to_string())
 s0 = s.loc[0.0]
@@ -111,7 +112,7 @@ print(gap.round(4).unstack("ls").to_string())
 # $\mathrm{CE}(\alpha z)$ with η/α and λα. The two code paths should give the same training trajectory up to
 # floating-point rounding (which a chaotic training run can amplify over epochs).
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-sgt-vs-temperature", "caption": "Left: training CE over epochs of SGT(α) (lines) and CE(αz) with η/α and λα (dots), seed 0. Right: their absolute difference (float32, floor 1e-16). {glue:md}`fig_04_sgt_vs_temperature_src`"}}
 a = df[df.sweep == "match_sgt"]
 b = df[df.sweep == "match_temperature"].copy()
 b["alpha"] = b["param.beta"]
@@ -131,8 +132,7 @@ axes[0].set_ylabel("train CE")
 axes[0].legend(fontsize=7)
 axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("|Δ train CE| (floor 1e-16)")
-save(fig, "04_sgt_vs_temperature", profile, NB)
-plt.show()
+show(fig, "04_sgt_vs_temperature", profile, NB, runs=a.run_id.nunique() + b.run_id.nunique())
 # float32 drift is an observation, not evidence: below 1e-5 it is rounding level and shown as 0
 d_nll = A.quantize((m["train_nll"] - m["train_nll_temp"]).abs().max(), floor=1e-5)
 d_acc = A.quantize((m["test_acc"] - m["test_acc_temp"]).abs().max(), floor=1e-5)
@@ -150,7 +150,7 @@ glue("sgt_match_dacc", d_acc, display=False)
 # 50 SGD steps from one initialisation in **float64** (`softgrad.profiles.trajectory_gaps`). The float32
 # column repeats it at training precision: the gap there is rounding, grown by training — an observation.
 
-# %%
+# %% tags=["hide-input"]
 import torch
 
 from softgrad.profiles import trajectory_gaps

@@ -72,7 +72,8 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import save
+from softgrad.plots import show, table
+from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
 NB = "05_adaptive_sparse"
@@ -80,19 +81,19 @@ P = notebook_params(NB, profile, base, sweeps, extra)
 df = run_params(P)
 df["delta"] = df["param.delta"]
 print(f"{df.run_id.nunique()} runs, profile {P['profile']}, dataset {P['base'].get('dataset')}")
+page_header(NB, P)
 
 # %% [markdown]
 # ## δ sweep and the zero-loss fraction over training
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-delta-sweep", "caption": "Left: test accuracy against AS-Softmax's δ, mean ± std over seeds. Right: the fraction of training samples with zero loss over epochs, one line per δ. {glue:md}`fig_05_delta_sweep_src`"}}
 sw = df[df.sweep == "delta"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 A.errorbars(axes[0], sw, "delta", "test_acc", logx=True)
 A.curves(axes[1], sw[sw.epoch > 0], "train_zero_frac", hue="delta", label=lambda d: f"δ={d:g}")
 axes[1].set_ylabel("fraction of training samples with zero loss")
 axes[1].legend(fontsize=8)
-save(fig, "05_delta_sweep", profile, NB)
-plt.show()
+show(fig, "05_delta_sweep", profile, NB, runs=sw.run_id.nunique())
 s = A.summarize(sw, ["delta"], metrics=("test_acc", "test_nll", "test_ece", "train_zero_frac"))
 print(s[["test_acc_mean", "test_acc_std", "test_nll_mean", "test_ece_mean", "train_zero_frac_mean"]].round(4).to_string())
 ce = A.summarize(df[df.sweep == "baseline"], ["loss"])
@@ -109,7 +110,7 @@ glue("as_zero_frac", float(s.loc[P["extra"]["speed_delta"], "train_zero_frac_mea
 # Gradient accumulation saves optimizer steps, not forward/backward passes; the paper claims ≈1.2× faster
 # training. Timings are this machine's (CPU, 2 threads) and include the zero-loss counting.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-as-speed", "caption": "Optimizer steps saved (left) and wall-clock speed-up (right, this machine) of AS-Softmax with and without AS-Speed, relative to CE; the dashed line is the paper's 1.2×. {glue:md}`fig_05_as_speed_src`"}}
 d0 = P["extra"]["speed_delta"]
 rows = {"softmax (CE)": A.final(df[df.sweep == "baseline"]),
         f"AS-Softmax δ={d0:g}": A.final(sw[sw.delta == d0]),
@@ -128,13 +129,12 @@ ax[1].barh(t.index, t["speed-up vs CE (median time)"], color="tab:red", alpha=0.
 ax[1].axvline(1.2, color="k", ls="--", lw=0.8, label="paper's claim 1.2×")
 ax[1].set_xlabel("wall-clock speed-up vs CE (this machine)")
 ax[1].legend(fontsize=8)
-save(fig, "05_as_speed", profile, NB)
-plt.show()
+show(fig, "05_as_speed", profile, NB, runs=sum(len(v) for v in rows.values()))
 k = f"AS-Softmax δ={d0:g} + AS-Speed"
 glue("as_speed_step_ratio", float(t.loc[k, "step ratio vs CE"]), display=False)
 glue("as_speed_acc", float(t.loc[k, "test_acc"]), display=False)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "hide-input"]
 # wall-clock numbers differ from run to run: nbval does not compare this cell's output
 print(t["speed-up vs CE (median time)"].round(2).to_string())
 glue("as_speed_speedup", float(t.loc[k, "speed-up vs CE (median time)"]), display=False)
@@ -145,7 +145,7 @@ glue("as_speed_speedup", float(t.loc[k, "speed-up vs CE (median time)"]), displa
 # (mean over seeds). The paper's claim: the AS loss correlates with validation accuracy (strongly
 # negative), the softmax loss less so.
 
-# %%
+# %% tags=["hide-input"]
 def corr(sub):
     e = sub[sub.epoch > 0].sort_values("epoch")
     return A.pearson(e.train_loss, e.test_acc)
@@ -160,7 +160,7 @@ glue("as_corr_ce", float(r_ce.mean()), display=False)
 # %% [markdown]
 # ## δ warm-up (reconstruction)
 
-# %%
+# %% tags=["hide-input"]
 wu = A.final(df[df.sweep == "warmup"])
 print(wu.groupby("delta_ratio").test_acc.agg(["mean", "std"]).round(4).to_string())
 print(f"fixed δ={d0:g}: {A.final(sw[sw.delta == d0]).test_acc.mean():.4f}")

@@ -85,12 +85,14 @@ from IPython.display import display
 from myst_nb import glue
 
 from softgrad import protocol
-from softgrad.plots import COLORS, forest, save, verdict_legend
+from softgrad.book import page_header
+from softgrad.plots import COLORS, VERDICT_COLORS, forest, show, table, verdict_legend
 from softgrad.runs import notebook_params
 
 NB = "06_head_to_head"
 P = notebook_params(NB, profile, base, sweeps, extra)
 spec = protocol.check_spec(P["extra"].get("protocol"))
+page_header(NB, P)
 
 # %% [markdown]
 # The whole protocol is one call (finished runs are read back from `outputs/<profile>/runs/`):
@@ -121,8 +123,9 @@ def fmt_setting(s):
 
 chosen = R.chosen.assign(setting=R.chosen.setting.map(fmt_setting),
                          edge=R.chosen.edge.map(lambda e: ", ".join(e) or "—"))
-display(chosen.rename(columns={"val_acc": "validation accuracy", "edge": "at range edge"})
-        .set_index(["task", "method"])[["setting", "validation accuracy", "at range edge"]].round(4))
+display(table(chosen[["task", "method", "setting", "val_acc", "edge"]],
+              names={"val_acc": "validation accuracy", "edge": "at range edge"},
+              formats={"validation accuracy": "{:.4f}"}))
 n_edge_lr = int(sum("lr" in e for e in R.chosen.edge))
 glue("h2h_n_edge_lr", n_edge_lr, display=False)
 glue("h2h_n_chosen", len(R.chosen), display=False)
@@ -132,7 +135,7 @@ glue("h2h_n_chosen", len(R.chosen), display=False)
 # CE's winner trained for the budget and for twice as long (same seeds); validation accuracy over epochs,
 # mean over seeds, and the paired test-accuracy difference.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "Validation accuracy of tuned CE over epochs, trained for the budget (solid) and twice as long (dashed), mean ± std over the paired seeds, one panel per task. {glue:md}`fig_06_convergence_src`"}}
 h = R.histories[R.histories.method.isin(["ce", "ce_longer"]) & R.histories.val_acc.notna()]
 fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
 for ax, t in zip(axes[0], tasks):
@@ -141,18 +144,22 @@ for ax, t in zip(axes[0], tasks):
         s = s[s.index > 0]
         ax.plot(s.index, s["mean"], style, color="k", label="budget" if m == "ce" else "2× budget")
         ax.fill_between(s.index, s["mean"] - s["std"], s["mean"] + s["std"], color="k", alpha=0.1)
-    ax.set_title(t, fontsize=9)
+    ax.set_title(t)
     ax.set_xlabel("epoch")
 axes[0][0].set_ylabel("validation accuracy")
-axes[0][0].legend(fontsize=8)
+axes[0][0].legend()
 fig.tight_layout()
-save(fig, "06_convergence", P["profile"], NB)
-plt.show()
+show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
+
+# %% tags=["hide-input"]
 conv = R.convergence[R.convergence.metric == "test_acc"]
-display(conv.assign(**{c: conv[c] * 100 for c in ("budget_mean", "longer_mean", "diff", "lo", "hi")})
-        .rename(columns={"budget_mean": "test acc at budget (%)", "longer_mean": "test acc at 2× (%)",
-                         "diff": "difference (points)", "lo": "95% low", "hi": "95% high"})
-        .drop(columns="metric").set_index("task").round(2))
+display(table(conv.assign(**{c: conv[c] * 100 for c in ("budget_mean", "longer_mean", "diff", "lo", "hi")})
+              .drop(columns="metric"),
+              names={"task": "task", "budget_mean": "test accuracy at budget (%)",
+                     "longer_mean": "test accuracy at 2× budget (%)", "diff": "difference (points)",
+                     "lo": "95% CI low", "hi": "95% CI high"},
+              formats={c: "{:.2f}" for c in ["test accuracy at budget (%)", "test accuracy at 2× budget (%)",
+                                             "difference (points)", "95% CI low", "95% CI high"]}))
 glue("h2h_conv_max_abs", float(conv["diff"].abs().max() * 100) if len(conv) else float("nan"), display=False)
 
 # %% [markdown]
@@ -160,14 +167,13 @@ glue("h2h_conv_max_abs", float(conv["diff"].abs().max() * 100) if len(conv) else
 # Each point is a method's mean paired difference to tuned CE over the final seeds, with its 95% interval;
 # colour is the verdict after the Holm correction. Accuracy and ECE are in percentage points.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-forest", "caption": "Paired difference to tuned CE on the test set — accuracy (points), NLL and ECE after temperature scaling (points) — mean over the final seeds with its 95% bootstrap interval, coloured by the verdict after the Holm correction. {glue:md}`fig_06_forest_src`"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 0.32 * len(tasks) * len(methods) + 1.6), sharey=True)
 for ax, metric in zip(axes, ["acc", "nll", "ece_ts"]):
     forest(ax, R.comparisons, metric)
-verdict_legend(axes[0], fontsize=7, loc="lower left")
+verdict_legend(axes[0], loc="lower left")
 fig.tight_layout()
-save(fig, "06_forest", P["profile"], NB)
-plt.show()
+show(fig, "06_forest", P["profile"], NB, runs=len(R.finals))
 
 # %% tags=["hide-input"]
 cmp = R.comparisons.copy()
@@ -178,11 +184,10 @@ cmp["difference [95% CI]"] = [f"{r.diff:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]" for r 
 wide = cmp.pivot_table(index=["task", "method"], columns="metric", values="difference [95% CI]", aggfunc="first",
                        sort=False)
 verd = cmp.pivot_table(index=["task", "method"], columns="metric", values="verdict", aggfunc="first", sort=False)
-display(wide[["acc", "nll", "ece", "nll_ts", "ece_ts"]].rename(columns={
-    "acc": "Δ acc (pts)", "nll": "Δ NLL", "ece": "Δ ECE (pts)", "nll_ts": "Δ NLL, T-scaled",
-    "ece_ts": "Δ ECE, T-scaled (pts)"}))
-display(verd[["acc", "nll", "ece_ts"]].rename(columns={"acc": "accuracy verdict", "nll": "NLL verdict",
-                                                       "ece_ts": "ECE (T-scaled) verdict"}))
+both = wide[["acc", "nll", "ece", "nll_ts", "ece_ts"]].join(verd[["acc"]].rename(columns={"acc": "verdict"}))
+display(table(both.reset_index(), names={"acc": "Δ accuracy (points)", "nll": "Δ NLL", "ece": "Δ ECE (points)",
+                                         "nll_ts": "Δ NLL after T", "ece_ts": "Δ ECE after T (points)",
+                                         "verdict": "accuracy verdict"}))
 
 # %% [markdown]
 # ## Across tasks
@@ -195,8 +200,12 @@ pts = agg.metric.isin(["acc", "ece", "ece_ts"])
 for c in ("diff", "lo", "hi"):
     agg.loc[pts, c] = agg.loc[pts, c] * 100
 agg["difference [CI]"] = [f"{r.diff:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]" for r in agg.itertuples()]
-display(agg.pivot_table(index="method", columns="metric", values="difference [CI]", aggfunc="first", sort=False)
-        [["acc", "nll", "ece", "nll_ts", "ece_ts"]])
+aw = agg.pivot_table(index="method", columns="metric", values="difference [CI]", aggfunc="first", sort=False)
+av = agg.pivot_table(index="method", columns="metric", values="verdict", aggfunc="first", sort=False)
+display(table(aw[["acc", "nll", "ece", "nll_ts", "ece_ts"]].join(av[["acc"]].rename(columns={"acc": "verdict"}))
+              .reset_index(),
+              names={"acc": "Δ accuracy (points)", "nll": "Δ NLL", "ece": "Δ ECE (points)", "nll_ts": "Δ NLL after T",
+                     "ece_ts": "Δ ECE after T (points)", "verdict": "accuracy verdict"}))
 n_rep = {}
 for r in R.aggregate.itertuples():
     glue(f"h2h_agg_{r.method}_{r.metric}_verdict", r.verdict, display=False)
@@ -219,21 +228,20 @@ glue("h2h_verdicts", [[r.task, r.method, r.metric, r.verdict] for r in R.compari
 # Expected best validation accuracy of *n* trials drawn from each method's trials (Dodge et al. 2019). A
 # method whose curve lies above CE's only at large *n* wins by search, not by its loss.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-budget", "caption": "Expected best validation accuracy of *n* tuning trials drawn from each method's trials (Dodge et al. 2019), one panel per task. {glue:md}`fig_06_budget_src`"}}
 fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
 for ax, t in zip(axes[0], tasks):
     b = R.budget[R.budget.task == t]
     for m, g in b.groupby("method", sort=False):
         ax.plot(g.n, g.expected_best_val_acc, "o-", ms=3, color=COLORS.get(m), label=m)
-    ax.set_title(t, fontsize=9)
-    ax.set_xlabel("trials")
+    ax.set_title(t)
+    ax.set_xlabel("tuning trials n")
     lo = b[b.n >= 2].expected_best_val_acc.min()
     ax.set_ylim(lo - 0.01, b.expected_best_val_acc.max() + 0.005)
 axes[0][0].set_ylabel("expected best validation accuracy")
-axes[0][-1].legend(fontsize=7)
+axes[0][-1].legend()
 fig.tight_layout()
-save(fig, "06_budget", P["profile"], NB)
-plt.show()
+show(fig, "06_budget", P["profile"], NB, runs=len(R.trials))
 
 # %% [markdown]
 # ## Calibration before and after temperature scaling
@@ -245,20 +253,21 @@ plt.show()
 cal = R.finals.groupby(["task", "method"], sort=False)[["test_ece", "test_ece_ts", "test_nll", "test_nll_ts",
                                                         "ts_temperature"]].mean()
 cal[["test_ece", "test_ece_ts"]] *= 100
-display(cal.rename(columns={"test_ece": "ECE (pts)", "test_ece_ts": "ECE after T (pts)", "test_nll": "NLL",
-                            "test_nll_ts": "NLL after T", "ts_temperature": "fitted T"}).round(3))
+display(table(cal.reset_index(), names={"test_ece": "ECE (points)", "test_ece_ts": "ECE after T (points)",
+                                        "test_nll": "NLL", "test_nll_ts": "NLL after T", "ts_temperature": "fitted T"},
+              formats={c: "{:.3f}" for c in ["ECE (points)", "ECE after T (points)", "NLL", "NLL after T", "fitted T"]}))
 
 # %% [markdown]
 # ## Cost
 # Training time relative to CE on the same task (median over the final seeds; this machine, one thread per
 # run — an indicator; chapter 08 has the controlled measurements).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-time", "caption": "Training time of each tuned method relative to CE on the same task (median over the final seeds; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
 tt = R.finals.groupby(["task", "method"], sort=False).train_time.median()
 rel = (tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()).unstack("task")
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
 rel.loc[[m for m in spec["methods"] if m in rel.index]].plot.barh(ax=ax)
 ax.axvline(1.0, color="k", lw=0.8)
-ax.set_xlabel("training time / CE's")
-save(fig, "06_time", P["profile"], NB)
-plt.show()
+ax.set_xlabel("training time relative to CE (×)")
+ax.set_ylabel("method")
+show(fig, "06_time", P["profile"], NB, runs=len(R.finals))

@@ -31,7 +31,8 @@ from myst_nb import glue
 
 from softgrad.analysis import read_glue
 from softgrad.config import expand, load_params
-from softgrad.plots import COLORS, save
+from softgrad.plots import COLORS, show, table
+from softgrad.book import page_header
 from softgrad.runs import REPO_ROOT, notebook_params
 
 NB = "08_cost"
@@ -53,11 +54,12 @@ if "allocator" in losses:  # one allocator per device: tcmalloc where it was mea
                         for _, sub in losses.groupby("device")], ignore_index=True)
 print("benchmark files:", sorted(p.name for p in res.glob("*.json")))
 print("devices measured:", sorted(set(losses.get("device", [])) | set(trainer.get("device", [])) | set(thr.get("device", []))))
+page_header(NB, P)
 
 # %% [markdown]
 # ## Loss cost: forward + backward relative to `F.cross_entropy` (median over repeats, same run)
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-loss-cost", "caption": "Forward + backward time of each loss relative to `F.cross_entropy` measured in the same run (median over repeats), per batch × classes shape, log scale. {glue:md}`fig_08_loss_cost_src`"}}
 if len(losses):
     fig, axes = plt.subplots(1, losses.device.nunique(), figsize=(7 * losses.device.nunique(), 3.8), squeeze=False)
     for ax, (dev, sub) in zip(axes[0], losses.groupby("device")):
@@ -69,8 +71,7 @@ if len(losses):
         ax.set_xlabel("time / F.cross_entropy (log)")
         ax.set_title(f"{dev}: loss forward+backward")
         ax.legend(fontsize=7, title="N×C")
-    save(fig, "08_loss_cost", profile, NB)
-    plt.show()
+    show(fig, "08_loss_cost", profile, NB, runs=None)
     big = losses[(losses.C == losses.C.max()) & (losses.device == "cpu")].set_index("loss")["ratio_to_ce"]
     print(big.round(2).to_string())
 else:
@@ -79,7 +80,7 @@ else:
 # %% [markdown]
 # ## Trainer throughput
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-trainer", "caption": "softgrad's trainer throughput relative to a hand-written loop and to a plain DataLoader loop. {glue:md}`fig_08_trainer_src`"}}
 if len(trainer):
     t = trainer.set_index(["device", "model"])[["softgrad", "hand_loop", "dataloader", "vs_hand", "vs_dataloader"]]
     print(t.round(2).to_string())
@@ -87,8 +88,7 @@ if len(trainer):
     t[["vs_hand", "vs_dataloader"]].plot.barh(ax=ax)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel("softgrad samples/s ÷ baseline")
-    save(fig, "08_trainer", profile, NB)
-    plt.show()
+    show(fig, "08_trainer", profile, NB, runs=None)
 if len(thr):
     print(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]]
           .round(2).to_string(index=False))
@@ -96,7 +96,7 @@ if len(thr):
 # %% [markdown]
 # ## AS-Speed against the paper's 1.2× claim (chapter 05, this profile)
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-as-speed", "caption": "AS-Speed's optimizer steps saved and wall-clock speed-up from chapter 05 beside the paper's 1.2× claim. {glue:md}`fig_08_as_speed_src`"}}
 g = read_glue(REPO_ROOT / "outputs" / P["profile"] / "notebooks" / "05_adaptive_sparse.ipynb")
 fig, ax = plt.subplots(figsize=(6, 2.2))
 ax.barh(["optimizer steps saved", "wall-clock speed-up"], [g["as_speed_step_ratio"], g["as_speed_speedup"]],
@@ -104,8 +104,7 @@ ax.barh(["optimizer steps saved", "wall-clock speed-up"], [g["as_speed_step_rati
 ax.axvline(1.2, color="k", ls="--", lw=0.8, label="paper: 1.2×")
 ax.axvline(1.0, color="0.5", lw=0.8)
 ax.legend(fontsize=8)
-save(fig, "08_as_speed", profile, NB)
-plt.show()
+show(fig, "08_as_speed", profile, NB, runs=None)
 print(f"AS-Speed: {g['as_speed_step_ratio']:.2f}× fewer optimizer steps, {g['as_speed_speedup']:.2f}× wall clock")
 
 # %% [markdown]
@@ -114,7 +113,7 @@ print(f"AS-Speed: {g['as_speed_step_ratio']:.2f}× fewer optimizer steps, {g['as
 # divided by the measured throughput of that model on each measured device. Evaluation passes and data
 # loading are not counted, so these are lower bounds.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-paper-hours", "caption": "Estimated device-hours of the `paper` profile per notebook and device (lower bound, from measured throughput), log scale. {glue:md}`fig_08_paper_hours_src`"}}
 TRAIN_SIZE = P["extra"]["train_size"]
 rows = []
 for f in sorted((REPO_ROOT / "params" / "paper").glob("0[0-9]_*.yaml")):
@@ -144,6 +143,5 @@ if len(plan) and len(thr):
     fig, ax = plt.subplots(figsize=(7, 3))
     est.hours.unstack("device").plot.barh(ax=ax, logx=True)
     ax.set_xlabel("device-hours (lower bound, from measured throughput)")
-    save(fig, "08_paper_hours", profile, NB)
-    plt.show()
+    show(fig, "08_paper_hours", profile, NB, runs=None)
     print("no CUDA throughput measured yet" if "cuda" not in set(thr.device) else "")

@@ -54,6 +54,12 @@ def accuracy(model, x=X_test, y=Y_test):
     return (logits.argmax(1) == y).float().mean().item()
 
 
+# %% tags=["remove-input"]
+from softgrad.book import page_header
+from softgrad.runs import notebook_params
+
+page_header("09_using_the_losses", notebook_params("09_using_the_losses", profile, base, sweeps, extra))
+
 # %% [markdown]
 # ## 1. A plain PyTorch loop
 # Replace `nn.CrossEntropyLoss()` by `make_loss(...)`; nothing else changes.

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Config, from_dict
+from .plots import axis_label
 
 __all__ = ["quantize", "final", "summarize", "errorbars", "curves", "epochs_to", "best_settings", "config_from_row",
            "pearson", "tercile_groups", "read_glue", "reliability_plot", "fmt_pm", "loglog_slope"]
@@ -49,8 +50,8 @@ def errorbars(ax, df: pd.DataFrame, x: str, y: str, hue: str | None = None, labe
         ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", ms=4, capsize=3, label=lab, **kw)
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
 
 
 def curves(ax, df: pd.DataFrame, y: str, hue: str, label=None, x: str = "epoch", colors=None, **kw):
@@ -61,8 +62,8 @@ def curves(ax, df: pd.DataFrame, y: str, hue: str, label=None, x: str = "epoch",
         c = colors(key) if callable(colors) else None
         line, = ax.plot(s.index, s["mean"], label=lab, color=c, **kw)
         ax.fill_between(s.index, s["mean"] - s["std"], s["mean"] + s["std"], color=line.get_color(), alpha=0.15)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
 
 
 def epochs_to(df: pd.DataFrame, metric: str, threshold: float, above: bool = True) -> pd.Series:

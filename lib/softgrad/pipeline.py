@@ -38,6 +38,10 @@ def _clean(nb, source: Path):
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"
         cell.get("metadata", {}).pop("execution", None)
+        tags = cell.get("metadata", {}).get("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            # the book shows the parameters once, in the page header (softgrad.book.page_header)
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
         pm = cell.get("metadata", {}).get("papermill")
         if pm is not None:
             cell["metadata"]["papermill"] = {}
@@ -161,18 +165,42 @@ def vendor_mathjax() -> Path:
     return MATHJAX
 
 
+def book_config(profile: str, repo: str | None) -> dict:
+    """``book/_config.yml`` plus what is known only at build time: the repository the launch buttons
+    (Binder, Colab) point at, and where in it the executed notebooks live (``outputs/<profile>/notebooks``,
+    committed, which the book copies to ``book/notebooks``). Without a GitHub repository (see
+    :func:`softgrad.book.repo_url`) the book has no launch buttons; the download button is always there."""
+    cfg = yaml.safe_load((REPO_ROOT / "book" / "_config.yml").read_text())
+    if repo:
+        cfg["repository"] = {"url": repo, "branch": "main", "path_to_book": f"outputs/{profile}"}
+        cfg["launch_buttons"] = {"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org",
+                                 "colab_url": "https://colab.research.google.com"}
+        cfg.setdefault("html", {})["use_repository_button"] = True
+    return cfg
+
+
 def build_book(profile: str) -> int:
+    """Build the book from ``outputs/<profile>``: its executed notebooks and figures are copied to
+    ``book/notebooks`` (with each chapter's ``.py`` source, for download), then Jupyter Book builds with
+    warnings as errors and a config from :func:`book_config`."""
+    from .book import repo_url
+
     vendor_mathjax()
-    gen = REPO_ROOT / "book" / "_generated"
+    gen = REPO_ROOT / "book" / "notebooks"
     shutil.rmtree(gen, ignore_errors=True)
     gen.mkdir(parents=True)
     for nb in sorted((REPO_ROOT / "outputs" / profile / "notebooks").glob("*.ipynb")):
         shutil.copy(nb, gen / nb.name)
+        if (NB_DIR / f"{nb.stem}.py").exists():
+            shutil.copy(NB_DIR / f"{nb.stem}.py", gen / f"{nb.stem}.py")
     figs = REPO_ROOT / "outputs" / profile / "figures"
     if figs.exists():
         shutil.copytree(figs, gen / "figures")
+    cfg = REPO_ROOT / "book" / "_config.built.yml"
+    cfg.write_text(yaml.safe_dump(book_config(profile, repo_url()), sort_keys=False))
     jb = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    return subprocess.call([jb, "build", str(REPO_ROOT / "book"), "--all", "--warningiserror", "--keep-going"], cwd=REPO_ROOT)
+    return subprocess.call([jb, "build", str(REPO_ROOT / "book"), "--config", str(cfg), "--all", "--warningiserror",
+                            "--keep-going"], cwd=REPO_ROOT)
 
 
 _TORCH_STACK = ("torch", "torchvision", "triton", "nvidia-", "cuda-")
@@ -217,7 +245,9 @@ def alt_torch(venv: Path, torch_spec: str, lock: Path) -> int:
     return rc or subprocess.call([str(py), "-m", "softgrad.pipeline", "nbval", "--profile", "ci"], cwd=REPO_ROOT)
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (``python -m softgrad.pipeline``); :func:`softgrad.book.rerun_commands` is tested
+    against it."""
     ap = argparse.ArgumentParser(prog="softgrad.pipeline")
     ap.add_argument("what", choices=["notebooks", "nbval", "book", "stale", "alt-torch"])
     ap.add_argument("--profile", default="quick")
@@ -225,7 +255,11 @@ def main(argv=None) -> int:
     ap.add_argument("--venv", default=".venv-alt", help="alt-torch: the second venv")
     ap.add_argument("--torch", default="torch==2.15.0 torchvision==0.29.2", help="alt-torch: what to install")
     ap.add_argument("--lock", default="requirements-lock.txt", help="alt-torch: the lock file")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
     if a.what == "alt-torch":
         return alt_torch(REPO_ROOT / a.venv, a.torch, REPO_ROOT / a.lock)
     if a.what == "notebooks":

@@ -1,7 +1,14 @@
-"""Figure helpers shared by the notebooks: headless, stamped with the notebook and parameter file that made them."""
+"""The one figure style of the book, and the helpers every notebook draws and shows figures with.
+
+Importing this module applies :data:`STYLE` (sizes and fonts readable at 100% zoom in the book: a 6-inch
+figure is 720 px wide at the display dpi). :func:`show` saves a figure (PNG under
+``outputs/<profile>/figures``) and glues it for a numbered, captioned ``{glue:figure}`` in the page, with a
+second glued text naming the notebook, the parameter file and the number of runs behind it.
+Headless: the Agg backend outside a kernel."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,11 +22,35 @@ if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+STYLE = {
+    "figure.figsize": (8.0, 4.5), "figure.dpi": 120, "savefig.dpi": 150, "font.size": 11,
+    "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+    "legend.fontsize": 9, "legend.frameon": False, "axes.grid": True, "grid.alpha": 0.3,
+    "axes.spines.top": False, "axes.spines.right": False, "lines.markersize": 5, "errorbar.capsize": 3,
+}
+plt.rcParams.update(STYLE)
+
 from .store import REPO_ROOT  # noqa: E402
 
 COLORS = {"ce": "black", "temperature": "tab:blue", "gradient_decay": "tab:orange", "sgt": "tab:green",
           "as_softmax": "tab:red", "noisy": "tab:purple", "sparse_softmax": "tab:brown", "sparsemax": "tab:pink",
           "entmax15": "tab:gray"}
+
+
+AXIS_LABELS = {  # column name -> axis label in words, with units
+    "test_acc": "test accuracy", "train_acc": "training accuracy", "val_acc": "validation accuracy",
+    "test_ece": "test ECE (15 bins)", "test_mce": "test MCE (15 bins)", "test_nll": "test NLL (nats)",
+    "val_ece": "validation ECE (15 bins)", "val_nll": "validation NLL (nats)",
+    "train_loss": "training loss (nats)", "step_loss": "training loss (nats)", "epoch": "epoch",
+    "beta": "β", "alpha": "α", "delta": "δ", "lr": "learning rate η", "head_init_scale": "head init scale",
+    "train_logit_norm": "mean logit norm ‖z‖ (train)", "weight_dist": "weight travel ‖θ−θ₀‖",
+    "zero_loss_frac": "fraction of samples with zero loss", "seconds": "wall-clock time (s)",
+}
+
+
+def axis_label(col: str) -> str:
+    """The words an axis shows for a results column (the column name itself where none is defined)."""
+    return AXIS_LABELS.get(col, col.replace("_", " "))
 
 
 def figure_dir(profile: str) -> Path:
@@ -42,6 +73,55 @@ def save(fig, name: str, profile: str, notebook: str) -> Path:
     return path
 
 
+def show(fig, name: str, profile: str, notebook: str, runs: int | None = None) -> Path:
+    """Save ``fig`` (:func:`save`), display it, and glue its source line as ``fig_<name>_src``.
+
+    The book numbers and captions the figure through the cell's metadata (jupytext header)::
+
+        # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-<name>", "caption": "What it shows. {glue:md}`fig_<name>_src`"}}
+
+    and the glued line names the notebook, the parameter file and the number of training runs behind it."""
+    from IPython.display import Markdown, display
+    from myst_nb import glue
+
+    path = save(fig, name, profile, notebook)
+    n = f" from {runs} training run{'s' if runs != 1 else ''}" if runs is not None else ""
+    glue(f"fig_{name}_src", Markdown(f"Made by `notebooks/{notebook}.py` with `params/{profile}/{notebook}.yaml`{n}."),
+         display=False)
+    display(fig)
+    plt.close(fig)
+    return path
+
+
+def table(df, names: dict | None = None, formats: dict | None = None, index: bool = False,
+          styles: dict | None = None):
+    """A results table for the book: human column names, number formats, rendered as HTML (pandas Styler),
+    with the plain-text table as its text form (what nbval compares and a terminal shows).
+
+    ``names`` maps column -> heading (columns not named keep theirs); ``formats`` maps heading -> format
+    string or callable; ``styles`` maps heading -> callable(value) -> CSS for that column's cells (e.g. the
+    verdict colours of :data:`VERDICT_BACKGROUND`). Cell text is HTML (links stay links)."""
+    names = names or {}
+    d = df.rename(columns=names)
+    sty = d.style.format(formats or {}, na_rep="–")
+    for col, fn in (styles or {}).items():
+        sty = sty.map(fn, subset=[col])
+    if not index:
+        sty = sty.hide(axis="index")
+    # a content-derived id instead of Styler's random one: re-executing a notebook leaves its HTML unchanged
+    uid = hashlib.sha1(d.to_csv().encode()).hexdigest()[:10]
+    sty = sty.set_uuid(uid).set_table_attributes('class="softgrad-table"')
+
+    class _Table:
+        def _repr_html_(self):
+            return sty.to_html()
+
+        def __repr__(self):
+            return d.to_string(index=index)
+
+    return _Table()
+
+
 def mean_std(df, by: list[str], col: str):
     """Mean and std of ``col`` over seeds, grouped by ``by`` (final-epoch rows)."""
     g = df.groupby(by)[col]
@@ -50,6 +130,11 @@ def mean_std(df, by: list[str], col: str):
 
 VERDICT_COLORS = {"reproduced": "tab:green", "reversed": "tab:red", "no detectable effect": "tab:blue",
                   "inconclusive at this budget": "0.55"}
+VERDICT_BACKGROUND = {  # table cells: light tints of VERDICT_COLORS, plus the chapter-level verdicts
+    "reproduced": "background-color: #d9f2d9", "partly": "background-color: #fff2cc",
+    "not reproduced": "background-color: #fde0c5", "reversed": "background-color: #f8cccc",
+    "no detectable effect": "background-color: #d6e6f5", "inconclusive at this budget": "background-color: #e6e6e6",
+    "not testable here": "background-color: #f2f2f2; color: #555"}
 METRIC_LABELS = {"acc": "test accuracy (points)", "nll": "test NLL", "ece": "test ECE (points)",
                  "nll_ts": "test NLL after temperature scaling", "ece_ts": "test ECE after temperature scaling (points)"}
 POINTS = {"acc", "ece", "ece_ts"}  # shown ×100

@@ -1,0 +1,76 @@
+"""What each book page shows about itself: the parameters it ran with and how to rerun it.
+
+A chapter is an executed notebook. Its first code cell calls :func:`page_header`, which shows (once — the
+papermill parameter cells are removed from the rendered page by :mod:`softgrad.pipeline`) the profile, the
+parameter file, the git commit and the parameters as YAML, and a "rerun this chapter" box with the exact
+commands (:func:`rerun_commands`; ``tests/test_rerun.py`` parses them with the real command-line parsers).
+The book's launch buttons (Binder, Colab) and its download button are configured at build time
+(:func:`softgrad.pipeline.build_book`).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+from .store import REPO_ROOT, _git
+
+
+def rerun_commands(notebook: str, profile: str) -> list[list[str]]:
+    """The two ways to rerun a chapter from the repository root, as argv lists.
+
+    1. the pipeline (trains the missing runs with progress bars, then executes the notebook):
+       ``python -m softgrad.pipeline notebooks --profile P --only NB``;
+    2. plain papermill on the executed notebook with the parameter file:
+       ``papermill outputs/P/notebooks/NB.ipynb NB.rerun.ipynb -f params/P/NB.yaml --cwd .``.
+    """
+    params = f"params/{profile}/{notebook}.yaml"
+    return [
+        ["python", "-m", "softgrad.pipeline", "notebooks", "--profile", profile, "--only", notebook],
+        ["papermill", f"outputs/{profile}/notebooks/{notebook}.ipynb", f"{notebook}.rerun.ipynb", "-f", params,
+         "--cwd", "."],
+    ]
+
+
+def page_header(notebook: str, P: dict):
+    """A MyST block for the top of a chapter: what it ran with, and how to rerun it.
+
+    ``P`` is the validated parameter dict (:func:`softgrad.runs.notebook_params`). The commit is the one the
+    notebook was executed at ("+ local changes" when the working tree differed from it).
+    """
+    from IPython.display import Markdown
+
+    profile = P["profile"]
+    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    shown = {k: P[k] for k in ("base", "sweeps", "extra") if P.get(k)}
+    text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=100).rstrip() if shown else "{}"
+    cmds = "\n".join(shlex.join(c) for c in rerun_commands(notebook, profile))
+    return Markdown(
+        f"::::{{admonition}} The parameters this page ran with\n:class: note\n\n"
+        f"Profile **{profile}** · parameter file `params/{profile}/{notebook}.yaml` · source "
+        f"`notebooks/{notebook}.py` · executed at commit `{commit}`{' (+ local changes)' if dirty else ''}.\n\n"
+        f":::{{dropdown}} Parameters (the file's settings over the defaults in `softgrad.config.Config`)\n"
+        f"```yaml\n{text}\n```\n:::\n\n"
+        f"**Rerun this chapter** from the repository root — with the pipeline (trains what is missing, then "
+        f"executes), or with plain papermill on the executed notebook:\n\n```bash\n{cmds}\n```\n"
+        f"Downloads: {{download}}`the source <{notebook}.py>` (jupytext py:percent); the executed notebook is "
+        f"under the download button (top right), and the launch buttons open it on Binder or Colab (there, run "
+        f"`pip install -e .` in a clone of the repository first).\n::::\n")
+
+
+def repo_url() -> str | None:
+    """The GitHub repository the book links to: ``SOFTGRAD_REPOSITORY`` or ``GITHUB_REPOSITORY`` (set by
+    GitHub Actions) as ``owner/name``, else the ``origin`` remote when it is on GitHub; None otherwise."""
+    import os
+    import re
+
+    slug = os.environ.get("SOFTGRAD_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY")
+    if not slug:
+        m = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?$", _git("remote", "get-url", "origin"))
+        slug = m.group(1) if m else None
+    return f"https://github.com/{slug}" if slug else None
+
+
+__all__ = ["page_header", "rerun_commands", "repo_url", "REPO_ROOT"]
