@@ -73,7 +73,7 @@ def save(fig, name: str, profile: str, notebook: str) -> Path:
     return path
 
 
-def show(fig, name: str, profile: str, notebook: str, runs: int | None = None) -> Path:
+def show(fig, name: str, profile: str, notebook: str, runs: int | None = None) -> None:
     """Save ``fig`` (:func:`save`), display it, and glue its source line as ``fig_<name>_src``.
 
     The book numbers and captions the figure through the cell's metadata (jupytext header)::
@@ -84,13 +84,12 @@ def show(fig, name: str, profile: str, notebook: str, runs: int | None = None) -
     from IPython.display import Markdown, display
     from myst_nb import glue
 
-    path = save(fig, name, profile, notebook)
+    save(fig, name, profile, notebook)
     n = f" from {runs} training run{'s' if runs != 1 else ''}" if runs is not None else ""
     glue(f"fig_{name}_src", Markdown(f"Made by `notebooks/{notebook}.py` with `params/{profile}/{notebook}.yaml`{n}."),
          display=False)
     display(fig)
-    plt.close(fig)
-    return path
+    plt.close(fig)  # returns nothing: a cell's value would be a second output inside the figure
 
 
 def table(df, names: dict | None = None, formats: dict | None = None, index: bool = False,
