@@ -43,7 +43,8 @@ def page_header(notebook: str, P: dict):
 
     profile = P["profile"]
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # outputs/ is what regenerating writes: only changed code, parameters or book sources count as local changes
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)outputs"))
     shown = {k: P[k] for k in ("base", "sweeps", "extra") if P.get(k)}
     text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=100).rstrip() if shown else "{}"
     cmds = "\n".join(shlex.join(c) for c in rerun_commands(notebook, profile))
