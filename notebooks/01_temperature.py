@@ -70,10 +70,11 @@ extra = None
 # %%
 import numpy as np
 import matplotlib.pyplot as plt
+from IPython.display import display
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import show, table
+from softgrad.plots import show, summary_table, table
 from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
@@ -103,13 +104,15 @@ s = A.summarize(sw, ["beta", "lr"])
 for lr, sub in s.reset_index().groupby("lr"):
     ax2.plot(sub["beta"], sub["test_acc_std"], "o-", label=f"η={lr:g}")
 ax2.set_xscale("log")
-ax2.set_xlabel("beta")
+ax2.set_xlabel("β (inverse temperature)")
 ax2.set_ylabel("std of test accuracy over seeds")
 ax2.legend(fontsize=8)
 show(fig, "01_beta_sweep", profile, NB, runs=sw.run_id.nunique())
+
+# %% tags=["hide-input"]
 best = s["test_acc_mean"].groupby(level="beta").max()
-print("best seed-mean test accuracy over η, per β:")
-print(best.round(4).to_string())
+display(table(best.rename("best test accuracy over η (mean over seeds)").reset_index(), names={"beta": "β"},
+              formats={"best test accuracy over η (mean over seeds)": "{:.4f}"}))
 beta_best = float(best.idxmax())
 at_best = s.loc[beta_best]
 glue("t_best_std", float(at_best.loc[at_best["test_acc_mean"].idxmax(), "test_acc_std"]), display=False)
@@ -131,9 +134,11 @@ for b, sub in f.groupby("beta"):
     ax.errorbar(g["x"], g["m"], yerr=g["s"].fillna(0), marker="o", capsize=3, label=f"β={b:g}")
 ax.set_xscale("log")
 ax.set_xlabel("‖βz₀‖ (mean over training samples)")
-ax.set_ylabel("test_acc")
+ax.set_ylabel("test accuracy")
 ax.legend()
 show(fig, "01_init_scale", profile, NB, runs=sw.run_id.nunique())
+
+# %% tags=["hide-input"]
 # runs that never trained (final train accuracy ≤ 0.5: saturated or diverged at this η) are counted, not
 # averaged into the range: the claim is about how well a model generalizes once it trains
 ok = f[f.train_acc > 0.5]
@@ -165,6 +170,8 @@ for ax, name in zip(axes, ["p1", "p1_control"]):
     ax.set_ylabel("training loss CE(βz)")
     ax.legend(fontsize=8)
 show(fig, "01_p1_collapse", profile, NB, runs=df[df.sweep.isin(["p1", "p1_control"])].run_id.nunique())
+
+# %% tags=["hide-input"]
 fp1 = A.final(df[df.sweep == "p1"])
 travel = (fp1["beta"] * fp1["weight_dist"]).groupby(fp1["beta"]).mean()
 raw = fp1.groupby("beta")["weight_dist"].mean()
@@ -203,6 +210,8 @@ ax2.set_xlabel("β")
 ax2.set_ylabel("largest η of the grid that learns")
 ax2.set_title(f"P4: fitted slope {slope4:.2f} (predicted −2)")
 show(fig, "01_p2_p4", profile, NB, runs=len(fp2) + df[df.sweep == "beta"].run_id.nunique())
+
+# %% tags=["hide-input"]
 print(f"P2 slope {slope:.3f}; runs that never reached {thr}: {int(fp2['t'].isna().sum())} of {len(fp2)}")
 print(f"P4 slope {slope4:.3f} over β = {list(stable.index)}")
 glue("t_p2_slope", slope, display=False)

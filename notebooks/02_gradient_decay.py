@@ -67,10 +67,11 @@ extra = None
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
+from IPython.display import display
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import show, table
+from softgrad.plots import show, summary_table, table
 from softgrad.book import page_header
 from softgrad.runs import load_run, notebook_params, run_params
 
@@ -92,8 +93,10 @@ for ax, m in zip(axes, ["test_acc", "test_ece", "test_mce"]):
     A.errorbars(ax, sw, "beta", m, logx=True)
     ax.axvline(1.0, color="0.7", ls=":", lw=1)
 show(fig, "02_beta_sweep", profile, NB, runs=sw.run_id.nunique())
+
+# %% tags=["hide-input"]
 s = A.summarize(sw, ["beta"])
-print(s[["test_acc_mean", "test_acc_std", "test_ece_mean", "test_ece_std", "test_mce_mean"]].round(4).to_string())
+display(summary_table(s, ["test_acc_mean", "test_acc_std", "test_ece_mean", "test_ece_std", "test_mce_mean"]))
 betas = s.index.to_numpy()
 rho_ece = A.pearson(np.log(betas), s["test_ece_mean"])
 glue("gd_rho_ece", rho_ece, display=False)
@@ -133,6 +136,8 @@ for ax, b in zip(axes, [lo, hi]):
     ax.legend(fontsize=8)
 axes[0].set_ylabel("mean target probability $p_t$ (train)")
 show(fig, "02_curriculum", profile, NB, runs=2)
+
+# %% tags=["hide-input"]
 glue("gd_gap_small", gap[lo], display=False)
 glue("gd_gap_large", gap[hi], display=False)
 
@@ -166,8 +171,10 @@ ax.errorbar(m[("test_ece", "mean")], m[("test_acc", "mean")], xerr=m[("test_ece"
             yerr=m[("test_acc", "std")], fmt="o", capsize=3)
 for name, row in m.iterrows():
     ax.annotate(name, (row[("test_ece", "mean")], row[("test_acc", "mean")]), fontsize=7)
-ax.set_xlabel("test ECE")
+ax.set_xlabel("test ECE (15 bins)")
 ax.set_ylabel("test accuracy")
 show(fig, "02_warmup", profile, NB, runs=both.run_id.nunique())
+
+# %% tags=["hide-input"]
 glue("gd_warmup_best_acc", float(wu.groupby("setting").test_acc.mean().max()), display=False)
 glue("gd_fixed_best_acc", float(fixed.groupby("setting").test_acc.mean().max()), display=False)

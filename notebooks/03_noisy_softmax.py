@@ -62,10 +62,11 @@ extra = None
 # %%
 import pandas as pd
 import matplotlib.pyplot as plt
+from IPython.display import display
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import show, table
+from softgrad.plots import show, summary_table, table
 from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
@@ -86,8 +87,10 @@ A.errorbars(axes[1], sw, "noise_alpha", "test_nll")
 for ax in axes:
     ax.set_xscale("symlog", linthresh=0.01)
 show(fig, "03_alpha_sweep", profile, NB, runs=sw.run_id.nunique())
+
+# %% tags=["hide-input"]
 s = A.summarize(sw, ["noise_alpha"])
-print(s[["test_acc_mean", "test_acc_std", "test_nll_mean", "test_ece_mean"]].round(4).to_string())
+display(summary_table(s, ["test_acc_mean", "test_acc_std", "test_nll_mean", "test_ece_mean"]))
 glue("ns_acc_softmax", float(s.loc[0.0, "test_acc_mean"]), display=False)
 glue("ns_acc_best", float(s["test_acc_mean"].max()), display=False)
 glue("ns_acc_best_std", float(s.loc[s["test_acc_mean"].idxmax(), "test_acc_std"]), display=False)
@@ -111,6 +114,8 @@ A.curves(axes[1], sat, "grad_norm", hue="noise_alpha", label=lab)
 axes[1].set_yscale("log")
 axes[0].legend(fontsize=8)
 show(fig, "03_saturation", profile, NB, runs=sat.run_id.nunique())
+
+# %% tags=["hide-input"]
 g = sat.groupby(["noise_alpha", "epoch"])["grad_norm"].mean().unstack("noise_alpha")
 ratio = float((g[a_show] / g[0.0]).iloc[-1])
 print(f"last-epoch gradient norm, Noisy α={a_show:g} / softmax: {ratio:.3f}")
@@ -132,4 +137,6 @@ ax.barh(t.index, t["mean"], xerr=t["std"].fillna(0), capsize=3, color="tab:purpl
 ax.set_xlim(t["mean"].min() - 3 * t["std"].max() - 0.01, min(1.0, t["mean"].max() + 3 * t["std"].max() + 0.01))
 ax.set_xlabel("test accuracy (mean ± std over seeds)")
 show(fig, "03_ablation", profile, NB, runs=both.run_id.nunique())
+
+# %% tags=["hide-input"]
 glue("ns_acc_negative", float(t.loc["annealed / negative", "mean"]), display=False)

@@ -63,10 +63,11 @@ extra = None
 # %%
 import numpy as np
 import matplotlib.pyplot as plt
+from IPython.display import display
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import show, table
+from softgrad.plots import show, summary_table, table
 from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
@@ -89,8 +90,10 @@ for ax, m in zip(axes, ["test_acc", "train_nll", "train_logit_norm"]):
     A.errorbars(ax, sw, "alpha", m, hue="ls", logx=True, label=lambda v: f"label smoothing {v:g}")
 axes[0].legend(fontsize=8)
 show(fig, "04_alpha_sweep", profile, NB, runs=sw.run_id.nunique())
+
+# %% tags=["hide-input"]
 s = A.summarize(sw, ["ls", "alpha"], metrics=("test_acc", "train_nll", "train_logit_norm", "test_ece"))
-print(s[["test_acc_mean", "test_acc_std", "train_nll_mean", "train_logit_norm_mean", "test_ece_mean"]].round(4).to_string())
+display(summary_table(s, ["test_acc_mean", "test_acc_std", "train_nll_mean", "train_logit_norm_mean", "test_ece_mean"]))
 s0 = s.loc[0.0]
 rho_ce = A.pearson(np.log(s0.index), s0["train_nll_mean"])
 rho_norm = A.pearson(np.log(s0.index), s0["train_logit_norm_mean"])
@@ -128,11 +131,13 @@ for al, sub in m.groupby(level="alpha"):
     axes[1].semilogy(sub0.index.get_level_values("epoch"),
                      (sub0["train_nll"] - sub0["train_nll_temp"]).abs() + 1e-16, "o-", color=l.get_color())
 axes[0].set_xlabel("epoch")
-axes[0].set_ylabel("train CE")
+axes[0].set_ylabel("training CE (nats)")
 axes[0].legend(fontsize=7)
 axes[1].set_xlabel("epoch")
-axes[1].set_ylabel("|Δ train CE| (floor 1e-16)")
+axes[1].set_ylabel("|Δ training CE| (nats, floor 1e-16)")
 show(fig, "04_sgt_vs_temperature", profile, NB, runs=a.run_id.nunique() + b.run_id.nunique())
+
+# %% tags=["hide-input"]
 # float32 drift is an observation, not evidence: below 1e-5 it is rounding level and shown as 0
 d_nll = A.quantize((m["train_nll"] - m["train_nll_temp"]).abs().max(), floor=1e-5)
 d_acc = A.quantize((m["test_acc"] - m["test_acc_temp"]).abs().max(), floor=1e-5)

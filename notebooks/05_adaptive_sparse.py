@@ -69,10 +69,11 @@ extra = None
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
+from IPython.display import display
 from myst_nb import glue
 
 from softgrad import analysis as A
-from softgrad.plots import show, table
+from softgrad.plots import show, summary_table, table
 from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
 
@@ -94,8 +95,10 @@ A.curves(axes[1], sw[sw.epoch > 0], "train_zero_frac", hue="delta", label=lambda
 axes[1].set_ylabel("fraction of training samples with zero loss")
 axes[1].legend(fontsize=8)
 show(fig, "05_delta_sweep", profile, NB, runs=sw.run_id.nunique())
+
+# %% tags=["hide-input"]
 s = A.summarize(sw, ["delta"], metrics=("test_acc", "test_nll", "test_ece", "train_zero_frac"))
-print(s[["test_acc_mean", "test_acc_std", "test_nll_mean", "test_ece_mean", "train_zero_frac_mean"]].round(4).to_string())
+display(summary_table(s, ["test_acc_mean", "test_acc_std", "test_nll_mean", "test_ece_mean", "train_zero_frac_mean"]))
 ce = A.summarize(df[df.sweep == "baseline"], ["loss"])
 print(f"plain CE: test acc {ce.test_acc_mean.iloc[0]:.4f} ± {ce.test_acc_std.iloc[0]:.4f}")
 glue("as_acc_ce", float(ce.test_acc_mean.iloc[0]), display=False)
@@ -130,6 +133,8 @@ ax[1].axvline(1.2, color="k", ls="--", lw=0.8, label="paper's claim 1.2×")
 ax[1].set_xlabel("wall-clock speed-up vs CE (this machine)")
 ax[1].legend(fontsize=8)
 show(fig, "05_as_speed", profile, NB, runs=sum(len(v) for v in rows.values()))
+
+# %% tags=["hide-input"]
 k = f"AS-Softmax δ={d0:g} + AS-Speed"
 glue("as_speed_step_ratio", float(t.loc[k, "step ratio vs CE"]), display=False)
 glue("as_speed_acc", float(t.loc[k, "test_acc"]), display=False)

@@ -68,7 +68,7 @@ if len(losses):
                                                                                values="ratio_to_ce")
         piv.plot.barh(ax=ax, logx=True)
         ax.axvline(1.0, color="k", lw=0.8)
-        ax.set_xlabel("time / F.cross_entropy (log)")
+        ax.set_xlabel("forward+backward time ÷ F.cross_entropy (log scale)")
         ax.set_title(f"{dev}: loss forward+backward")
         ax.legend(fontsize=7, title="N×C")
     show(fig, "08_loss_cost", profile, NB, runs=None)
@@ -87,7 +87,7 @@ if len(trainer):
     fig, ax = plt.subplots(figsize=(7, 3))
     t[["vs_hand", "vs_dataloader"]].plot.barh(ax=ax)
     ax.axvline(1.0, color="k", lw=0.8)
-    ax.set_xlabel("softgrad samples/s ÷ baseline")
+    ax.set_xlabel("samples per second, softgrad ÷ baseline")
     show(fig, "08_trainer", profile, NB, runs=None)
 if len(thr):
     print(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]]

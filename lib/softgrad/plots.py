@@ -45,6 +45,9 @@ AXIS_LABELS = {  # column name -> axis label in words, with units
     "beta": "β", "alpha": "α", "delta": "δ", "lr": "learning rate η", "head_init_scale": "head init scale",
     "train_logit_norm": "mean logit norm ‖z‖ (train)", "weight_dist": "weight travel ‖θ−θ₀‖",
     "zero_loss_frac": "fraction of samples with zero loss", "seconds": "wall-clock time (s)",
+    "train_zero_frac": "fraction of training samples with zero loss", "train_nll": "training NLL (nats)",
+    "noise_alpha": "noise scale α", "ls": "label smoothing", "train_pt": "mean target probability p_t (train)",
+    "grad_norm": "gradient norm",
 }
 
 
@@ -121,6 +124,21 @@ def table(df, names: dict | None = None, formats: dict | None = None, index: boo
     return _Table()
 
 
+def summary_table(s, cols, digits: int = 4):
+    """:func:`table` of a :func:`softgrad.analysis.summarize` frame: its index as leading columns, and each
+    ``<metric>_mean`` / ``<metric>_std`` column named in words ("test accuracy, mean over seeds")."""
+    d = s[list(cols)].reset_index()
+
+    def name(c):
+        for suffix, words in (("_mean", "mean over seeds"), ("_std", "std over seeds")):
+            if c.endswith(suffix):
+                return f"{axis_label(c[: -len(suffix)])}, {words}"
+        return axis_label(c)
+
+    names = {c: name(c) for c in d.columns}
+    return table(d, names=names, formats={names[c]: f"{{:.{digits}f}}" for c in cols})
+
+
 def mean_std(df, by: list[str], col: str):
     """Mean and std of ``col`` over seeds, grouped by ``by`` (final-epoch rows)."""
     g = df.groupby(by)[col]
@@ -157,7 +175,7 @@ def forest(ax, comparisons, metric: str = "acc", methods=None, tasks=None):
         labels.append(f"{r.task} · {r.method}")
     ax.set_yticks(range(len(c) - 1, -1, -1), labels)
     ax.axvline(0.0, color="k", lw=0.8)
-    ax.set_xlabel(f"difference to tuned CE, {METRIC_LABELS.get(metric, metric)}")
+    ax.set_xlabel(f"difference to tuned CE:\n{METRIC_LABELS.get(metric, metric)}")
     return ax
 
 
