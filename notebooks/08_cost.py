@@ -27,12 +27,14 @@ import json
 
 import pandas as pd
 import matplotlib.pyplot as plt
+from IPython.display import display
 from myst_nb import glue
 
 from softgrad.analysis import read_glue
 from softgrad.config import expand, load_params
 from softgrad.plots import COLORS, show, table
 from softgrad.book import page_header
+from softgrad import protocol
 from softgrad.runs import REPO_ROOT, notebook_params
 
 NB = "08_cost"
@@ -72,10 +74,15 @@ if len(losses):
         ax.set_title(f"{dev}: loss forward+backward")
         ax.legend(fontsize=7, title="N×C")
     show(fig, "08_loss_cost", profile, NB, runs=None)
-    big = losses[(losses.C == losses.C.max()) & (losses.device == "cpu")].set_index("loss")["ratio_to_ce"]
-    print(big.round(2).to_string())
 else:
     print("no loss benchmark results: run `make bench`")
+
+# %% tags=["hide-input"]
+if len(losses):
+    shapes = losses.assign(shape=losses.N.astype(str) + " × " + losses.C.astype(str))
+    wide = shapes[shapes.loss != "F.cross_entropy"].pivot_table(index=["device", "loss"], columns="shape",
+                                                                 values="ratio_to_ce", sort=False)
+    display(table(wide.reset_index(), formats={c: "{:.2f}×" for c in wide.columns}))
 
 # %% [markdown]
 # ## Trainer throughput
@@ -83,15 +90,26 @@ else:
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-trainer", "caption": "softgrad's trainer throughput relative to a hand-written loop and to a plain DataLoader loop. {glue:md}`fig_08_trainer_src`"}}
 if len(trainer):
     t = trainer.set_index(["device", "model"])[["softgrad", "hand_loop", "dataloader", "vs_hand", "vs_dataloader"]]
-    print(t.round(2).to_string())
     fig, ax = plt.subplots(figsize=(7, 3))
     t[["vs_hand", "vs_dataloader"]].plot.barh(ax=ax)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel("samples per second, softgrad ÷ baseline")
     show(fig, "08_trainer", profile, NB, runs=None)
+
+# %% tags=["hide-input"]
+if len(trainer):
+    display(table(t.reset_index(), names={"softgrad": "softgrad (samples/s)", "hand_loop": "hand-written loop (samples/s)",
+                                          "dataloader": "DataLoader loop (samples/s)", "vs_hand": "÷ hand-written",
+                                          "vs_dataloader": "÷ DataLoader"},
+                  formats={"softgrad (samples/s)": "{:,.0f}", "hand-written loop (samples/s)": "{:,.0f}",
+                           "DataLoader loop (samples/s)": "{:,.0f}", "÷ hand-written": "{:.2f}",
+                           "÷ DataLoader": "{:.2f}"}))
 if len(thr):
-    print(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]]
-          .round(2).to_string(index=False))
+    display(table(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]],
+                  names={"softgrad_samples_per_s": "softgrad (samples/s)", "dataloader_samples_per_s":
+                         "DataLoader pipeline (samples/s)", "vs_dataloader": "÷ DataLoader"},
+                  formats={"softgrad (samples/s)": "{:,.0f}", "DataLoader pipeline (samples/s)": "{:,.0f}",
+                           "÷ DataLoader": "{:.2f}"}))
 
 # %% [markdown]
 # ## AS-Speed against the paper's 1.2× claim (chapter 05, this profile)
@@ -122,12 +140,15 @@ for f in sorted((REPO_ROOT / "params" / "paper").glob("0[0-9]_*.yaml")):
     uniq = {json.dumps(c.to_dict(), sort_keys=True): c for c in cfgs}.values()
     for c in uniq:
         rows.append({"notebook": f.stem, "model": c.model, "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)})
-    if p["extra"].get("final_seeds"):  # 06: each method's winner per dataset, retrained with every final seed
-        for s in p["sweeps"].values():
-            firsts = {c.dataset: c for c in reversed(expand(p["base"], s))}
-            for c in firsts.values():
-                rows += [{"notebook": f.stem, "model": c.model,
-                          "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)}] * len(p["extra"]["final_seeds"])
+    if "protocol" in p["extra"]:  # 06: every tuning trial, then each winner retrained with every final seed
+        spec = protocol.check_spec(p["extra"]["protocol"])
+        trials = protocol.plan(p["base"], spec)
+        rows += [{"notebook": f.stem, "model": c.model, "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)}
+                 for c in trials]
+        per_method = {(c.dataset, c.model, c.epochs): c for c in trials}.values()  # one config per task
+        for c in per_method:
+            n = len(spec["final_seeds"]) * (len(spec["methods"]) + spec["longer"])  # finals + CE's longer runs
+            rows.append({"notebook": f.stem, "model": c.model, "sample_epochs": n * c.epochs * TRAIN_SIZE.get(c.dataset, 0)})
 plan = pd.DataFrame(rows)
 if len(plan) and len(thr):
     est = []
@@ -136,7 +157,6 @@ if len(plan) and len(thr):
             est.append({"notebook": nb, "device": r["device"], "runs": len(sub),
                         "hours": sub.sample_epochs.sum() / r["softgrad_samples_per_s"] / 3600})
     est = pd.DataFrame(est).groupby(["notebook", "device"]).agg(runs=("runs", "sum"), hours=("hours", "sum"))
-    print(est.round(1).to_string())
     total = est.groupby(level="device").hours.sum()
     for dev, h in total.items():
         glue(f"cost_paper_hours_{dev}", float(h), display=False)
@@ -144,4 +164,10 @@ if len(plan) and len(thr):
     est.hours.unstack("device").plot.barh(ax=ax, logx=True)
     ax.set_xlabel("device-hours (lower bound, from measured throughput)")
     show(fig, "08_paper_hours", profile, NB, runs=None)
-    print("no CUDA throughput measured yet" if "cuda" not in set(thr.device) else "")
+
+# %% tags=["hide-input"]
+if len(plan) and len(thr):
+    if "cuda" not in set(thr.device):
+        print("no CUDA throughput measured yet: the estimate is for the CPU measured here")
+    display(table(est.reset_index().drop(columns="runs"), names={"hours": "device-hours (lower bound)"},
+                  formats={"device-hours (lower bound)": "{:,.1f}"}))
