@@ -163,8 +163,6 @@ wu["setting"] = wu.apply(lambda r: f"warm-up {r.warmup_shape} {r.warmup_start:g}
 fixed = A.final(sw[sw.beta.isin(set(wu.warmup_start) | set(wu.beta))]).copy()  # its endpoints, held fixed
 fixed["setting"] = fixed.beta.map(lambda b: f"fixed β={b:g}")
 both = pd.concat([fixed, wu])
-t = both.groupby("setting")[["test_acc", "test_ece", "test_nll"]].agg(["mean", "std"]).round(4)
-print(t.to_string())
 fig, ax = plt.subplots(figsize=(7, 3.5))
 m = both.groupby("setting")[["test_acc", "test_ece"]].agg(["mean", "std"])
 ax.errorbar(m[("test_ece", "mean")], m[("test_acc", "mean")], xerr=m[("test_ece", "std")],
@@ -174,6 +172,10 @@ for name, row in m.iterrows():
 ax.set_xlabel("test ECE (15 bins)")
 ax.set_ylabel("test accuracy")
 show(fig, "02_warmup", profile, NB, runs=both.run_id.nunique())
+
+# %% tags=["hide-input"]
+display(summary_table(A.summarize(both, ["setting"], metrics=("test_acc", "test_ece", "test_nll")),
+                      ["test_acc_mean", "test_acc_std", "test_ece_mean", "test_ece_std", "test_nll_mean", "test_nll_std"]))
 
 # %% tags=["hide-input"]
 glue("gd_warmup_best_acc", float(wu.groupby("setting").test_acc.mean().max()), display=False)

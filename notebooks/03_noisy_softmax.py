@@ -131,12 +131,16 @@ base_rows = A.final(sw[sw.noise_alpha.isin([0.0, ab.noise_alpha.iloc[0]])]).copy
 base_rows["kind"] = base_rows.noise_alpha.map(lambda a: "softmax (α=0)" if a == 0 else "annealed / positive")
 both = pd.concat([base_rows, ab])
 t = both.groupby("kind")["test_acc"].agg(["mean", "std", "count"]).sort_values("mean")
-print(t.round(4).to_string())
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.barh(t.index, t["mean"], xerr=t["std"].fillna(0), capsize=3, color="tab:purple", alpha=0.7)
 ax.set_xlim(t["mean"].min() - 3 * t["std"].max() - 0.01, min(1.0, t["mean"].max() + 3 * t["std"].max() + 0.01))
 ax.set_xlabel("test accuracy (mean ± std over seeds)")
 show(fig, "03_ablation", profile, NB, runs=both.run_id.nunique())
+
+# %% tags=["hide-input"]
+display(table(t.reset_index(), names={"kind": "noise (schedule / sign)", "mean": "test accuracy, mean over seeds",
+                                      "std": "std over seeds", "count": "runs"},
+              formats={"test accuracy, mean over seeds": "{:.4f}", "std over seeds": "{:.4f}"}))
 
 # %% tags=["hide-input"]
 glue("ns_acc_negative", float(t.loc["annealed / negative", "mean"]), display=False)

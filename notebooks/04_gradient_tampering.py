@@ -106,8 +106,9 @@ glue("sgt_acc_best_std", float(s0.loc[s0["test_acc_mean"].idxmax(), "test_acc_st
 glue("sgt_acc_ce_std", float(s0.loc[1.0, "test_acc_std"]), display=False)
 glue("sgt_best_alpha", float(s0["test_acc_mean"].idxmax()), display=False)
 gap = (A.final(sw).assign(gap=lambda d: d.train_acc - d.test_acc).groupby(["ls", "alpha"]).gap.mean())
-print("train − test accuracy gap:")
-print(gap.round(4).unstack("ls").to_string())
+gap_t = gap.unstack("ls")
+gap_t.columns = [f"train − test accuracy, label smoothing {c:g}" for c in gap_t.columns]
+display(table(gap_t.reset_index(), names={"alpha": "α"}, formats={c: "{:.4f}" for c in gap_t.columns}))
 
 # %% [markdown]
 # ## SGT(α) beside temperature-scaled CE

@@ -123,7 +123,6 @@ t = pd.DataFrame({k: {"test_acc": v.test_acc.mean(), "test_acc_std": v.test_acc.
                   for k, v in rows.items()}).T
 t["speed-up vs CE (median time)"] = t.loc["softmax (CE)", "train_time_s"] / t["train_time_s"]
 t["step ratio vs CE"] = t.loc["softmax (CE)", "opt_steps"] / t["opt_steps"]
-print(t[["test_acc", "test_acc_std", "opt_steps", "step ratio vs CE"]].round(4).to_string())
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].barh(t.index, t["step ratio vs CE"], color="tab:red", alpha=0.7)
 ax[0].axvline(1.0, color="k", lw=0.8)
@@ -133,6 +132,13 @@ ax[1].axvline(1.2, color="k", ls="--", lw=0.8, label="paper's claim 1.2×")
 ax[1].set_xlabel("wall-clock speed-up vs CE (this machine)")
 ax[1].legend(fontsize=8)
 show(fig, "05_as_speed", profile, NB, runs=sum(len(v) for v in rows.values()))
+
+# %% tags=["hide-input"]
+display(table(t[["test_acc", "test_acc_std", "opt_steps", "step ratio vs CE"]].rename_axis("setting").reset_index(),
+              names={"test_acc": "test accuracy, mean over seeds", "test_acc_std": "std over seeds",
+                     "opt_steps": "optimizer steps", "step ratio vs CE": "steps: CE ÷ method"},
+              formats={"test accuracy, mean over seeds": "{:.4f}", "std over seeds": "{:.4f}",
+                       "optimizer steps": "{:,.0f}", "steps: CE ÷ method": "{:.2f}"}))
 
 # %% tags=["hide-input"]
 k = f"AS-Softmax δ={d0:g} + AS-Speed"
@@ -167,5 +173,5 @@ glue("as_corr_ce", float(r_ce.mean()), display=False)
 
 # %% tags=["hide-input"]
 wu = A.final(df[df.sweep == "warmup"])
-print(wu.groupby("delta_ratio").test_acc.agg(["mean", "std"]).round(4).to_string())
+display(summary_table(A.summarize(wu, ["delta_ratio"], metrics=("test_acc",)), ["test_acc_mean", "test_acc_std"]))
 print(f"fixed δ={d0:g}: {A.final(sw[sw.delta == d0]).test_acc.mean():.4f}")
