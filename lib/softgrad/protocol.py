@@ -232,11 +232,14 @@ def _frame(results: list[dict]) -> pd.DataFrame:
     return results_frame(results)
 
 
-def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool = True,
+def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool | None = None,
         executor: str | None = None) -> ProtocolResult:
-    """Tune, retrain, compare (see the module docstring). Finished runs are read back, never recomputed."""
-    from .runs import run_grid
+    """Tune, retrain, compare (see the module docstring). Finished runs are read back, never recomputed.
+    ``progress`` None: bars unless ``SOFTGRAD_PROGRESS=0`` (as in notebook kernels, so an executed notebook
+    has no progress output that nbval would compare)."""
+    from .runs import default_progress, run_grid
 
+    progress = default_progress() if progress is None else progress
     spec = check_spec(spec)
     out = run_dir(profile, out_root)
     executor = executor or ("processes" if spec["workers"] > 1 else "local")
