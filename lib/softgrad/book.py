@@ -10,11 +10,13 @@ The book's launch buttons (Binder, Colab) and its download button are configured
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 
 import yaml
 
-from .store import REPO_ROOT, _git
+from .store import _git
 
 
 def rerun_commands(notebook: str, profile: str) -> list[list[str]]:
@@ -64,14 +66,8 @@ def page_header(notebook: str, P: dict):
 def repo_url() -> str | None:
     """The GitHub repository the book links to: ``SOFTGRAD_REPOSITORY`` or ``GITHUB_REPOSITORY`` (set by
     GitHub Actions) as ``owner/name``, else the ``origin`` remote when it is on GitHub; None otherwise."""
-    import os
-    import re
-
     slug = os.environ.get("SOFTGRAD_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY")
     if not slug:
         m = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?$", _git("remote", "get-url", "origin"))
         slug = m.group(1) if m else None
     return f"https://github.com/{slug}" if slug else None
-
-
-__all__ = ["page_header", "rerun_commands", "repo_url", "REPO_ROOT"]
