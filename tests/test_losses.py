@@ -17,6 +17,9 @@ from softgrad import schedules as S
 
 torch.set_default_dtype(torch.float32)
 
+# every test runs on both implementations (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("loss_path")
+
 
 def rand_batch(n=7, c=5, scale=3.0, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)

@@ -36,10 +36,14 @@ No loss reads a device value: no host synchronisation per call, and every loss w
 dtypes are); the trainer validates labels once at load time, and :func:`check_targets` (or
 ``SOFTGRAD_CHECK_TARGETS=1``) turns a per-call check with a named error on for debugging.
 
-Speed: the non-trivial losses are one-pass ``torch.autograd.Function`` s built on the native softmax; they
-save the probabilities once and form the gradient in a single output pass in backward
-(``benchmarks/losses.py`` measures them against ``F.cross_entropy``). Half-precision inputs are computed
-in float32 and the loss is returned in float32.
+Speed: two implementations of one formula, chosen by size (:data:`FUSED_MIN_NUMEL`). Small inputs (a
+training batch of a small classifier: 128 x 10) cost per-op overhead, not memory traffic, so there the losses
+are compositions of native ops ending in PyTorch's own ``F.cross_entropy`` (its fused weighting, ignoring and
+reduction), with the fewest dispatches and autograd nodes. Large inputs cost memory passes, so there the
+non-trivial losses are one-pass ``torch.autograd.Function`` s built on the native softmax; they save the
+probabilities once and form the gradient in a single output pass in backward. The two agree to rounding
+(the tests run every check on both); ``benchmarks/losses.py`` measures both against ``F.cross_entropy``.
+Half-precision inputs are computed in float32 and the loss is returned in float32.
 """
 
 from __future__ import annotations
@@ -187,6 +191,123 @@ def _rows(logits: Tensor, target: Tensor, ignore_index: int, weight: Tensor | No
     # a distinct tensor even without weights: torch.compile cannot trace a Function given one tensor twice
     w = vf.clone() if weight is None else vf * weight[safe]
     return _Rows(z, safe, vf, w, weight, tuple(target.shape))
+
+
+#: Inputs with at least this many logits take the fused one-pass Functions; smaller ones the native
+#: compositions. Below it a call is dominated by dispatch (~5 us an op, ~10 us an autograd node on a CPU)
+#: and the compositions win; above it memory passes dominate and the fused Functions win (crossover
+#: measured with ``benchmarks/losses.py --shapes ...``). Setting it to 0 (every call fused) or to a huge
+#: value (every call native) changes results only at rounding level.
+FUSED_MIN_NUMEL = 1 << 18
+
+_REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}  # ATen's Reduction enum, for the nll_loss ops
+
+
+def _prep(logits: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int):
+    """Checked inputs for the native compositions, in the caller's layout (no flattening): half precision
+    upcast to float32, targets as int64, ``weight`` in the logits' dtype, and the class dimension."""
+    _check_shapes(logits, target)
+    _check_weight(weight, logits)
+    z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    t = target.long()
+    cdim = 0 if z.dim() == 1 else 1
+    if _CHECK_TARGETS:
+        tf = t.reshape(-1)
+        _check_target_range(tf, tf != ignore_index, z.shape[cdim], ignore_index)
+    return z, t, (weight.to(z.dtype) if weight is not None else None), cdim
+
+
+def _native(logits: Tensor) -> bool:
+    return logits.numel() < FUSED_MIN_NUMEL
+
+
+def _target_index(t: Tensor, cdim: int, n_classes: int) -> Tensor:
+    """Targets as an index along the class dimension; ignored entries (any ``ignore_index``, in or out of
+    range) are clamped into range: ``F.cross_entropy`` ignores those samples, so what they index is unused."""
+    return t.clamp(0, n_classes - 1).unsqueeze(cdim)
+
+
+def _per_sample_weight(z: Tensor, t: Tensor, weight: Tensor | None, ignore_index: int, cdim: int) -> Tensor:
+    """``valid * weight[t]`` with the target's shape (the multiplier ``F.cross_entropy`` applies per sample)."""
+    v = (t != ignore_index).to(z.dtype)
+    return v if weight is None else v * weight[t.clamp(0, z.shape[cdim] - 1)]
+
+
+def _ce_native(z, t, weight, ignore_index, reduction, cdim, label_smoothing=0.0):
+    return F.cross_entropy(z, t, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing)
+
+
+def _temperature_native(z, t, weight, ignore_index, reduction, cdim, beta=1.0, label_smoothing=0.0):
+    # CE(beta z): PyTorch's fused CE does the weighting, ignoring, smoothing and reduction
+    return _ce_native(z * beta if beta != 1.0 else z, t, weight, ignore_index, reduction, cdim, label_smoothing)
+
+
+def _gradient_decay_native(z, t, weight, ignore_index, reduction, cdim, beta=1.0):
+    # SPEC's identity J_beta(z, t) = CE(z + ln(beta) e_t, t) + ln(beta): one scatter-add into the target
+    # column (out of place; its backward passes the gradient through), then the fused CE.
+    if beta == 1.0:
+        return _ce_native(z, t, weight, ignore_index, reduction, cdim)
+    lb = math.log(beta)
+    idx = _target_index(t, cdim, z.shape[cdim])
+    out = _ce_native(z.scatter_add(cdim, idx, z.new_full(idx.shape, lb)), t, weight, ignore_index, reduction, cdim)
+    if reduction == "mean":  # sum_n w_n (CE_n + ln beta) / sum_n w_n
+        return out + lb
+    w = _per_sample_weight(z, t, weight, ignore_index, cdim)
+    return out + lb * (w.sum() if reduction == "sum" else w)
+
+
+def _as_softmax_native(z, t, weight, ignore_index, reduction, cdim, delta=0.1):
+    # the official as_sm.py recipe itself: keep where (p_t - p) <= delta (ties kept), -inf elsewhere, then CE
+    with torch.no_grad():
+        p = torch.softmax(z, cdim)
+        keep = (p.gather(cdim, _target_index(t, cdim, z.shape[cdim])) - p) <= delta
+    return _ce_native(torch.where(keep, z, -math.inf), t, weight, ignore_index, reduction, cdim)
+
+
+class _SGTNative(torch.autograd.Function):
+    """SGT on rows ``z (M, C)``, ``t (M,)`` from ATen's CE pieces. Forward: ``F.cross_entropy``'s value (same
+    weighting, ignoring, smoothing and reduction). Backward: ``G = dL/d(log p)`` as PyTorch forms it
+    (``nll_loss_backward``, plus the smoothing term ``-(eps/C) w_c`` on valid rows), pushed through
+    ``log_softmax`` *as if its output were* ``log softmax(alpha z)``: ``G - softmax(alpha z) sum(G)``, the SGT
+    gradient ``a_n softmax(alpha log p) - ...`` (= the gradient of ``CE(alpha z) / alpha``, SPEC's identity)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, t: Tensor, weight, ignore_index: int, reduction: str, alpha: float, eps: float):
+        if eps:  # the value is PyTorch's own label-smoothed CE; the mean's denominator is its total weight
+            out = F.cross_entropy(z, t, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                  label_smoothing=eps)
+            total_weight = (_per_sample_weight(z, t, weight, ignore_index, 1).sum() if reduction == "mean"
+                            else out.new_ones(()))
+        else:
+            out, total_weight = torch.ops.aten.nll_loss_forward(torch.log_softmax(z, 1), t, weight,
+                                                                _REDUCTION_ENUM[reduction], ignore_index)
+        ctx.save_for_backward(z, t, total_weight, *(() if weight is None else (weight,)))
+        ctx.args = (ignore_index, reduction, alpha, eps)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        z, t, total_weight, *weight = ctx.saved_tensors
+        weight = weight[0] if weight else None
+        ignore_index, reduction, alpha, eps = ctx.args
+        la = torch.log_softmax(z * alpha if alpha != 1.0 else z, 1)
+        G = torch.ops.aten.nll_loss_backward(g, la, t, weight, _REDUCTION_ENUM[reduction], ignore_index, total_weight)
+        if eps:  # G = (1 - eps) G_nll - (eps / C) (g / total weight) valid_n w_c
+            s = g * (eps / z.shape[1])
+            r = (t != ignore_index).to(z.dtype) * (s / total_weight if reduction == "mean" else s)
+            G = G.mul_(1.0 - eps).sub_(r.unsqueeze(1) if weight is None else r.unsqueeze(1) * weight)
+        return torch.ops.aten._log_softmax_backward_data(G, la, 1, z.dtype), None, None, None, None, None, None
+
+
+def _sgt_native(z, t, weight, ignore_index, reduction, cdim, alpha=1.0, label_smoothing=0.0):
+    shape = t.shape
+    if z.dim() == 1:
+        z, t = z.unsqueeze(0), t.reshape(1)
+    elif z.dim() > 2:
+        z, t = z.movedim(1, -1).reshape(-1, z.shape[1]), t.reshape(-1)
+    out = _SGTNative.apply(z, t, weight, ignore_index, reduction, alpha, label_smoothing)
+    return out.reshape(shape) if reduction == "none" else out
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,8 +498,7 @@ def cross_entropy(logits: Tensor, target: Tensor, label_smoothing: float = 0.0, 
     Target-gradient profile: ``g(p) = 1 - p`` (without smoothing).
     """
     eps = _check_label_smoothing(label_smoothing)
-    r = _rows(logits, target, ignore_index, weight)
-    return r.out(F.cross_entropy(r.z, r.target, weight=r.weight, reduction="none", label_smoothing=eps) * r.valid)
+    return _ce_native(*_prep(logits, target, weight, ignore_index)[:3], ignore_index, "none", None, eps)
 
 
 def temperature_ce(logits: Tensor, target: Tensor, beta: float = 1.0, label_smoothing: float = 0.0, *,
@@ -391,10 +511,10 @@ def temperature_ce(logits: Tensor, target: Tensor, beta: float = 1.0, label_smoo
     """
     beta = _check_range("beta", beta, 0.0, math.inf, True, True)
     eps = _check_label_smoothing(label_smoothing)
+    if eps or _native(logits):
+        z, t, w, cdim = _prep(logits, target, weight, ignore_index)
+        return _temperature_native(z, t, w, ignore_index, "none", cdim, beta, eps)
     r = _rows(logits, target, ignore_index, weight)
-    if eps:
-        z = r.z * beta if beta != 1.0 else r.z
-        return r.out(F.cross_entropy(z, r.target, weight=r.weight, reduction="none", label_smoothing=eps) * r.valid)
     return r.out(_TemperatureCE.apply(r.z, r.target, r.w, beta))
 
 
@@ -410,6 +530,9 @@ def gradient_decay(logits: Tensor, target: Tensor, beta: float = 1.0, *, weight:
     ``J`` can be negative for ``beta < 1``. logits ``(N, C[, d...])`` -> target's shape.
     """
     beta = _check_range("beta", beta, 0.0, math.inf, True, True)
+    if _native(logits):
+        z, t, w, cdim = _prep(logits, target, weight, ignore_index)
+        return _gradient_decay_native(z, t, w, ignore_index, "none", cdim, beta)
     r = _rows(logits, target, ignore_index, weight)
     return r.out(_GradientDecay.apply(r.z, r.target, r.w, beta))
 
@@ -425,6 +548,9 @@ def sgt(logits: Tensor, target: Tensor, alpha: float = 1.0, label_smoothing: flo
     """
     alpha = _check_range("alpha", alpha, 0.0, 1.0, True, False)
     eps = _check_label_smoothing(label_smoothing)
+    if _native(logits):
+        z, t, w, cdim = _prep(logits, target, weight, ignore_index)
+        return _sgt_native(z, t, w, ignore_index, "none", cdim, alpha, eps)
     r = _rows(logits, target, ignore_index, weight)
     return r.out(_SGT.apply(r.z, r.target, r.valid, r.w, r.weight, alpha, eps))
 
@@ -442,6 +568,13 @@ def as_softmax(logits: Tensor, target: Tensor, delta: float = 0.1, *, weight: Te
     ``return_zero_mask`` also the bool mask of :func:`zero_loss_mask` (what AS-Speed counts).
     """
     delta = _check_range("delta", delta, 0.0, 1.0, False, False)
+    if _native(logits):
+        z, t, w, cdim = _prep(logits, target, weight, ignore_index)
+        if not return_zero_mask:
+            return _as_softmax_native(z, t, w, ignore_index, "none", cdim, delta)
+        raw = _as_softmax_native(z, t, None, ignore_index, "none", cdim, delta)  # unweighted, for the mask
+        loss = raw if w is None else raw * w[t.clamp(0, z.shape[cdim] - 1)]
+        return loss, zero_loss_mask(raw, t, ignore_index)
     r = _rows(logits, target, ignore_index, weight)
     loss, zero = _ASSoftmax.apply(r.z, r.target, r.valid, r.w, delta)
     return (r.out(loss), r.out(zero)) if return_zero_mask else r.out(loss)
@@ -573,17 +706,20 @@ def entmax15(logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ig
 
 @dataclass(frozen=True)
 class _Spec:
-    fn: Callable
+    fn: Callable  # the pure per-sample function
     params: dict  # name -> default
     neutral: dict  # the setting that equals CE (empty if none)
+    # (z, t, weight, ignore_index, reduction, cdim, **params) -> reduced loss: the native composition
+    native: Callable | None = None
+    fused: bool = True  # large inputs take the fused Function instead of ``native``
 
 
 LOSSES: dict[str, _Spec] = {
-    "ce": _Spec(cross_entropy, {"label_smoothing": 0.0}, {"label_smoothing": 0.0}),
-    "temperature": _Spec(temperature_ce, {"beta": 1.0, "label_smoothing": 0.0}, {"beta": 1.0}),
-    "gradient_decay": _Spec(gradient_decay, {"beta": 1.0}, {"beta": 1.0}),
-    "sgt": _Spec(sgt, {"alpha": 1.0, "label_smoothing": 0.0}, {"alpha": 1.0}),
-    "as_softmax": _Spec(as_softmax, {"delta": 0.1}, {"delta": 1.0}),
+    "ce": _Spec(cross_entropy, {"label_smoothing": 0.0}, {"label_smoothing": 0.0}, _ce_native, fused=False),
+    "temperature": _Spec(temperature_ce, {"beta": 1.0, "label_smoothing": 0.0}, {"beta": 1.0}, _temperature_native),
+    "gradient_decay": _Spec(gradient_decay, {"beta": 1.0}, {"beta": 1.0}, _gradient_decay_native),
+    "sgt": _Spec(sgt, {"alpha": 1.0, "label_smoothing": 0.0}, {"alpha": 1.0}, _sgt_native),
+    "as_softmax": _Spec(as_softmax, {"delta": 0.1}, {"delta": 1.0}, _as_softmax_native),
     "sparse_softmax": _Spec(sparse_softmax, {"k": 5, "keep_target": False}, {}),
     "sparsemax": _Spec(sparsemax, {}, {}),
     "entmax15": _Spec(entmax15, {}, {}),
@@ -652,17 +788,11 @@ class SoftmaxLoss(nn.Module):
         return per_sample.sum() / (self.weight.to(per_sample.dtype)[safe] * valid).sum()
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        if self.name == "ce" and self.reduction != "none":
-            # fast path: PyTorch's fused reduction (same value; saves the masking ops on every step)
-            _check_shapes(logits, target)
-            _check_weight(self.weight, logits)
-            z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-            if _CHECK_TARGETS:
-                t = target.reshape(-1).long()
-                _check_target_range(t, t != self.ignore_index, z.shape[0 if z.dim() == 1 else 1], self.ignore_index)
-            w = self.weight.to(z.dtype) if self.weight is not None else None
-            return F.cross_entropy(z, target.long(), weight=w, reduction=self.reduction,
-                                   ignore_index=self.ignore_index, label_smoothing=self.params["label_smoothing"])
+        spec = LOSSES[self.name]
+        if spec.native is not None and self.reduction != "none" and (not spec.fused or _native(logits)):
+            # one native composition that ends in F.cross_entropy's fused reduction (same value as below)
+            z, t, w, cdim = _prep(logits, target, self.weight, self.ignore_index)
+            return spec.native(z, t, w, self.ignore_index, self.reduction, cdim, **self.params)
         return self.reduce(self.per_sample(logits, target), target)
 
     def extra_repr(self) -> str:
