@@ -51,6 +51,24 @@ METHODS = {
 LS_BASELINE = "F.cross_entropy (ls=0.1)"  # what a label-smoothed loss replaces: its ratio is against this
 
 
+class _CEFunction(torch.autograd.Function):
+    """F.cross_entropy's own two kernels each way, inside a Python ``autograd.Function``: the reference row
+    ``CE as autograd.Function`` shows what that wrapper alone costs (the floor of any custom-backward loss)."""
+
+    @staticmethod
+    def forward(ctx, z, t):
+        logp = torch.log_softmax(z, 1)
+        out, total_weight = torch.ops.aten.nll_loss_forward(logp, t, None, 1, -100)
+        ctx.save_for_backward(logp, t, total_weight)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        logp, t, total_weight = ctx.saved_tensors
+        grad = torch.ops.aten.nll_loss_backward(g, logp, t, None, 1, -100, total_weight)
+        return torch.ops.aten._log_softmax_backward_data(grad, logp, 1, logp.dtype), None
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -91,7 +109,8 @@ def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = 
             return f
 
         fns = {"F.cross_entropy": run(lambda a, b: F.cross_entropy(a, b)),
-               LS_BASELINE: run(lambda a, b: F.cross_entropy(a, b, label_smoothing=0.1))}
+               LS_BASELINE: run(lambda a, b: F.cross_entropy(a, b, label_smoothing=0.1)),
+               "CE as autograd.Function": run(_CEFunction.apply)}
         for name in methods:
             if name in ("sparsemax", "entmax15") and c > 1000:
                 continue  # sort-based, minutes at C=32000 on CPU

@@ -517,10 +517,17 @@ def parse_set(items: list[str]) -> dict:
 _NOT_IN_ID = ("data_root",)
 
 
+#: Part of every run's id. Bumped when a library change alters what a run computes (not only how fast), so
+#: results cached under the old numerics are retrained rather than reused. 2: the losses' native small-input
+#: paths (agree with the fused Functions to rounding, but rounding changes a training trajectory).
+NUMERICS_VERSION = 2
+
+
 def config_id(cfg: Config) -> str:
     """Content address of a run: sha256 of the canonical JSON of its result-determining fields
-    (``threads`` resolved to :func:`effective_threads`)."""
+    (``threads`` resolved to :func:`effective_threads`) and :data:`NUMERICS_VERSION`."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_ID}
     d["threads"] = effective_threads(cfg)
+    d["numerics_version"] = NUMERICS_VERSION
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
