@@ -86,7 +86,8 @@ def yes(cond, partly=False):
 
 
 PROTOCOL_RULE = ("chapter 06 protocol: equal tuning budget incl. CE's learning rate; mean over tasks of the "
-                 "paired difference to tuned CE, interval excludes 0 after correction")
+                 "paired difference to tuned CE, interval excludes 0 after correction, and the same verdict "
+                 "under both numerics replicates")
 POINTS = {"acc", "ece", "ece_ts"}
 
 

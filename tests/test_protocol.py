@@ -268,3 +268,52 @@ def test_cli_rejects_a_bad_protocol_before_training(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "error: extra.protocol.methods.temperature.beta: must satisfy 0 < low < high (finite), got [4, 1]"]
+
+
+# ------------------------------------------------------------------ numerics replicates
+
+
+def _fake_result(verdicts: dict) -> Pr.ProtocolResult:
+    comp = pd.DataFrame([{"task": t, "method": m, "metric": k, "diff": 0.01, "verdict": v}
+                         for (t, m, k), v in verdicts.items() if t != "all"])
+    agg = pd.DataFrame([{"method": m, "metric": k, "diff": 0.01, "verdict": v}
+                        for (t, m, k), v in verdicts.items() if t == "all"])
+    empty = pd.DataFrame()
+    return Pr.ProtocolResult({}, empty, empty, empty, empty, comp, agg, empty, empty)
+
+
+def test_a_verdict_stands_only_when_every_numerics_replicate_reaches_it(monkeypatch):
+    by_rep = {"auto": {("a", "temperature", "acc"): "reproduced", ("b", "temperature", "acc"): "reversed",
+                       ("all", "temperature", "acc"): "reproduced"},
+              "fused": {("a", "temperature", "acc"): "reproduced", ("b", "temperature", "acc"): "no detectable effect",
+                        ("all", "temperature", "acc"): "reversed"}}
+    seen = []
+
+    def fake(task_cfgs, spec, out, kw, rep):
+        seen.append((rep, {c.loss_impl for c in task_cfgs.values()}))
+        return _fake_result(by_rep[rep])
+
+    monkeypatch.setattr(Pr, "_run_replicate", fake)
+    r = Pr.run({"dataset": "synthetic", "val_fraction": 0.2}, {**SPEC, "numerics_replicates": ["auto", "fused"]},
+               "test", out_root=None, progress=False)
+    assert seen == [("auto", {"auto"}), ("fused", {"fused"})]  # every config of a replicate carries its loss_impl
+    assert r.comparisons.set_index("task").verdict.to_dict() == {"a": "reproduced", "b": Pr.UNSTABLE}
+    assert r.aggregate.verdict.tolist() == [Pr.UNSTABLE]
+    rep = r.replicates.set_index("task")
+    assert rep.loc["a", "agree"] and not rep.loc["b", "agree"] and not rep.loc["all tasks", "agree"]
+    assert rep.loc["b", "fused"] == "no detectable effect"
+
+
+def test_numerics_replicates_are_checked():
+    with pytest.raises(ConfigError, match=r"numerics_replicates: must be a non-empty list of distinct values"):
+        Pr.check_spec({**SPEC, "numerics_replicates": ["auto", "gpu"]})
+    assert Pr.check_spec(SPEC)["numerics_replicates"] == ["auto"]
+
+
+def test_loss_impl_is_a_checked_config_field_and_part_of_the_run_id():
+    from softgrad.config import config_id
+
+    with pytest.raises(ConfigError, match=r"loss_impl: must be one of \['auto', 'native', 'fused'\]"):
+        Config(loss_impl="cuda")
+    c = Config()
+    assert config_id(c) != config_id(c.replace(loss_impl="fused")) != config_id(c.replace(loss_impl="native"))

@@ -48,6 +48,7 @@ OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 WARMUPS = ("none", "beta", "delta")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LOSS_IMPLS = ("auto", "native", "fused")  # softgrad.losses.implementation
 AMP = ("auto", "bf16", "off")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
 IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
@@ -117,6 +118,9 @@ class Config:
     # execution
     device: str = "auto"
     compile: bool = False
+    # which implementation of the loss runs (softgrad.losses.implementation): 'auto' chooses by size; 'native'
+    # and 'fused' agree to rounding, so a run under each is a numerics replicate (chapter 06's robustness check)
+    loss_impl: str = "auto"
     amp: str = "auto"  # bf16 autocast: 'auto' on CUDA only, 'bf16' on any device (CPU too), 'off'
     threads: int = 0  # CPU threads (0: torch's default in a fresh process; part of the run id either way)
     track_samples: int = 0  # record p_t of this many fixed training samples every epoch
@@ -156,6 +160,7 @@ def _check(cfg: Config):
     _choice(cfg, "warmup", WARMUPS)
     _choice(cfg, "warmup_shape", _schedules.SCHEDULE_SHAPES)
     _choice(cfg, "device", DEVICES)
+    _choice(cfg, "loss_impl", LOSS_IMPLS)
     _choice(cfg, "amp", AMP)
     _choice(cfg, "noise", _noisy.NOISE_KINDS)
     _choice(cfg, "noise_sign", _noisy.NOISE_SIGNS)
@@ -529,5 +534,7 @@ def config_id(cfg: Config) -> str:
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_ID}
     d["threads"] = effective_threads(cfg)
     d["numerics_version"] = NUMERICS_VERSION
+    if d["loss_impl"] == "auto":  # the default leaves the id as it was before the field existed
+        del d["loss_impl"]
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -72,6 +72,7 @@ __all__ = [
     "sparsemax",
     "entmax15",
     "zero_loss_mask",
+    "implementation",
     "SoftmaxLoss",
     "make_loss",
     "loss_params",
@@ -199,6 +200,25 @@ def _rows(logits: Tensor, target: Tensor, ignore_index: int, weight: Tensor | No
 #: measured with ``benchmarks/losses.py --shapes ...``). Setting it to 0 (every call fused) or to a huge
 #: value (every call native) changes results only at rounding level.
 FUSED_MIN_NUMEL = 1 << 18
+
+IMPLEMENTATIONS = ("auto", "native", "fused")
+
+
+@contextlib.contextmanager
+def implementation(kind: str = "auto"):
+    """Within this block every loss uses one implementation: ``'native'`` (the compositions, any size),
+    ``'fused'`` (the one-pass Functions, where a method has one) or ``'auto'`` (by size, the default). The
+    two agree to rounding; training under each is a numerics replicate (``Config.loss_impl``)."""
+    global FUSED_MIN_NUMEL
+    if kind not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {list(IMPLEMENTATIONS)}, got {kind!r}")
+    prev = FUSED_MIN_NUMEL
+    FUSED_MIN_NUMEL = {"auto": prev, "native": 2**62, "fused": 0}[kind]
+    try:
+        yield
+    finally:
+        FUSED_MIN_NUMEL = prev
+
 
 _REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}  # ATen's Reduction enum, for the nll_loss ops
 

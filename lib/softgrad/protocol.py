@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats as S
-from .config import Config, ConfigError, config_id, expand
+from .config import LOSS_IMPLS, Config, ConfigError, config_id, expand
 from .store import run_dir
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "trial_configs", "plan", "run",
@@ -68,6 +68,7 @@ DEFAULTS = {
     "confidence": 0.95,
     "alpha": 0.05,
     "workers": 1,
+    "numerics_replicates": ["auto"],
 }
 SCALES = ("log", "linear")
 
@@ -138,6 +139,9 @@ def check_spec(spec: dict | None) -> dict:
             _fail(f"margins.{m}", f"metric must be one of {list(METRICS)}")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             _fail(f"margins.{m}", f"must be a non-negative number, got {v!r}")
+    reps = s["numerics_replicates"]
+    if not (isinstance(reps, list) and reps and all(r in LOSS_IMPLS for r in reps) and len(set(reps)) == len(reps)):
+        _fail("numerics_replicates", f"must be a non-empty list of distinct values from {list(LOSS_IMPLS)}, got {reps!r}")
     if isinstance(s["sample_seed"], bool) or not isinstance(s["sample_seed"], int):
         _fail("sample_seed", f"must be an int, got {s['sample_seed']!r}")
     return s
@@ -224,6 +228,10 @@ class ProtocolResult:
     aggregate: pd.DataFrame  # one row per (method, metric): mean over tasks, stratified interval
     budget: pd.DataFrame  # expected best validation accuracy against the number of trials
     convergence: pd.DataFrame  # per task: CE longer − CE at budget (paired), test accuracy
+    # one row per verdict (task or 'all tasks', method, metric): the verdict under each numerics replicate and
+    # whether they agree; comparisons/aggregate hold the first replicate's numbers, with 'inconclusive at this
+    # budget' wherever the replicates' verdicts differ
+    replicates: pd.DataFrame | None = None
 
 
 def _frame(results: list[dict]) -> pd.DataFrame:
@@ -232,12 +240,20 @@ def _frame(results: list[dict]) -> pd.DataFrame:
     return results_frame(results)
 
 
+UNSTABLE = "inconclusive at this budget"
+
+
 def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool | None = None,
         executor: str | None = None) -> ProtocolResult:
     """Tune, retrain, compare (see the module docstring). Finished runs are read back, never recomputed.
     ``progress`` None: bars unless ``SOFTGRAD_PROGRESS=0`` (as in notebook kernels, so an executed notebook
-    has no progress output that nbval would compare)."""
-    from .runs import default_progress, run_grid
+    has no progress output that nbval would compare).
+
+    With several ``numerics_replicates`` (``Config.loss_impl``: the same losses computed by implementations
+    that agree to rounding) the whole protocol, tuning included, runs once per replicate; a verdict stands only
+    if every replicate reaches it, else it is *inconclusive at this budget* (rounding differences grow over
+    training and can change which trial wins; a verdict that depends on them is not evidence)."""
+    from .runs import default_progress
 
     progress = default_progress() if progress is None else progress
     spec = check_spec(spec)
@@ -245,6 +261,32 @@ def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, prog
     executor = executor or ("processes" if spec["workers"] > 1 else "local")
     kw = dict(executor=executor, workers=spec["workers"] if executor == "processes" else None, progress=progress)
     task_cfgs = tasks(base, spec)
+    results = {rep: _run_replicate({t: c.replace(loss_impl=rep) for t, c in task_cfgs.items()}, spec, out, kw, rep)
+               for rep in spec["numerics_replicates"]}
+    first = results[spec["numerics_replicates"][0]]
+    if len(results) == 1:
+        return first
+    rows = []
+    for level, frame, keys in (("task", "comparisons", ["task", "method", "metric"]),
+                               ("all tasks", "aggregate", ["method", "metric"])):
+        merged = None
+        for rep, r in results.items():
+            v = getattr(r, frame)[keys + ["verdict"]].rename(columns={"verdict": rep})
+            merged = v if merged is None else merged.merge(v, on=keys)
+        merged["agree"] = merged[list(results)].nunique(axis=1) == 1
+        if level == "all tasks":
+            merged.insert(0, "task", "all tasks")
+        rows.append(merged)
+        unstable = set(map(tuple, merged.loc[~merged.agree, keys].to_numpy()))
+        tab = getattr(first, frame)
+        tab.loc[[tuple(k) in unstable for k in tab[keys].to_numpy()], "verdict"] = UNSTABLE
+    return dataclasses.replace(first, replicates=pd.concat(rows, ignore_index=True))
+
+
+def _run_replicate(task_cfgs: dict, spec: dict, out: Path, kw: dict, rep: str) -> ProtocolResult:
+    from .runs import run_grid
+
+    tag = "" if rep == "auto" else f" [{rep}]"
     # 1. tuning
     rows, cfgs = [], []
     for task, tc in task_cfgs.items():
@@ -253,7 +295,7 @@ def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, prog
                 rows.append({"task": task, "method": method, "trial": i // len(spec["tune_seeds"]), **{"setting": s},
                              "run_id": config_id(c)})
                 cfgs.append(c)
-    res = run_grid(cfgs, out, desc="tuning", **kw)
+    res = run_grid(cfgs, out, desc="tuning" + tag, **kw)
     val = pd.DataFrame(rows)
     val["val_acc"] = [r["final"]["val_acc"] for r in res]
     val["val_nll"] = [r["final"]["val_nll"] for r in res]
@@ -273,7 +315,7 @@ def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, prog
             if r.method == "ce" and spec["longer"] > 1:
                 frows.append((r.task, "ce_longer", seed))
                 fcfgs.append(c.replace(epochs=int(round(c.epochs * spec["longer"]))))
-    fres = run_grid(fcfgs, out, desc="final", **kw)
+    fres = run_grid(fcfgs, out, desc="final" + tag, **kw)
     hist = _frame(fres)
     keys = pd.DataFrame(frows, columns=["task", "method", "seed"]).assign(run_id=[r["run_id"] for r in fres])
     hist = hist.drop(columns=[c for c in ("method",) if c in hist]).merge(keys.drop(columns="seed"), on="run_id")

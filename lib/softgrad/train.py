@@ -187,7 +187,8 @@ def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = Tru
     for split, y in (("train", ds.y_train), ("test", ds.y_test)):  # once, so the per-step loss need not
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
             raise ValueError(f"dataset {cfg.dataset!r}: {split} labels must be in [0, {ds.num_classes - 1}]")
-    return _train(cfg, ds, device, ckpt_path, progress, stop_after_epoch)
+    with L.implementation(cfg.loss_impl):
+        return _train(cfg, ds, device, ckpt_path, progress, stop_after_epoch)
 
 
 def world() -> tuple[int, int]:
