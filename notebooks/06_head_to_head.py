@@ -83,7 +83,7 @@ extra = None
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
-from IPython.display import display
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from softgrad import protocol
@@ -239,7 +239,7 @@ if R.replicates is not None:
     unstable = R.replicates[~R.replicates.agree]
     glue("h2h_n_unstable", int(len(unstable)), display=False)
     glue("h2h_n_replicated", int(len(R.replicates)), display=False)
-    glue("h2h_replicates", " and ".join(f"`{r}`" for r in reps), display=False)
+    glue("h2h_replicates", Markdown(" and ".join(f"`{r}`" for r in reps)), display=False)
     display(table(unstable.drop(columns="agree"), names={r: f"verdict ({r})" for r in reps}))
 
 # %% [markdown]
