@@ -11,9 +11,11 @@ can do) and reports their rows together; each ratio is within its own process, a
 ``F.cross_entropy``. ``--compiled`` adds ``<loss> (compiled)`` rows: ``torch.compile(loss)`` (compile
 time excluded by the warm-up); its baseline stays eager ``F.cross_entropy``.
 
-Each cell is the median over ``--repeats`` timed calls (after warm-up) of forward + backward on
+Each cell is the median over ``--repeats`` samples (after warm-up) of forward + backward on
 float32 logits with ``reduction='mean'``; the baseline is the loss a method replaces, measured in the same
-run: ``F.cross_entropy``, or ``F.cross_entropy(label_smoothing=0.1)`` for a label-smoothed setting (``sgt+ls``), interleaved with the others, so the ratios are robust to machine load. On CUDA the table also
+run: ``F.cross_entropy``, or ``F.cross_entropy(label_smoothing=0.1)`` for a label-smoothed setting (``sgt+ls``), interleaved with the others, so the ratios are robust to machine load. A sample is
+the mean of a burst of back-to-back calls lasting about 2 ms (one call at the large shapes, ~20 at 128 x 10;
+``calls_per_sample`` in the JSON rows), the same burst length for every method of a shape. On CUDA the table also
 reports the bytes floor (read logits once + write the gradient once at the device's measured copy
 bandwidth) and peak memory per call.
 """
@@ -74,15 +76,24 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_call(fn, device, repeats: int) -> list[float]:
+def time_call(fn, device, repeats: int, inner: int = 1) -> list[float]:
+    """``repeats`` samples, each the mean time of ``inner`` back-to-back calls (one sync per sample)."""
     out = []
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
-        fn()
+        for _ in range(inner):
+            fn()
         _sync(device)
-        out.append(time.perf_counter() - t0)
+        out.append((time.perf_counter() - t0) / inner)
     return out
+
+
+def inner_calls(fn, device, target_s: float = 2e-3, cap: int = 50) -> int:
+    """Calls per sample so that one sample lasts about ``target_s``: a ~0.1 ms call timed alone varies with
+    the machine's state from one call to the next; the mean of a short burst is steadier."""
+    one = min(time_call(fn, device, 3))
+    return max(1, min(cap, round(target_s / max(one, 1e-9))))
 
 
 def allocator() -> str:
@@ -120,13 +131,14 @@ def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = 
                 fns[f"{name} (compiled)"] = run(torch.compile(L.make_loss(loss, **METHODS[name]), fullgraph=True))
         for f in fns.values():  # warm-up (and compilation)
             f(), f()
+        inner = inner_calls(fns["F.cross_entropy"], device)  # the same burst length for every method
         times = {k: [] for k in fns}
         peaks = {}
         for _ in range(repeats):  # interleave so drift hits every method alike
             for k, f in fns.items():
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                times[k] += time_call(f, device, 1)
+                times[k] += time_call(f, device, 1, inner)
                 if device.type == "cuda":
                     peaks[k] = torch.cuda.max_memory_allocated() / 2**20
         base = statistics.median(times["F.cross_entropy"])
@@ -140,7 +152,7 @@ def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = 
             med = statistics.median(ts)
             smoothed = k == LS_BASELINE or METHODS.get(k.split(" ")[0], {}).get("label_smoothing")
             rows.append({"device": device.type, "allocator": allocator(), "N": n, "C": c, "loss": k,
-                         "median_ms": med * 1e3, "baseline": LS_BASELINE if smoothed else "F.cross_entropy",
+                         "median_ms": med * 1e3, "calls_per_sample": inner, "baseline": LS_BASELINE if smoothed else "F.cross_entropy",
                          "ratio_to_ce": med / (base_ls if smoothed else base), "ratio_to_floor": (med / floor) if floor else None,
                          "peak_MiB": peaks.get(k)})
     return rows

@@ -62,7 +62,9 @@ page_header(NB, P)
 # ## Loss cost: forward + backward relative to the loss it replaces (median over repeats, same run)
 #
 # The baseline is `F.cross_entropy`, measured in the same run; a label-smoothed setting (`sgt+ls`) is compared
-# with `F.cross_entropy(label_smoothing=0.1)`, which costs about twice as much at small shapes. Small inputs
+# with `F.cross_entropy(label_smoothing=0.1)`, which costs about twice as much at small shapes. Each repeat
+# times a burst of back-to-back calls lasting about 2 ms (one call at the large shapes), interleaved across
+# the losses; a single ~0.1 ms call varies too much with the machine's state to compare. Small inputs
 # (fewer than `softgrad.losses.FUSED_MIN_NUMEL` logits) take the native compositions, large ones the fused
 # one-pass Functions.
 

@@ -227,7 +227,7 @@ def test_size_threshold_chooses_the_implementation(loss_path, fn, cls):
     names = _graph_names(fn(z.requires_grad_(True), t))
     fused = any(n.startswith(cls + "Backward") for n in names)
     assert fused == (loss_path == "fused"), names
-    assert ("NllLossBackward0" in names or "_SGTNativeBackward" in names) == (loss_path == "native"), names
+    assert ("NllLossBackward0" in names) == (loss_path == "native"), names
 
 
 def test_implementation_context_selects_and_restores():

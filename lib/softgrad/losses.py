@@ -220,12 +220,19 @@ def implementation(kind: str = "auto"):
         FUSED_MIN_NUMEL = prev
 
 
+_FAST_DTYPES = (torch.float32, torch.float64)
 _REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}  # ATen's Reduction enum, for the nll_loss ops
 
 
 def _prep(logits: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int):
     """Checked inputs for the native compositions, in the caller's layout (no flattening): half precision
     upcast to float32, targets as int64, ``weight`` in the logits' dtype, and the class dimension."""
+    # The common case, (N, C) float32/float64 logits with (N,) int64 targets, needs no conversion: checked
+    # with five attribute reads (a small batch's loss costs ~100 us, so the general checks' ~10 us showed).
+    if (isinstance(logits, Tensor) and isinstance(target, Tensor) and logits.dim() == 2 and target.dim() == 1
+            and logits.dtype in _FAST_DTYPES and target.dtype is torch.int64 and target.shape[0] == logits.shape[0]
+            and weight is None and not _CHECK_TARGETS):
+        return logits, target, None, 1
     _check_shapes(logits, target)
     _check_weight(weight, logits)
     z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
@@ -258,6 +265,20 @@ def _ce_native(z, t, weight, ignore_index, reduction, cdim, label_smoothing=0.0)
                            label_smoothing=label_smoothing)
 
 
+def _with_value(out: Tensor, value: Tensor) -> Tensor:
+    """A tensor with the value ``value`` and the gradient of ``out`` (``value`` carries no gradient).
+
+    Eager: ``value`` is copied into ``out`` through a detached alias, which records no autograd node. At a
+    small batch an extra node costs about as much as the rest of the loss (~15 us on a CPU); the alias
+    shares ``out``'s version counter, so autograd would refuse loudly if anything had saved ``out`` (nothing
+    does: every caller passes a fresh result). Under ``torch.compile``: ``value + (out - out)``, with
+    the second ``out`` detached (exactly ``value``; the compiler fuses it)."""
+    if torch.compiler.is_compiling():
+        return value + (out - out.detach())
+    out.detach().copy_(value)
+    return out
+
+
 def _temperature_native(z, t, weight, ignore_index, reduction, cdim, beta=1.0, label_smoothing=0.0):
     # CE(beta z): PyTorch's fused CE does the weighting, ignoring, smoothing and reduction
     return _ce_native(z * beta if beta != 1.0 else z, t, weight, ignore_index, reduction, cdim, label_smoothing)
@@ -272,36 +293,35 @@ def _gradient_decay_native(z, t, weight, ignore_index, reduction, cdim, beta=1.0
     idx = _target_index(t, cdim, z.shape[cdim])
     out = _ce_native(z.scatter_add(cdim, idx, z.new_full(idx.shape, lb)), t, weight, ignore_index, reduction, cdim)
     if reduction == "mean":  # sum_n w_n (CE_n + ln beta) / sum_n w_n
-        return out + lb
+        return _with_value(out, out.detach() + lb)
     w = _per_sample_weight(z, t, weight, ignore_index, cdim)
-    return out + lb * (w.sum() if reduction == "sum" else w)
+    return _with_value(out, out.detach() + lb * (w.sum() if reduction == "sum" else w))
 
 
 def _as_softmax_native(z, t, weight, ignore_index, reduction, cdim, delta=0.1):
     # the official as_sm.py recipe itself: keep where (p_t - p) <= delta (ties kept), -inf elsewhere, then CE
-    with torch.no_grad():
-        p = torch.softmax(z, cdim)
-        keep = (p.gather(cdim, _target_index(t, cdim, z.shape[cdim])) - p) <= delta
-    return _ce_native(torch.where(keep, z, -math.inf), t, weight, ignore_index, reduction, cdim)
+    # (the mask from a detached view, not a no_grad block: same ops, no grad-mode switches)
+    p = torch.softmax(z.detach(), cdim)
+    keep = (p.gather(cdim, _target_index(t, cdim, z.shape[cdim])) - p) <= delta
+    # dropped classes enter as z - inf = -inf through an added constant mask: its backward node passes the
+    # gradient through untouched (where's would compute a masked copy); CE's own gradient there is exactly 0
+    return _ce_native(z + torch.where(keep, 0.0, -math.inf), t, weight, ignore_index, reduction, cdim)
 
 
-class _SGTNative(torch.autograd.Function):
-    """SGT on rows ``z (M, C)``, ``t (M,)`` from ATen's CE pieces. Forward: ``F.cross_entropy``'s value (same
-    weighting, ignoring, smoothing and reduction). Backward: ``G = dL/d(log p)`` as PyTorch forms it
+class _SGTSmoothed(torch.autograd.Function):
+    """Label-smoothed SGT on rows ``z (M, C)``, ``t (M,)`` from ATen's CE pieces. Forward: ``F.cross_entropy``'s
+    value (same weighting, ignoring, smoothing and reduction). Backward: ``G = dL/d(log p)`` as PyTorch forms it
     (``nll_loss_backward``, plus the smoothing term ``-(eps/C) w_c`` on valid rows), pushed through
     ``log_softmax`` *as if its output were* ``log softmax(alpha z)``: ``G - softmax(alpha z) sum(G)``, the SGT
     gradient ``a_n softmax(alpha log p) - ...`` (= the gradient of ``CE(alpha z) / alpha``, SPEC's identity)."""
 
     @staticmethod
     def forward(ctx, z: Tensor, t: Tensor, weight, ignore_index: int, reduction: str, alpha: float, eps: float):
-        if eps:  # the value is PyTorch's own label-smoothed CE; the mean's denominator is its total weight
-            out = F.cross_entropy(z, t, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                                  label_smoothing=eps)
-            total_weight = (_per_sample_weight(z, t, weight, ignore_index, 1).sum() if reduction == "mean"
-                            else out.new_ones(()))
-        else:
-            out, total_weight = torch.ops.aten.nll_loss_forward(torch.log_softmax(z, 1), t, weight,
-                                                                _REDUCTION_ENUM[reduction], ignore_index)
+        # the value is PyTorch's own label-smoothed CE; the mean's denominator is its total weight
+        out = F.cross_entropy(z, t, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                              label_smoothing=eps)
+        total_weight = (_per_sample_weight(z, t, weight, ignore_index, 1).sum() if reduction == "mean"
+                        else out.new_ones(()))
         ctx.save_for_backward(z, t, total_weight, *(() if weight is None else (weight,)))
         ctx.args = (ignore_index, reduction, alpha, eps)
         return out
@@ -313,21 +333,32 @@ class _SGTNative(torch.autograd.Function):
         ignore_index, reduction, alpha, eps = ctx.args
         la = torch.log_softmax(z * alpha if alpha != 1.0 else z, 1)
         G = torch.ops.aten.nll_loss_backward(g, la, t, weight, _REDUCTION_ENUM[reduction], ignore_index, total_weight)
-        if eps:  # G = (1 - eps) G_nll - (eps / C) (g / total weight) valid_n w_c
-            s = g * (eps / z.shape[1])
-            r = (t != ignore_index).to(z.dtype) * (s / total_weight if reduction == "mean" else s)
-            G = G.mul_(1.0 - eps).sub_(r.unsqueeze(1) if weight is None else r.unsqueeze(1) * weight)
+        # G = (1 - eps) G_nll - (eps / C) (g / total weight) valid_n w_c
+        s = g * (eps / z.shape[1])
+        r = (t != ignore_index).to(z.dtype) * (s / total_weight if reduction == "mean" else s)
+        G = G.mul_(1.0 - eps).sub_(r.unsqueeze(1) if weight is None else r.unsqueeze(1) * weight)
         return torch.ops.aten._log_softmax_backward_data(G, la, 1, z.dtype), None, None, None, None, None, None
 
 
 def _sgt_native(z, t, weight, ignore_index, reduction, cdim, alpha=1.0, label_smoothing=0.0):
-    shape = t.shape
-    if z.dim() == 1:
-        z, t = z.unsqueeze(0), t.reshape(1)
-    elif z.dim() > 2:
-        z, t = z.movedim(1, -1).reshape(-1, z.shape[1]), t.reshape(-1)
-    out = _SGTNative.apply(z, t, weight, ignore_index, reduction, alpha, label_smoothing)
-    return out.reshape(shape) if reduction == "none" else out
+    # Without smoothing: x = z (a clone, then alpha z written into it: _with_value) has the value alpha z
+    # (rounded as z * alpha) and dx/dz = I, so F.cross_entropy(x)'s gradient with respect to z is
+    # softmax(alpha z) - onehot, the SGT gradient (SPEC: that of CE(alpha z) / alpha), with its own
+    # weighting, ignoring and reduction; its value is then replaced by the forward value CE(z). One extra
+    # node (the clone's, which passes the gradient through), no Python Function. With smoothing, _SGTSmoothed.
+    if alpha == 1.0:
+        return _ce_native(z, t, weight, ignore_index, reduction, cdim, label_smoothing)
+    if label_smoothing:
+        shape = t.shape
+        if z.dim() == 1:
+            z, t = z.unsqueeze(0), t.reshape(1)
+        elif z.dim() > 2:
+            z, t = z.movedim(1, -1).reshape(-1, z.shape[1]), t.reshape(-1)
+        out = _SGTSmoothed.apply(z, t, weight, ignore_index, reduction, alpha, label_smoothing)
+        return out.reshape(shape) if reduction == "none" else out
+    zd = z.detach()
+    out = _ce_native(_with_value(z.clone(), zd * alpha), t, weight, ignore_index, reduction, cdim)
+    return _with_value(out, _ce_native(zd, t, weight, ignore_index, reduction, cdim))
 
 
 # --------------------------------------------------------------------------------------------
