@@ -210,6 +210,30 @@ def test_sgt_gradient_equals_scaled_temperature_ce(alpha, eps):
     torch.testing.assert_close(z1.grad, z2.grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_native_sgt_is_exactly_ce_at_alpha_z(dtype, reduction, weighted):
+    """The native SGT (no smoothing) is built from F.cross_entropy itself: its value is bit for bit
+    F.cross_entropy(z) and its gradient bit for bit F.cross_entropy's gradient with respect to its input at
+    alpha z (SPEC's identity in its exact form), with every option; a second backward agrees."""
+    g = torch.Generator().manual_seed(31)
+    z = (torch.randn(64, 7, generator=g, dtype=dtype) * 4)
+    t = torch.randint(0, 7, (64,), generator=g)
+    t[::5] = -100
+    w = torch.rand(7, generator=g, dtype=dtype) + 0.5 if weighted else None
+    opts = dict(weight=w, ignore_index=-100, reduction=reduction)
+    with L.implementation("native"):
+        zz = z.clone().requires_grad_(True)
+        out = L.make_loss("sgt", alpha=0.3, **opts)(zz, t)
+        (grad,) = torch.autograd.grad(out.sum(), zz, retain_graph=True)
+        (again,) = torch.autograd.grad(out.sum(), zz)
+    x = (z * 0.3).requires_grad_(True)
+    (ref,) = torch.autograd.grad(F.cross_entropy(x, t, **opts).sum(), x)
+    assert torch.equal(out.detach(), F.cross_entropy(z, t, **opts))
+    assert torch.equal(grad, ref) and torch.equal(again, ref)
+
+
 @pytest.mark.parametrize("beta", [0.05, 0.5, 2.0, 20.0])
 def test_gradient_decay_is_margin_ce_plus_log_beta(beta):
     z, t = rand_batch(seed=7)
