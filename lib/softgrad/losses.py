@@ -172,15 +172,20 @@ class _Rows:
         return per_row.reshape(self.shape)
 
 
+def _flatten(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Logits as rows ``(M, C)`` and targets ``(M,)``, from ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``."""
+    if logits.dim() == 1:  # unbatched (C,) with a scalar target
+        return logits.unsqueeze(0), target.reshape(1)
+    if logits.dim() == 2:
+        return logits, target
+    # (N, C, d1, ..., dk): classes last, then one row per (n, d1, ..., dk)
+    return logits.movedim(1, -1).reshape(-1, logits.shape[1]), target.reshape(-1)
+
+
 def _rows(logits: Tensor, target: Tensor, ignore_index: int, weight: Tensor | None = None) -> _Rows:
     _check_shapes(logits, target)
     _check_weight(weight, logits)
-    if logits.dim() == 1:  # unbatched (C,) with a scalar target
-        z, t = logits.unsqueeze(0), target.reshape(1)
-    elif logits.dim() == 2:
-        z, t = logits, target
-    else:  # (N, C, d1, ..., dk): classes last, then one row per (n, d1, ..., dk)
-        z, t = logits.movedim(1, -1).reshape(-1, logits.shape[1]), target.reshape(-1)
+    z, t = _flatten(logits, target)
     z = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
     t = t.long()
     valid = t != ignore_index
@@ -349,13 +354,8 @@ def _sgt_native(z, t, weight, ignore_index, reduction, cdim, alpha=1.0, label_sm
     if alpha == 1.0:
         return _ce_native(z, t, weight, ignore_index, reduction, cdim, label_smoothing)
     if label_smoothing:
-        shape = t.shape
-        if z.dim() == 1:
-            z, t = z.unsqueeze(0), t.reshape(1)
-        elif z.dim() > 2:
-            z, t = z.movedim(1, -1).reshape(-1, z.shape[1]), t.reshape(-1)
-        out = _SGTSmoothed.apply(z, t, weight, ignore_index, reduction, alpha, label_smoothing)
-        return out.reshape(shape) if reduction == "none" else out
+        out = _SGTSmoothed.apply(*_flatten(z, t), weight, ignore_index, reduction, alpha, label_smoothing)
+        return out.reshape(t.shape) if reduction == "none" else out
     zd = z.detach()
     out = _ce_native(_with_value(z.clone(), zd * alpha), t, weight, ignore_index, reduction, cdim)
     return _with_value(out, _ce_native(zd, t, weight, ignore_index, reduction, cdim))
@@ -624,7 +624,7 @@ def as_softmax(logits: Tensor, target: Tensor, delta: float = 0.1, *, weight: Te
         if not return_zero_mask:
             return _as_softmax_native(z, t, w, ignore_index, "none", cdim, delta)
         raw = _as_softmax_native(z, t, None, ignore_index, "none", cdim, delta)  # unweighted, for the mask
-        loss = raw if w is None else raw * w[t.clamp(0, z.shape[cdim] - 1)]
+        loss = raw if w is None else raw * _per_sample_weight(z, t, w, ignore_index, cdim)
         return loss, zero_loss_mask(raw, t, ignore_index)
     r = _rows(logits, target, ignore_index, weight)
     loss, zero = _ASSoftmax.apply(r.z, r.target, r.valid, r.w, delta)
