@@ -20,7 +20,7 @@ ALT_TORCH  ?= torch==2.15.0 torchvision==0.29.2
 ALT_VENV   ?= .venv-alt
 LOCKABLE   := $(shell $(PYTHON3) -c "import platform, sys; print(int(platform.machine() == 'x86_64' and sys.platform == 'linux' and sys.version_info[:2] == (3, 11)))")
 
-.PHONY: all setup results book test test-fast test-alt-torch bench clean-book lock
+.PHONY: all setup results book test test-fast test-foreign-cpu goldens test-alt-torch bench clean-book lock
 all: results book
 
 setup: $(VENV)/.installed
@@ -61,6 +61,16 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -n 2 --dist loadfile tests
+
+# The nbval goldens as on other machines: another SIMD dispatch (AVX2 kernels of ATen, oneDNN, MKL, NumPy)
+# and another thread count. CI runs this after `make test`.
+test-foreign-cpu: setup
+	$(PY) -m softgrad.pipeline nbval --profile ci --perturb avx2
+	$(PY) -m softgrad.pipeline nbval --profile ci --perturb threads
+
+# Before committing regenerated goldens: which compared outputs move under each perturbation, and by how much.
+goldens: setup
+	$(PY) -m softgrad.goldens
 
 DEVICE := $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 bench: setup

@@ -102,6 +102,13 @@ page_header(NB, P)
 # %%
 R = protocol.run(P["base"], P["extra"]["protocol"], P["profile"])
 
+# %% tags=["remove-cell"]
+# The nbval golden of this page (hidden in the book). The tables below move with the CPU at toy scale (their
+# cells are not compared: nbval-ignore-output); these statements do not (python -m softgrad.goldens).
+from softgrad.goldens import protocol_checks
+
+protocol_checks(R, chance=0.1, margin=0.3)
+
 # %% tags=["hide-input"]
 tasks = list(spec["tasks"])
 methods = [m for m in spec["methods"] if m != "ce"]
@@ -118,7 +125,7 @@ glue("h2h_n_tasks", len(tasks), display=False)
 # The winning trial of each method on each task (validation accuracy, one seed per trial). `at range edge`
 # names the settings whose chosen value is the smallest or largest tried.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 def fmt_setting(s):
     return ", ".join(f"{k}={v:g}" for k, v in s.items())
 
@@ -153,7 +160,7 @@ axes[0][0].legend()
 fig.tight_layout()
 show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 conv = R.convergence[R.convergence.metric == "test_acc"]
 display(table(conv.assign(**{c: conv[c] * 100 for c in ("budget_mean", "longer_mean", "diff", "lo", "hi")})
               .drop(columns="metric"),
@@ -177,7 +184,7 @@ verdict_legend(axes[0], loc="lower left")
 fig.tight_layout()
 show(fig, "06_forest", P["profile"], NB, runs=len(R.finals))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 cmp = R.comparisons.copy()
 pts = cmp.metric.isin(["acc", "ece", "ece_ts"])
 for c in ("diff", "lo", "hi"):
@@ -196,7 +203,7 @@ display(table(both.reset_index(), names={"acc": "Δ accuracy (points)", "nll": "
 # The mean over tasks of each method's paired difference, with a stratified bootstrap interval (seeds
 # resampled within each task) widened for the number of methods compared (Bonferroni).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 agg = R.aggregate.copy()
 pts = agg.metric.isin(["acc", "ece", "ece_ts"])
 for c in ("diff", "lo", "hi"):
@@ -233,7 +240,7 @@ glue("h2h_verdicts", [[r.task, r.method, r.metric, r.verdict] for r in R.compari
 # tuning, so a verdict that differs between the replicates rests on them; every such verdict above is
 # reported as *inconclusive at this budget*. The table lists them with each replicate's own verdict.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 if R.replicates is not None:
     reps = spec["numerics_replicates"]
     unstable = R.replicates[~R.replicates.agree]
@@ -272,7 +279,7 @@ show(fig, "06_budget", P["profile"], NB, runs=len(R.trials))
 # its logits by the temperature fitted on its validation split. β-methods rescale logits, so a calibration
 # gain counts only if it survives temperature scaling.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 cal = R.finals.groupby(["task", "method"], sort=False)[["test_ece", "test_ece_ts", "test_nll", "test_nll_ts",
                                                         "ts_temperature"]].mean()
 cal[["test_ece", "test_ece_ts"]] *= 100

@@ -71,7 +71,9 @@ BAD_FILES = {
     "empty file": ("", "the parameter file is empty"),
     "comment-only file": ("# nothing here\n", "the parameter file is empty"),
     "base: 0": ("base: 0", "base must be a mapping"),
-    "base: nothing": ("base:\nsweeps: {a: {lr: 0.1}}", "base must be a mapping"),
+    "base a string": ("base: digits\nsweeps: {a: {lr: 0.1}}", "base must be a mapping"),
+    "duplicate key beside a merge": ("c: &x {lr: 0.1}\nbase:\n  <<: *x\n  epochs: 1\n  epochs: 2\n", "duplicate key 'epochs'"),
+    "sweep with no value": ("base: {}\nsweeps:\n  a:\n", "sweep 'a': must be a mapping"),
     "sweeps a list": ("sweeps: [a, b]", "sweeps must be a mapping"),
     # seed and seeds together
     "seed and seeds": ("base: {seed: 1, seeds: [1, 2]}", "seed: give 'seed' or 'seeds'"),
@@ -93,6 +95,27 @@ BAD_FILES = {
 }
 if not torch.cuda.is_available():
     BAD_FILES["cuda on a CPU machine"] = ("base: {device: cuda}", "device: 'cuda' is not available on this machine")
+
+
+def test_anchors_and_merge_keys_are_valid_parameter_files(tmp_path):
+    """YAML 1.1 anchors, aliases and merge keys: the mapping's own keys override what is merged in."""
+    p = tmp_path / "anchors.yaml"
+    p.write_text("base: &common {dataset: digits, model: mlp, epochs: 1, lr: 0.1}\n"
+                 "sweeps:\n  a:\n    <<: *common\n    epochs: 2\n    lr: [0.1, 0.2]\n"
+                 "  b: {<<: *common, loss: temperature, loss_params: {beta: 2.0}}\n")
+    got = C.load_params(p)
+    assert got["sweeps"]["a"] == {"dataset": "digits", "model": "mlp", "epochs": 2, "lr": [0.1, 0.2]}
+    assert got["sweeps"]["b"]["loss"] == "temperature" and got["sweeps"]["b"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("section", ["base", "sweeps", "extra"])
+def test_a_section_with_no_value_is_an_empty_mapping(tmp_path, section):
+    """Decision: 'extra:' with every entry commented out means no entries, as '{}' would."""
+    p = tmp_path / "empty_section.yaml"
+    body = {"base": "base: {dataset: digits}\n", "sweeps": "sweeps: {a: {lr: 0.1}}\n", "extra": "extra: {}\n"}
+    body[section] = f"{section}:\n  # lr: 0.1\n"
+    p.write_text("profile: t\n" + "".join(body.values()))
+    assert C.load_params(p)[section] == {}
 
 
 @pytest.mark.parametrize("text,match", list(BAD_FILES.values()), ids=list(BAD_FILES))

@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from . import schedules as _schedules
 from .data import DATASETS, dataset_shape
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
-           "check_grid_size", "effective_threads", "device_available"]
+           "check_grid_size", "effective_threads", "thread_override", "device_available"]
 
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
 OPTIMIZERS = ("sgd", "adamw")
@@ -262,8 +263,20 @@ def _model_builds(model: str, width: int, shape: tuple, classes: int) -> bool:
 
 
 def effective_threads(cfg: Config) -> int:
-    """The CPU thread count a run uses: ``cfg.threads``, or (0) torch's default in a fresh process."""
-    return cfg.threads or _default_threads()
+    """The CPU thread count a run uses: ``cfg.threads``, or (0) torch's default in a fresh process.
+
+    ``$SOFTGRAD_THREADS`` overrides both: it simulates a machine with another thread count when checking
+    that results do not depend on it (:mod:`softgrad.goldens`). The count is part of the run id either way.
+    """
+    return thread_override() or cfg.threads or _default_threads()
+
+
+def thread_override() -> int:
+    """``$SOFTGRAD_THREADS`` as a positive int, or 0 when unset (see :func:`effective_threads`)."""
+    v = os.environ.get("SOFTGRAD_THREADS", "")
+    if v and not (v.isdigit() and int(v) > 0):
+        raise ConfigError(f"SOFTGRAD_THREADS must be a positive integer, got {v!r}")
+    return int(v) if v else 0
 
 
 @functools.lru_cache(maxsize=None)
@@ -413,12 +426,17 @@ def check_grid_size(n: int, allow_large: bool = False) -> None:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """safe_load that rejects duplicate keys (PyYAML's default keeps the last one silently)."""
+    """safe_load that rejects duplicate keys (PyYAML's default keeps the last one silently).
+
+    Anchors, aliases and merge keys (``<<: *common``) work as in YAML 1.1: a key written in the mapping
+    overrides the same key merged in (that is what a merge is for), but a key written twice is an error."""
 
 
 def _no_duplicates(loader, node, deep=False):
     seen = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # '<<': merged below, may be overridden
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             hash(key)
@@ -428,6 +446,7 @@ def _no_duplicates(loader, node, deep=False):
             raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
                               f"(first at line {seen[key] + 1}); each key may appear once per mapping")
         seen[key] = key_node.start_mark.line
+    loader.flatten_mapping(node)  # merged pairs first, so the mapping's own keys win
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -467,8 +486,9 @@ def validate_params(raw: dict, where: str = "parameters", allow_large: bool = Fa
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL)}")
-    p = {"profile": raw.get("profile", "default"), "base": raw.get("base", {}), "sweeps": raw.get("sweeps", {}),
-         "extra": raw.get("extra", {})}
+    # a section written with no value ('extra:' with every entry commented out) is an empty mapping
+    p = {"profile": raw.get("profile", "default"),
+         **{k: {} if raw.get(k) is None else raw[k] for k in ("base", "sweeps", "extra")}}
     if not isinstance(p["profile"], str) or not p["profile"].replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"{where}: profile must be a simple name (letters, digits, - and _), got {p['profile']!r}")
     for key in ("base", "sweeps", "extra"):

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from .config import load_params
+from .goldens import PERTURBATIONS
 from .store import clean_stale_tmp, file_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +118,10 @@ def stale_goldens(profile: str = "ci") -> list[str]:
     return stale
 
 
-def nbval(profile: str = "ci") -> int:
+def nbval(profile: str = "ci", perturb: str | None = None) -> int:
+    """Re-execute the committed goldens of ``profile`` (every run recomputed) and compare them with nbval.
+    ``perturb`` names one of :data:`softgrad.goldens.PERTURBATIONS`: the kernels then run as on another CPU
+    (SIMD dispatch) or with another thread count, and the goldens must still pass."""
     stale = stale_goldens(profile)
     if stale:
         print(f"stale nbval goldens (their .py changed): {stale}. Regenerate on purpose with:\n"
@@ -127,7 +131,10 @@ def nbval(profile: str = "ci") -> int:
     with tempfile.TemporaryDirectory() as tmp:
         # kernels inherit this: runs recompute in a scratch folder instead of reading cached results
         env = {**os.environ, "SOFTGRAD_OUTPUTS": tmp, "SOFTGRAD_FIGURES": tmp, "PYTHONWARNINGS": "ignore",
-               "SOFTGRAD_PROGRESS": "0"}
+               "SOFTGRAD_PROGRESS": "0", **PERTURBATIONS[perturb or "native"]}
+        if perturb:
+            print(f"nbval under '{perturb}': {' '.join(f'{k}={v}' for k, v in PERTURBATIONS[perturb].items())}",
+                  flush=True)
         cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "--nbval-cell-timeout", "600",
                "--nbval-sanitize-with", str(REPO_ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider",
                "-n", "2", "--dist", "loadfile", "-q", *nbs]
@@ -252,6 +259,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("what", choices=["notebooks", "nbval", "book", "stale", "alt-torch"])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--perturb", default=None, choices=sorted(PERTURBATIONS),
+                    help="nbval: simulate another CPU or thread count (softgrad.goldens.PERTURBATIONS)")
+    ap.add_argument("--quiet", action="store_true", help="notebooks: no progress bars")
+    ap.add_argument("--out", default=None, help="notebooks: write the executed notebooks here instead of outputs/<profile>/notebooks")
     ap.add_argument("--venv", default=".venv-alt", help="alt-torch: the second venv")
     ap.add_argument("--torch", default="torch==2.15.0 torchvision==0.29.2", help="alt-torch: what to install")
     ap.add_argument("--lock", default="requirements-lock.txt", help="alt-torch: the lock file")
@@ -268,12 +279,12 @@ def main(argv=None) -> int:
             validate(name, a.profile)
         from tqdm.auto import tqdm
 
-        for name in tqdm(names, desc=f"notebooks ({a.profile})"):
+        for name in tqdm(names, desc=f"notebooks ({a.profile})", disable=a.quiet):
             print(f"executing {name} with params/{a.profile}/{name}.yaml", flush=True)
-            execute(name, a.profile)
+            execute(name, a.profile, out_dir=Path(a.out) if a.out else None, progress=not a.quiet)
         return 0
     if a.what == "nbval":
-        return nbval(a.profile)
+        return nbval(a.profile, a.perturb)
     if a.what == "stale":
         s = stale_goldens(a.profile)
         print(json.dumps(s))
