@@ -1,0 +1,289 @@
+"""Pooled trials with common random numbers: the comparison with the choice of settings inside the resampling.
+
+Replaces "tune, then retrain the winner" (:mod:`softgrad.protocol`), whose intervals described seed noise
+around one tuning outcome while the tuning outcome itself moved (Bouthillier et al. 2021). Per task:
+
+1. **One design of N trial indices** (``trials``). Index i fixes, for every method (CE included), the seed
+   (initialisation, data order, label noise and a fresh stratified train/validation re-split: the run seed
+   drives all four) and the learning rate: one Latin-hypercube column over log-lr shared by every method, so
+   index i is in the same learning-rate stratum with the same value everywhere. Each method draws its own
+   knobs from its own Latin-hypercube columns.
+2. **Every (method, i) is trained once**, recording validation and test metrics (accuracy, NLL, ECE, and
+   NLL/ECE after temperature scaling).
+3. **The estimand** — "the test metric you get when you run a T-trial random search with this loss and keep
+   the model it picks on validation" — is E_T, computed in closed form over the pool
+   (:func:`softgrad.stats.expected_selected`: without-replacement order-statistic weights, ties averaged);
+   Δ = E_T(method) − E_T(CE) per task and metric.
+4. **Intervals with the selection inside**: an outer bootstrap over trial indices, the same resampled indices
+   for every method (paired); percentile intervals reported at each comparison's Holm level per metric
+   family (:func:`softgrad.stats.holm_intervals`, so a verdict never contradicts its interval); a stratified
+   across-task mean (indices resampled within each task), Bonferroni over the methods.
+   P(method beats CE) over shared random T-subsets (:func:`softgrad.stats.p_beats`) with its bootstrap
+   interval; budget curves E_T for T = 1…N/4 from the same pool.
+5. **Convergence**: CE trained ``longer`` × the epochs on the first ``longer_trials`` indices (same
+   settings and seeds); the paired difference (longer − budget) with a bootstrap interval.
+6. **Predicted agreement**: for each verdict, the share of bootstrap replicates (each a plausible rerun)
+   whose shifted interval gives the same verdict — what a rerun's agreement rate should be if the intervals
+   hold every source of variation.
+
+The specification is a parameter file's ``extra.protocol`` (:data:`DEFAULTS`); :func:`check_spec` validates it
+before any training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import stats as S
+from .config import Config, ConfigError, config_id
+from .protocol import METHODS, METRICS, SCALES, _range, _round, _with, tasks
+from .store import run_dir
+
+__all__ = ["DEFAULTS", "check_spec", "design", "plan", "run", "analyse", "PooledResult"]
+
+DEFAULTS = {
+    "tasks": {"task": {}},
+    "methods": {"ce": {}},
+    "lr": [0.01, 1.0],
+    "trials": 32,  # N: the pool of trial indices per task
+    "select": 8,  # T: the random-search budget of the estimand
+    "seed_base": 1000,  # index i trains with seed seed_base + i
+    "sample_seed": 0,
+    "longer": 2.0,
+    "longer_trials": 8,
+    "margins": {"acc": 0.005, "nll": 0.02, "ece": 0.005, "nll_ts": 0.02, "ece_ts": 0.005},
+    "confidence": 0.95,
+    "alpha": 0.05,
+    "bootstrap": 2000,
+    "subsets": 500,
+    "workers": 1,
+}
+
+
+def _fail(key: str, msg: str):
+    raise ConfigError(f"extra.protocol.{key}: {msg}")
+
+
+def _int(s, key, lo):
+    if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < lo:
+        _fail(key, f"must be an int >= {lo}, got {s[key]!r}")
+
+
+def check_spec(spec: dict | None) -> dict:
+    """``extra.protocol`` merged over :data:`DEFAULTS`, validated; raises :class:`ConfigError` naming the key."""
+    if not isinstance(spec, dict):
+        _fail("", f"must be a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(DEFAULTS))
+    if unknown:
+        _fail(unknown[0], f"unknown key; allowed: {sorted(DEFAULTS)}")
+    s = {**DEFAULTS, **spec}
+    s["margins"] = {**DEFAULTS["margins"], **(spec.get("margins") or {})}
+    for key in ("tasks", "methods"):
+        if not isinstance(s[key], dict) or not s[key]:
+            _fail(key, "must be a non-empty mapping of name -> settings")
+        for name, v in s[key].items():
+            if not isinstance(v, dict):
+                _fail(f"{key}.{name}", f"must be a mapping, got {v!r}")
+    if "ce" not in s["methods"] or s["methods"]["ce"]:
+        _fail("methods", "must include 'ce' with no knob (its learning rate is tuned like every method's)")
+    for name, knobs in s["methods"].items():
+        if name not in METHODS:
+            _fail("methods", f"method must be one of {list(METHODS)}, got {name!r}")
+        for k, v in knobs.items():
+            _range(f"methods.{name}.{k}", v)
+    _range("lr", s["lr"], positive=True)
+    _int(s, "trials", 2)
+    _int(s, "select", 1)
+    if s["select"] > s["trials"]:
+        _fail("select", f"must be <= trials ({s['trials']}), got {s['select']}")
+    for key, lo in (("seed_base", 0), ("sample_seed", 0), ("longer_trials", 0), ("bootstrap", 100),
+                    ("subsets", 10), ("workers", 1)):
+        _int(s, key, lo)
+    if s["longer_trials"] > s["trials"]:
+        _fail("longer_trials", f"must be <= trials ({s['trials']}), got {s['longer_trials']}")
+    if isinstance(s["longer"], bool) or not isinstance(s["longer"], (int, float)) or s["longer"] < 1:
+        _fail("longer", f"must be a number >= 1 (1: no convergence check), got {s['longer']!r}")
+    for key in ("confidence", "alpha"):
+        if not isinstance(s[key], float) or not 0 < s[key] < 1:
+            _fail(key, f"must be a float in (0, 1), got {s[key]!r}")
+    for m, v in s["margins"].items():
+        if m not in METRICS:
+            _fail(f"margins.{m}", f"metric must be one of {list(METRICS)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            _fail(f"margins.{m}", f"must be a non-negative number, got {v!r}")
+    return s
+
+
+def _column(u: np.ndarray, lo: float, hi: float, scale: str) -> np.ndarray:
+    return np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))) if scale == "log" else lo + u * (hi - lo)
+
+
+def _stream(spec: dict, name: str) -> np.random.Generator:
+    # one stream per name (name-seeded), so adding a method does not move the others' draws
+    return np.random.default_rng([spec["sample_seed"], *name.encode()])
+
+
+def design(spec: dict) -> dict[str, list[dict]]:
+    """method -> N settings ({'lr', knob: ...}), index i the same trial index for every method.
+
+    The learning rate is one Latin-hypercube column shared by all methods (index i: the same stratum and
+    value); each method's knobs are its own Latin-hypercube columns (scipy.stats.qmc)."""
+    from scipy.stats import qmc
+
+    n = spec["trials"]
+    lr = _column(qmc.LatinHypercube(d=1, rng=_stream(spec, "lr")).random(n)[:, 0], *_range("lr", spec["lr"], True))
+    out = {}
+    for method, knobs in spec["methods"].items():
+        cols = {}
+        if knobs:
+            u = qmc.LatinHypercube(d=len(knobs), rng=_stream(spec, method)).random(n)
+            cols = {k: _column(u[:, j], *_range(k, v)) for j, (k, v) in enumerate(knobs.items())}
+        out[method] = [{"lr": _round(lr[i]), **{k: _round(c[i]) for k, c in cols.items()}} for i in range(n)]
+    return out
+
+
+def _configs(task_cfgs: dict, spec: dict) -> tuple[list[dict], list[Config]]:
+    rows, cfgs = [], []
+    settings = design(spec)
+    for task, tc in task_cfgs.items():
+        for method in spec["methods"]:
+            for i, s in enumerate(settings[method]):
+                c = _with(tc, method, {k: v for k, v in s.items() if k != "lr"}, s["lr"], spec["seed_base"] + i)
+                rows.append({"task": task, "method": method, "trial": i, "setting": s})
+                cfgs.append(c)
+                if method == "ce" and i < spec["longer_trials"] and spec["longer"] > 1:
+                    rows.append({"task": task, "method": "ce_longer", "trial": i, "setting": s})
+                    cfgs.append(c.replace(epochs=int(round(c.epochs * spec["longer"]))))
+    return rows, cfgs
+
+
+def plan(base: dict, spec: dict) -> list[Config]:
+    """Every config the protocol trains (validated), for the up-front check of a parameter file."""
+    spec = check_spec(spec)
+    return _configs(tasks(base, spec), spec)[1]
+
+
+@dataclasses.dataclass
+class PooledResult:
+    spec: dict
+    pool: pd.DataFrame  # one row per (task, method, trial): setting, validation and test metrics
+    comparisons: pd.DataFrame  # per (task, method, metric): E_T, Δ, Holm-level interval, verdict, P(beats CE)
+    aggregate: pd.DataFrame  # per (method, metric): mean Δ over tasks, stratified interval, verdict
+    budget: pd.DataFrame  # per (task, method, T): E_T of validation and test accuracy
+    convergence: pd.DataFrame  # per task: CE longer − CE at budget on the same indices (test accuracy)
+    histories: pd.DataFrame  # per-epoch rows of every run
+
+
+def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool | None = None,
+        executor: str | None = None) -> PooledResult:
+    """Train the pool (finished runs are read back, never recomputed) and :func:`analyse` it."""
+    from .runs import default_progress, run_grid
+    from .store import results_frame
+
+    progress = default_progress() if progress is None else progress
+    spec = check_spec(spec)
+    out = run_dir(profile, out_root)
+    executor = executor or ("processes" if spec["workers"] > 1 else "local")
+    rows, cfgs = _configs(tasks(base, spec), spec)
+    res = run_grid(cfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
+                   progress=progress, desc="pooled trials")
+    keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
+    hist = results_frame(res).merge(keys[["run_id", "task", "method", "trial"]], on="run_id")
+    fin = hist[hist["final"]].set_index("run_id")
+    pool = keys.join(fin[[c for c in ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "train_time"]
+                          if c in fin]], on="run_id")
+    return analyse(pool, spec, hist)
+
+
+def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[np.ndarray, np.ndarray]:
+    g = pool[(pool.task == task) & (pool.method == method)].sort_values("trial")
+    return g.val_acc.to_numpy(float), g[col].to_numpy(float)
+
+
+def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = None) -> PooledResult:
+    """Every statistic of the module docstring from a pool (one row per task, method, trial with
+    ``val_acc`` and the test columns of :data:`softgrad.protocol.METRICS`). Selection reads ``val_acc`` only."""
+    spec = check_spec(spec)
+    T, B = spec["select"], spec["bootstrap"]
+    tasks_ = list(dict.fromkeys(pool.task))
+    methods = [m for m in spec["methods"] if m != "ce"]
+    n = int(pool.trial.max()) + 1
+    rng = np.random.default_rng(spec["sample_seed"])
+    boot = {t: rng.integers(0, n, (B, n)) for t in tasks_}  # one index resample per task, shared by all methods
+    rows, reps = [], []
+    for metric, (col, higher) in METRICS.items():
+        for task in tasks_:
+            vc, tc = _pool_arrays(pool, task, "ce", col)
+            ce_e = float(S.expected_selected(vc, tc, T))
+            ce_b = S.expected_selected(vc[boot[task]], tc[boot[task]], T)
+            for method in methods:
+                vm, tm = _pool_arrays(pool, task, method, col)
+                m_e = float(S.expected_selected(vm, tm, T))
+                d_b = S.expected_selected(vm[boot[task]], tm[boot[task]], T) - ce_b
+                row = {"task": task, "method": method, "metric": metric, "method_E": m_e, "ce_E": ce_e,
+                       "diff": m_e - ce_e, "higher_is_better": higher, "trials": n, "select": T}
+                if metric == "acc":
+                    pb = S.p_beats(vm, tm, vc, tc, T, higher, spec["subsets"], spec["sample_seed"])
+                    pb_b = S.p_beats(vm[boot[task]], tm[boot[task]], vc[boot[task]], tc[boot[task]], T, higher,
+                                     spec["subsets"], spec["sample_seed"])
+                    row.update(p_beats=float(pb), **dict(zip(("p_beats_lo", "p_beats_hi"),
+                                                             S.percentile_interval(pb_b, spec["confidence"]))))
+                rows.append(row)
+                reps.append(d_b)
+    cmp = pd.DataFrame(rows)
+    for metric, g in cmp.groupby("metric", sort=False):
+        h = S.holm_intervals([reps[i] for i in g.index], spec["alpha"])
+        for i, r in zip(g.index, h):
+            cmp.loc[i, ["level", "lo", "hi", "p"]] = [r["level"], r["lo"], r["hi"], r["p"]]
+            cmp.loc[i, "rejected"] = r["rejected"]
+            shift = reps[i] - cmp.loc[i, "diff"]  # each replicate: a plausible rerun, the interval moved with it
+            v = S.interval_verdict(r["lo"], r["hi"], r["rejected"], spec["margins"][metric], cmp.loc[i, "higher_is_better"])
+            cmp.loc[i, "verdict"] = v
+            cmp.loc[i, "predicted_agreement"] = float(np.mean([
+                S.interval_verdict(r["lo"] + s, r["hi"] + s, (r["lo"] + s > 0) or (r["hi"] + s < 0),
+                                   spec["margins"][metric], cmp.loc[i, "higher_is_better"]) == v for s in shift]))
+    cmp["rejected"] = cmp["rejected"].astype(bool)
+    agg = _aggregate(cmp, reps, spec, methods)
+    budget = pd.DataFrame([{"task": t, "method": m, "T": k,
+                            "val_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "val_acc"), k)),
+                            "test_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "test_acc"), k))}
+                           for t in tasks_ for m in spec["methods"] for k in range(1, max(1, n // 4) + 1)])
+    return PooledResult(spec, pool, cmp, agg, budget, _convergence(pool, spec, tasks_),
+                        histories if histories is not None else pd.DataFrame())
+
+
+def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str]) -> pd.DataFrame:
+    """Mean over tasks of Δ, each task's indices resampled independently (stratified), the interval at
+    confidence 1 − (1 − confidence)/m over the m methods (Bonferroni); the verdict read off that interval."""
+    conf = 1 - (1 - spec["confidence"]) / max(1, len(methods))
+    rows = []
+    for (method, metric), g in cmp.groupby(["method", "metric"], sort=False):
+        r = np.mean([reps[i] for i in g.index], axis=0)
+        lo, hi = S.percentile_interval(r, conf)
+        higher = bool(g.higher_is_better.iloc[0])
+        rows.append({"method": method, "metric": metric, "diff": float(g["diff"].mean()), "lo": lo, "hi": hi,
+                     "level": conf, "tasks": len(g), "higher_is_better": higher,
+                     "verdict": S.interval_verdict(lo, hi, lo > 0 or hi < 0, spec["margins"][metric], higher)})
+    return pd.DataFrame(rows)
+
+
+def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str]) -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(spec["sample_seed"])
+    for task in tasks_:
+        a = pool[(pool.task == task) & (pool.method == "ce_longer")].set_index("trial").test_acc
+        b = pool[(pool.task == task) & (pool.method == "ce")].set_index("trial").test_acc
+        idx = sorted(set(a.index) & set(b.index))
+        if len(idx) < 2:
+            continue
+        d = (a.loc[idx] - b.loc[idx]).to_numpy(float)
+        r = d[rng.integers(0, len(d), (spec["bootstrap"], len(d)))].mean(axis=1)
+        lo, hi = S.percentile_interval(r, spec["confidence"])
+        rows.append({"task": task, "trials": len(idx), "budget_mean": float(b.loc[idx].mean()),
+                     "longer_mean": float(a.loc[idx].mean()), "diff": float(d.mean()), "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)

@@ -1,0 +1,193 @@
+"""The pooled-trials statistics (softgrad.stats, second half): the selection inside the resampling.
+
+References: brute-force enumeration of every T-subset (the estimand's definition), statsmodels' Holm.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from softgrad import stats as S
+
+
+def _brute(v, t, T):
+    """Mean over every T-subset of the test value of its best-on-validation trial (ties: mean of the tied)."""
+    out = []
+    for sub in itertools.combinations(range(len(v)), T):
+        sub = list(sub)
+        best = max(v[i] for i in sub)
+        out.append(np.mean([t[i] for i in sub if v[i] == best]))
+    return float(np.mean(out))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_closed_form_equals_enumeration_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 9))
+    T = int(rng.integers(1, n + 1))
+    v = rng.integers(0, 3, n) / 3.0  # few distinct values: many ties
+    t = rng.random(n)
+    assert S.expected_selected(v, t, T) == pytest.approx(_brute(v, t, T), abs=1e-12)
+
+
+def test_selection_weights_edge_cases():
+    v = np.array([0.2, 0.9, 0.5, 0.9])
+    w = S.selection_weights(v, 1)
+    assert w == pytest.approx([0.25] * 4)  # T = 1: every trial equally likely
+    assert S.selection_weights(v, 4) == pytest.approx([0, 0.5, 0, 0.5])  # T = N: the best (tied: shared)
+    assert S.selection_weights(v, 2).sum() == pytest.approx(1.0)
+    nan_last = S.selection_weights(np.array([np.nan, 0.1, 0.2]), 3)
+    assert nan_last == pytest.approx([0, 0, 1])
+    with pytest.raises(ValueError, match="T must be in"):
+        S.selection_weights(v, 5)
+
+
+def test_rounding_level_ties_are_ties():
+    """Validation scores equal up to last bits (a CPU's summation order) select as ties."""
+    v = np.array([0.9, 0.9 + 1e-15, 0.1])
+    assert S.selection_weights(v, 2)[0] == S.selection_weights(v, 2)[1]
+
+
+def test_selection_weights_vectorised_over_leading_axes():
+    rng = np.random.default_rng(1)
+    v, t = rng.integers(0, 4, (5, 7)) / 4, rng.random((5, 7))
+    got = S.expected_selected(v, t, 3)
+    assert got == pytest.approx([S.expected_selected(v[i], t[i], 3) for i in range(5)])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_interval_excludes_zero_exactly_when_p_is_small(seed):
+    rng = np.random.default_rng(seed)
+    reps = np.round(rng.normal(rng.normal(0, 0.5), 0.3, 999), 2)  # rounded: many ties, some exactly 0
+    p = S.bootstrap_p(reps)
+    for conf in (0.8, 0.9, 0.95, 0.99, 0.995, 0.9999):
+        lo, hi = S.percentile_interval(reps, conf)
+        assert (lo > 0 or hi < 0) == (p < 1 - conf), (conf, lo, hi, p)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_holm_intervals_agree_with_holm(seed):
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(seed)
+    fam = [rng.normal(rng.normal(0, 0.2), 0.1, 999) for _ in range(8)]
+    got = S.holm_intervals(fam, alpha=0.05)
+    ps = [g["p"] for g in got]
+    ref = multipletests(ps, alpha=0.05, method="holm")[0]
+    assert [g["rejected"] for g in got] == list(ref)
+    for g in got:  # a reported interval excludes 0 exactly when its hypothesis is rejected
+        assert (g["lo"] > 0 or g["hi"] < 0) == g["rejected"]
+        assert 0.95 <= g["level"] < 1
+
+
+def test_interval_verdict_rules():
+    assert S.interval_verdict(0.01, 0.03, True, 0.005) == "reproduced"
+    assert S.interval_verdict(-0.03, -0.01, True, 0.005) == "reversed"
+    assert S.interval_verdict(-0.03, -0.01, True, 0.005, higher_is_better=False) == "reproduced"
+    assert S.interval_verdict(-0.002, 0.003, False, 0.005) == "no detectable effect"
+    assert S.interval_verdict(-0.01, 0.03, False, 0.005) == "inconclusive at this budget"
+    assert S.interval_verdict(float("nan"), 0.1, False, 0.005) == "inconclusive at this budget"
+
+
+def test_p_beats():
+    rng = np.random.default_rng(0)
+    v, t = rng.random(16), rng.random(16)
+    assert S.p_beats(v, t, v, t, 4) == pytest.approx(0.5)  # the same pool: every subset ties
+    assert S.p_beats(v, t + 1, v, t, 4) == pytest.approx(1.0)  # better on test whatever is picked
+    assert S.p_beats(v, t + 1, v, t, 4, higher_is_better=False) == pytest.approx(0.0)
+    # leading axes share the subsets: a stack equals the one-by-one results
+    V, Tt = rng.random((3, 16)), rng.random((3, 16))
+    got = S.p_beats(V, Tt, v, t, 4)
+    assert got == pytest.approx([S.p_beats(V[i], Tt[i], v, t, 4) for i in range(3)])
+
+
+# ---- the pooled protocol (softgrad.pooled) on constructed pools: no training needed
+
+import pandas as pd  # noqa: E402
+
+from softgrad import pooled as P  # noqa: E402
+from softgrad.config import ConfigError  # noqa: E402
+
+SPEC = {"tasks": {"a": {}, "b": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0]},
+                                                  "sgt": {"alpha": [0.05, 1.0]}},
+        "trials": 16, "select": 4, "longer_trials": 4, "bootstrap": 300, "subsets": 100}
+
+
+def _pool(fn, n=16, longer=4):
+    """fn(task, method, i, rng) -> (val_acc, test_acc); the other metrics follow test_acc."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in ("a", "b"):
+        for m in ("ce", "temperature", "sgt", "ce_longer"):
+            for i in range(longer if m == "ce_longer" else n):
+                v, a = fn(t, m, i, rng)
+                rows.append({"task": t, "method": m, "trial": i, "val_acc": v, "test_acc": a, "test_nll": 1 - a,
+                             "test_ece": 0.05, "test_nll_ts": 1 - a, "test_ece_ts": 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_design_shares_the_learning_rate_and_draws_knobs_per_method():
+    d = P.design(P.check_spec(SPEC))
+    assert [s["lr"] for s in d["ce"]] == [s["lr"] for s in d["temperature"]] == [s["lr"] for s in d["sgt"]]
+    for m, k, (lo, hi) in (("temperature", "beta", (0.25, 4.0)), ("sgt", "alpha", (0.05, 1.0))):
+        u = np.log([s[k] for s in d[m]]) - np.log(lo)
+        strata = np.floor(u / (np.log(hi) - np.log(lo)) * 16 + 1e-9).astype(int)
+        assert sorted(np.clip(strata, 0, 15)) == list(range(16))  # one draw per stratum: a Latin hypercube column
+    lrs = np.log([s["lr"] for s in d["ce"]]) - np.log(0.01)
+    assert sorted(np.clip(np.floor(lrs / np.log(100) * 16 + 1e-9).astype(int), 0, 15)) == list(range(16))
+    assert P.design(P.check_spec(SPEC)) == d  # seeded
+
+
+def test_bootstrap_shares_indices_across_methods():
+    """A method whose pool equals CE's has Δ = 0 in every replicate: interval [0, 0], no detectable effect.
+    Resampling each method's indices separately would give a non-degenerate interval."""
+    pool = _pool(lambda t, m, i, rng: (v := float(np.random.default_rng(i).random()), v + 0.1 * (i % 3)))
+    R = P.analyse(pool, SPEC)
+    c = R.comparisons
+    assert (c.lo == 0).all() and (c.hi == 0).all()
+    assert set(c[c.metric == "acc"].verdict) == {"no detectable effect"}
+    assert c[c.metric == "acc"].p_beats.eq(0.5).all()
+
+
+def test_selection_never_touches_test_metrics():
+    """The trial with the best validation accuracy has the worst test accuracy: with T = N the estimand is
+    exactly that trial's test accuracy, and test values do not move the selection weights."""
+    def fn(t, m, i, rng):
+        return (i / 100, 1 - i / 100)  # val increases with i, test decreases
+    spec = {**SPEC, "select": 16}
+    R = P.analyse(_pool(fn), spec)
+    acc = R.comparisons[R.comparisons.metric == "acc"]
+    assert np.allclose(acc.method_E, 1 - 15 / 100) and np.allclose(acc.ce_E, 1 - 15 / 100)
+
+
+def test_a_clearly_better_method_is_reproduced_and_agrees_with_its_interval():
+    def fn(t, m, i, rng):
+        a = rng.integers(800, 900) / 1000 + (0.05 if m == "sgt" else 0.0)
+        return a + rng.normal(0, 0.002), a
+    R = P.analyse(_pool(fn), SPEC)
+    acc = R.comparisons[(R.comparisons.metric == "acc") & (R.comparisons.method == "sgt")]
+    assert set(acc.verdict) == {"reproduced"} and (acc.lo > 0).all()
+    assert (acc.predicted_agreement > 0.9).all()
+    for r in R.comparisons.itertuples():  # no verdict contradicts the interval printed beside it
+        lo, hi = (r.lo, r.hi) if r.higher_is_better else (-r.hi, -r.lo)
+        assert (r.verdict == "reproduced") == (r.rejected and lo > 0)
+        assert (r.verdict == "reversed") == (r.rejected and hi < 0)
+    agg = R.aggregate[(R.aggregate.method == "sgt") & (R.aggregate.metric == "acc")].iloc[0]
+    assert agg.verdict == "reproduced" and agg.lo > 0
+    assert set(R.convergence.task) == {"a", "b"} and (R.convergence.trials == 4).all()
+    assert R.budget["T"].max() == 4
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"select": 40}, "select: must be <= trials"),
+    ({"trials": 1}, "trials: must be an int >= 2"),
+    ({"methods": {"temperature": {"beta": [0.25, 4.0]}}}, "must include 'ce'"),
+    ({"bootstrap": 10}, "bootstrap: must be an int >= 100"),
+    ({"retrain": True}, "retrain: unknown key"),
+])
+def test_spec_errors_name_the_key(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        P.check_spec({**SPEC, **bad})
