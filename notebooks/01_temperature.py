@@ -55,7 +55,7 @@
 #
 # **Against tuned CE (chapter 06).** The numbers above come from this chapter's own sweep, in which CE's
 # learning rate was not tuned as hard as the method's knob. Under the equal-budget protocol of chapter 06 (the learning
-# rate tuned for CE as hard as for every method, paired seeds), tuned temperature β differs from tuned CE in test accuracy
+# rate searched for CE with the same budget as every method's knobs, over a shared pool of trials), temperature β differs from CE in test accuracy
 # by {glue:text}`06_head_to_head.ipynb::h2h_agg_temperature_acc_diff:.4f` on average over tasks
 # (interval {glue:text}`06_head_to_head.ipynb::h2h_agg_temperature_acc_lo:.4f` to
 # {glue:text}`06_head_to_head.ipynb::h2h_agg_temperature_acc_hi:.4f`): verdict
@@ -67,7 +67,7 @@ base = None
 sweeps = None
 extra = None
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import matplotlib.pyplot as plt
 from IPython.display import display

@@ -22,7 +22,7 @@ base = None
 sweeps = None
 extra = None
 
-# %%
+# %% tags=["hide-input"]
 import json
 
 import pandas as pd
@@ -147,15 +147,11 @@ for f in sorted((REPO_ROOT / "params" / "paper").glob("0[0-9]_*.yaml")):
     uniq = {json.dumps(c.to_dict(), sort_keys=True): c for c in cfgs}.values()
     for c in uniq:
         rows.append({"notebook": f.stem, "model": c.model, "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)})
-    if "protocol" in p["extra"]:  # 06: every tuning trial, then each winner retrained with every final seed
+    if "protocol" in p["extra"]:  # 06: every run of the pooled protocol (CE's longer runs included), twice if rerun
         spec = protocol.check_spec(p["extra"]["protocol"])
-        trials = protocol.plan(p["base"], spec)
+        reps = 2 if spec["rerun_loss_impl"] else 1
         rows += [{"notebook": f.stem, "model": c.model, "sample_epochs": c.epochs * TRAIN_SIZE.get(c.dataset, 0)}
-                 for c in trials]
-        per_method = {(c.dataset, c.model, c.epochs): c for c in trials}.values()  # one config per task
-        for c in per_method:
-            n = len(spec["final_seeds"]) * (len(spec["methods"]) + spec["longer"])  # finals + CE's longer runs
-            rows.append({"notebook": f.stem, "model": c.model, "sample_epochs": n * c.epochs * TRAIN_SIZE.get(c.dataset, 0)})
+                 for c in protocol.plan(p["base"], spec) for _ in range(reps)]
 plan = pd.DataFrame(rows)
 if len(plan) and len(thr):
     est = []

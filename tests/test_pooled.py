@@ -108,7 +108,7 @@ def test_p_beats():
 
 import pandas as pd  # noqa: E402
 
-from softgrad import pooled as P  # noqa: E402
+from softgrad import protocol as P  # noqa: E402
 from softgrad.config import ConfigError  # noqa: E402
 
 SPEC = {"tasks": {"a": {}, "b": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0]},

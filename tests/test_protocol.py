@@ -1,5 +1,6 @@
-"""The comparison protocol: statistics helpers (hand-computed cases and scipy), selection (validation only,
-equal budgets, interior check), paired data (label noise, validation split) and temperature scaling."""
+"""The comparison protocol: statistics helpers (hand-computed cases and scipy), the pooled design end to end
+(paired indices, read back not retrained), paired data (label noise, validation split) and temperature
+scaling. The pooled statistics on constructed pools are in test_pooled.py."""
 
 import itertools
 import math
@@ -104,22 +105,21 @@ def test_verdict_rules(lo, hi, p, higher, want):
 
 SPEC = {"tasks": {"a": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0, "log"]},
                                           "as_softmax": {"delta": [0.05, 0.95, "linear"]}},
-        "lr": [0.01, 1.0], "trials": 6, "tune_seeds": [0], "final_seeds": [1, 2]}
+        "lr": [0.01, 1.0], "trials": 6, "select": 2, "longer_trials": 2, "bootstrap": 200, "subsets": 50}
 BASE = {"dataset": "digits", "model": "mlp", "width": 16, "epochs": 1, "val_fraction": 0.2, "threads": 1}
 
 
 @pytest.mark.parametrize("change,match", [
     ({"bogus": 1}, r"extra.protocol.bogus: unknown key"),
     ({"methods": {"temperature": {"beta": [1, 2]}}}, r"methods: must include 'ce'"),
-    ({"methods": {"ce": {"beta": [1, 2]}}}, r"methods.ce: CE has no knob"),
+    ({"methods": {"ce": {"beta": [1, 2]}}}, r"methods: must include 'ce' with no knob"),
     ({"methods": {"ce": {}, "focal": {}}}, r"methods: method must be one of"),
     ({"methods": {"ce": {}, "temperature": {"beta": [4, 1]}}}, r"methods.temperature.beta: must satisfy 0 < low < high"),
     ({"methods": {"ce": {}, "temperature": {"beta": [0.1, 1, "cubic"]}}}, r"scale must be one of"),
     ({"lr": [0, 1]}, r"extra.protocol.lr: must satisfy"),
-    ({"trials": 0}, r"trials: must be a positive int"),
-    ({"final_seeds": [0, 1]}, r"final_seeds: must not share seeds with tune_seeds"),
-    ({"final_seeds": [1]}, r"final_seeds: needs at least 2 seeds"),
-    ({"final_seeds": [1, 1]}, r"final_seeds: must be a non-empty list of distinct"),
+    ({"trials": 0}, r"trials: must be an int >= 2"),
+    ({"longer_trials": 9}, r"longer_trials: must be <= trials"),
+    ({"rerun_loss_impl": "gpu"}, r"rerun_loss_impl: must be one of \['auto', 'native', 'fused'\] or null"),
     ({"margins": {"f1": 0.1}}, r"margins.f1: metric must be one of"),
     ({"longer": 0.5}, r"longer: must be a number >= 1"),
 ])
@@ -135,48 +135,32 @@ def test_tasks_need_a_validation_split_and_valid_settings():
         Pr.tasks(BASE, Pr.check_spec({**SPEC, "tasks": {"a": {"lr": -1.0}}}))
 
 
-def test_equal_budget_and_ranges():
+def test_equal_budget_one_run_per_method_and_index():
     spec = Pr.check_spec(SPEC)
     cfgs = Pr.plan(BASE, SPEC)
-    per_method = pd.Series([c.loss for c in cfgs]).value_counts()
-    assert set(per_method) == {spec["trials"] * len(spec["tune_seeds"])}  # CE gets as many trials as any
-    for m, knobs in spec["methods"].items():
-        settings = Pr.trial_settings(spec, m)
-        assert settings == Pr.trial_settings(spec, m)  # seeded: the same design every time
-        lr = np.log([s["lr"] for s in settings])
-        # Latin hypercube: one trial in each of the `trials` equal strata of log lr
-        strata = np.floor((lr - np.log(0.01)) / (np.log(1.0) - np.log(0.01)) * spec["trials"]).clip(0, spec["trials"] - 1)
-        assert sorted(strata) == list(range(spec["trials"]))
-        for k, (lo, hi, _) in knobs.items():
-            assert all(lo * 0.999 <= s[k] <= hi * 1.001 for s in settings)
+    per_method = pd.Series([c.loss for c in cfgs if c.epochs == 1]).value_counts()
+    assert set(per_method) == {spec["trials"]}  # CE gets as many trials as any method
+    longer = [c for c in cfgs if c.epochs == 2]
+    assert len(longer) == spec["longer_trials"] and {c.loss for c in longer} == {"ce"}
+    by_seed = pd.DataFrame([{"seed": c.seed, "lr": c.lr, "loss": c.loss} for c in cfgs if c.epochs == 1])
+    # index i: one seed and one learning rate for every method (common random numbers)
+    assert (by_seed.groupby("seed").lr.nunique() == 1).all() and (by_seed.groupby("seed").loss.nunique() == 3).all()
 
 
-def test_select_uses_validation_only_and_flags_edges():
-    trials = pd.DataFrame({"task": "a", "method": "ce", "trial": [0, 1, 2],
-                           "setting": [{"lr": 0.01}, {"lr": 0.1}, {"lr": 1.0}],
-                           "val_acc": [0.90, 0.95, 0.95], "val_nll": [0.3, 0.2, 0.25]})
-    c = Pr.select(trials).iloc[0]
-    assert c.setting == {"lr": 0.1} and c.edge == []  # tie on accuracy broken by validation NLL
-    trials["val_acc"] = [0.97, 0.95, 0.90]
-    c = Pr.select(trials).iloc[0]
-    assert c.setting == {"lr": 0.01} and c.edge == ["lr"]  # best at the smallest lr tried: flagged
-    assert not {"test_acc", "test_nll"} & set(trials)  # nothing from the test set reaches the selection
-
-
-def test_run_end_to_end_is_paired(tmp_path):
-    spec = {**SPEC, "trials": 2, "methods": {"ce": {}, "temperature": {"beta": [0.5, 2.0, "log"]}},
+def test_run_end_to_end_is_paired_and_read_back(tmp_path):
+    spec = {**SPEC, "trials": 3, "methods": {"ce": {}, "temperature": {"beta": [0.5, 2.0, "log"]}},
             "tasks": {"a": {}, "noisy": {"label_noise": 0.3}}}
     r = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False)
-    assert len(r.trials) == 2 * 2 * 2 and len(r.chosen) == 4
-    for _, g in r.finals.groupby("task"):  # every method has the same seeds: paired
-        assert g.groupby("method").seed.apply(sorted).map(tuple).nunique() == 1
-    assert set(r.comparisons.metric) == set(Pr.METRICS)
+    assert len(r.pool) == 2 * (2 * 3 + 2)  # tasks x (methods x trials + CE's longer runs)
+    assert set(r.comparisons.metric) == set(Pr.METRICS) and len(r.comparisons) == 2 * len(Pr.METRICS)
     assert set(r.comparisons.verdict) <= set(S.VERDICTS)
-    assert set(r.histories.method) == {"ce", "temperature", "ce_longer"}
-    assert (r.histories[r.histories.method == "ce_longer"].epochs == 2).all()
-    assert len(r.convergence) == 4 and len(r.budget) == 4 * 2
+    assert len(r.convergence) == 2 and len(r.aggregate) == len(Pr.METRICS)
     again = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False)  # read back, not retrained
     pd.testing.assert_frame_equal(again.comparisons, r.comparisons)
+    fused = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False, loss_impl="fused")  # the rerun
+    assert set(fused.pool.run_id).isdisjoint(r.pool.run_id)
+    a = Pr.agreement(r, fused)
+    assert a["n"] == len(r.comparisons) + len(r.aggregate) and 0 <= a["rate"] <= 1 and 0 <= a["predicted"] <= 1
 
 
 # ------------------------------------------------------------------ paired data and temperature scaling
@@ -268,46 +252,6 @@ def test_cli_rejects_a_bad_protocol_before_training(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "error: extra.protocol.methods.temperature.beta: must satisfy 0 < low < high (finite), got [4, 1]"]
-
-
-# ------------------------------------------------------------------ numerics replicates
-
-
-def _fake_result(verdicts: dict) -> Pr.ProtocolResult:
-    comp = pd.DataFrame([{"task": t, "method": m, "metric": k, "diff": 0.01, "verdict": v}
-                         for (t, m, k), v in verdicts.items() if t != "all"])
-    agg = pd.DataFrame([{"method": m, "metric": k, "diff": 0.01, "verdict": v}
-                        for (t, m, k), v in verdicts.items() if t == "all"])
-    empty = pd.DataFrame()
-    return Pr.ProtocolResult({}, empty, empty, empty, empty, comp, agg, empty, empty)
-
-
-def test_a_verdict_stands_only_when_every_numerics_replicate_reaches_it(monkeypatch):
-    by_rep = {"auto": {("a", "temperature", "acc"): "reproduced", ("b", "temperature", "acc"): "reversed",
-                       ("all", "temperature", "acc"): "reproduced"},
-              "fused": {("a", "temperature", "acc"): "reproduced", ("b", "temperature", "acc"): "no detectable effect",
-                        ("all", "temperature", "acc"): "reversed"}}
-    seen = []
-
-    def fake(task_cfgs, spec, out, kw, rep):
-        seen.append((rep, {c.loss_impl for c in task_cfgs.values()}))
-        return _fake_result(by_rep[rep])
-
-    monkeypatch.setattr(Pr, "_run_replicate", fake)
-    r = Pr.run({"dataset": "synthetic", "val_fraction": 0.2}, {**SPEC, "numerics_replicates": ["auto", "fused"]},
-               "test", out_root=None, progress=False)
-    assert seen == [("auto", {"auto"}), ("fused", {"fused"})]  # every config of a replicate carries its loss_impl
-    assert r.comparisons.set_index("task").verdict.to_dict() == {"a": "reproduced", "b": Pr.UNSTABLE}
-    assert r.aggregate.verdict.tolist() == [Pr.UNSTABLE]
-    rep = r.replicates.set_index("task")
-    assert rep.loc["a", "agree"] and not rep.loc["b", "agree"] and not rep.loc["all tasks", "agree"]
-    assert rep.loc["b", "fused"] == "no detectable effect"
-
-
-def test_numerics_replicates_are_checked():
-    with pytest.raises(ConfigError, match=r"numerics_replicates: must be a non-empty list of distinct values"):
-        Pr.check_spec({**SPEC, "numerics_replicates": ["auto", "gpu"]})
-    assert Pr.check_spec(SPEC)["numerics_replicates"] == ["auto"]
 
 
 def test_loss_impl_is_a_checked_config_field_and_part_of_the_run_id():

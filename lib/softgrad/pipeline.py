@@ -82,7 +82,10 @@ def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool
     if pre_run and "protocol" in p["extra"]:  # the same for a notebook that runs the comparison protocol
         from . import protocol
 
-        protocol.run(p["base"], p["extra"]["protocol"], p["profile"], progress=progress)
+        spec = protocol.check_spec(p["extra"]["protocol"])
+        protocol.run(p["base"], spec, p["profile"], progress=progress)
+        if spec["rerun_loss_impl"]:  # the robustness rerun the chapter compares with
+            protocol.run(p["base"], spec, p["profile"], progress=progress, loss_impl=spec["rerun_loss_impl"])
     os.environ["SOFTGRAD_PROGRESS"] = "0"  # kernels inherit it: no progress bars inside executed notebooks
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

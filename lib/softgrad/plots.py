@@ -101,11 +101,14 @@ def table(df, names: dict | None = None, formats: dict | None = None, index: boo
     with the plain-text table as its text form (what nbval compares and a terminal shows).
 
     ``names`` maps column -> heading (columns not named keep theirs); ``formats`` maps heading -> format
-    string or callable; ``styles`` maps heading -> callable(value) -> CSS for that column's cells (e.g. the
+    string or callable (float columns default to 4 significant digits); ``styles`` maps heading -> callable(value) -> CSS for that column's cells (e.g. the
     verdict colours of :data:`VERDICT_BACKGROUND`). Cell text is HTML (links stay links)."""
     names = names or {}
     d = df.rename(columns=names)
-    sty = d.style.format(formats or {}, na_rep="–")
+    # numbers to 4 significant digits unless a column says otherwise (not 0.030000)
+    fmt = {c: "{:.4g}" for c in d.columns if d[c].dtype.kind == "f"}
+    fmt.update(formats or {})
+    sty = d.style.format(fmt, na_rep="–")
     for col, fn in (styles or {}).items():
         sty = sty.map(fn, subset=[col])
     if not index:

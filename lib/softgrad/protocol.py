@@ -1,30 +1,38 @@
-"""The fair-comparison protocol every "improves on CE" claim in the book goes through.
+"""The fair-comparison protocol every "improves on CE" claim in the book goes through: pooled trials with
+common random numbers, the choice of settings inside the resampling.
 
-Anchors: Musgrave et al. 2020 (same network, optimiser and budget; equal search budget; validation separate
-from test; intervals), Kornblith et al. 2021 (each loss's knob tuned on a holdout from train; many seeds),
-Guo et al. 2017 (ECE, temperature scaling on validation NLL), Dodge et al. 2019 (expected best validation
-score against the number of trials), Agarwal et al. 2021 (stratified bootstrap, probability of improvement).
+Anchors: Dodge et al. 2019 (expected validation performance of a T-trial search), Bouthillier et al. 2021
+(the choice of hyperparameters varies as much as the seed: randomise it inside the comparison; P(A > B)),
+Musgrave et al. 2020 and Kornblith et al. 2021 (equal budgets, validation split from train), Guo et al. 2017
+(temperature scaling), Agarwal et al. 2021 (stratified bootstrap). It replaced "tune on one seed, then
+retrain the winner", whose intervals held seed noise around one tuning outcome while the outcome itself
+moved with rounding. Per task:
 
-For every task (a config diff over the parameter file's ``base``) and method:
+1. **One design of N trial indices** (``trials``). Index i fixes, for every method (CE included), the seed
+   (initialisation, data order, label noise and a fresh stratified train/validation re-split: the run seed
+   drives all four) and the learning rate: one Latin-hypercube column over log-lr shared by every method, so
+   index i is in the same learning-rate stratum with the same value everywhere. Each method draws its own
+   knobs from its own Latin-hypercube columns.
+2. **Every (method, i) is trained once**, recording validation and test metrics (accuracy, NLL, ECE, and
+   NLL/ECE after temperature scaling).
+3. **The estimand** — "the test metric you get when you run a T-trial random search with this loss and keep
+   the model it picks on validation" — is E_T, computed in closed form over the pool
+   (:func:`softgrad.stats.expected_selected`: without-replacement order-statistic weights, ties averaged);
+   Δ = E_T(method) − E_T(CE) per task and metric.
+4. **Intervals with the selection inside**: an outer bootstrap over trial indices, the same resampled indices
+   for every method (paired); percentile intervals reported at each comparison's Holm level per metric
+   family (:func:`softgrad.stats.holm_intervals`, so a verdict never contradicts its interval); a stratified
+   across-task mean (indices resampled within each task), Bonferroni over the methods.
+   P(method beats CE) over shared random T-subsets (:func:`softgrad.stats.p_beats`) with its bootstrap
+   interval; budget curves E_T for T = 1…N/4 from the same pool.
+5. **Convergence**: CE trained ``longer`` × the epochs on the first ``longer_trials`` indices (same
+   settings and seeds); the paired difference (longer − budget) with a bootstrap interval.
+6. **Predicted agreement**: for each verdict, the share of bootstrap replicates (each a plausible rerun)
+   whose shifted interval gives the same verdict — what a rerun's agreement rate should be if the intervals
+   hold every source of variation.
 
-1. **Tuning, equal budget.** ``trials`` configurations, CE included, drawn by one seeded Latin hypercube
-   over log learning rate and the method's knobs (CE: the learning rate alone, so CE gets as many trials
-   as every other method). Each trial is trained with the ``tune_seeds`` and scored on the validation split
-   carved from the training set (``val_fraction`` > 0; the test set is never used for a choice). The best
-   mean validation accuracy wins (ties: lower validation NLL). *Interior check*: a winner whose learning
-   rate (or knob) is the smallest or largest value tried is flagged: its optimum may lie outside the range.
-2. **Final runs, paired.** The winner is retrained with every ``final_seeds`` seed; seed s fixes init, data
-   order, the validation split and label noise for every method, so differences to CE are paired.
-3. **Convergence.** CE's winner is also trained for ``longer`` × the epochs with the same seeds; the paired
-   difference (longer − budget) shows whether the budget has converged.
-4. **Statistics** (:mod:`softgrad.stats`): per (task, method, metric) the paired difference to tuned CE on
-   the test set with a 95% BCa interval, an exact permutation p-value, Holm-adjusted over the family
-   (all tasks × methods of one metric), the probability of improvement, and a verdict; per (method, metric)
-   the mean over tasks with a stratified bootstrap interval, Bonferroni-widened over the methods.
-   Metrics: accuracy, NLL and ECE on the test set, and NLL/ECE after temperature scaling.
-
-The specification lives in a parameter file's ``extra.protocol`` (see :data:`DEFAULTS` and
-``params/*/06_head_to_head.yaml``); :func:`check_spec` validates it before any training.
+The specification is a parameter file's ``extra.protocol`` (:data:`DEFAULTS`); :func:`check_spec` validates it
+before any training.
 """
 
 from __future__ import annotations
@@ -40,8 +48,8 @@ from . import stats as S
 from .config import LOSS_IMPLS, Config, ConfigError, config_id, expand
 from .store import run_dir
 
-__all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "trial_configs", "plan", "run",
-           "select", "compare", "aggregate", "budget_curves", "convergence", "ProtocolResult"]
+__all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "design", "plan", "run", "analyse",
+           "agreement", "ProtocolResult"]
 
 # method -> the config settings it is made of (its knobs are set on top)
 METHODS = {
@@ -55,22 +63,26 @@ METHODS = {
 # metric -> (result column on the test set, higher is better)
 METRICS = {"acc": ("test_acc", True), "nll": ("test_nll", False), "ece": ("test_ece", False),
            "nll_ts": ("test_nll_ts", False), "ece_ts": ("test_ece_ts", False)}
+SCALES = ("log", "linear")
+
 DEFAULTS = {
     "tasks": {"task": {}},
     "methods": {"ce": {}},
     "lr": [0.01, 1.0],
-    "trials": 8,
-    "tune_seeds": [0],
-    "final_seeds": [1, 2, 3],
-    "longer": 2.0,
+    "trials": 32,  # N: the pool of trial indices per task
+    "select": 8,  # T: the random-search budget of the estimand
+    "seed_base": 1000,  # index i trains with seed seed_base + i
     "sample_seed": 0,
+    "longer": 2.0,
+    "longer_trials": 8,
     "margins": {"acc": 0.005, "nll": 0.02, "ece": 0.005, "nll_ts": 0.02, "ece_ts": 0.005},
     "confidence": 0.95,
     "alpha": 0.05,
+    "bootstrap": 2000,
+    "subsets": 500,
     "workers": 1,
-    "numerics_replicates": ["auto"],
+    "rerun_loss_impl": "fused",  # the robustness rerun: the whole protocol again with this implementation
 }
-SCALES = ("log", "linear")
 
 
 def _fail(key: str, msg: str):
@@ -90,10 +102,13 @@ def _range(key, v, positive=False):
     return lo, hi, scale
 
 
+def _int(s, key, lo):
+    if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < lo:
+        _fail(key, f"must be an int >= {lo}, got {s[key]!r}")
+
+
 def check_spec(spec: dict | None) -> dict:
     """``extra.protocol`` merged over :data:`DEFAULTS`, validated; raises :class:`ConfigError` naming the key."""
-    if spec is None:
-        _fail("", "missing: this notebook needs extra.protocol")
     if not isinstance(spec, dict):
         _fail("", f"must be a mapping, got {type(spec).__name__}")
     unknown = sorted(set(spec) - set(DEFAULTS))
@@ -107,29 +122,26 @@ def check_spec(spec: dict | None) -> dict:
         for name, v in s[key].items():
             if not isinstance(v, dict):
                 _fail(f"{key}.{name}", f"must be a mapping, got {v!r}")
-    if "ce" not in s["methods"]:
-        _fail("methods", "must include 'ce' (the baseline every method is compared with)")
-    if s["methods"]["ce"]:
-        _fail("methods.ce", f"CE has no knob (its learning rate is tuned like every method's), got {s['methods']['ce']}")
+    if "ce" not in s["methods"] or s["methods"]["ce"]:
+        _fail("methods", "must include 'ce' with no knob (its learning rate is tuned like every method's)")
     for name, knobs in s["methods"].items():
         if name not in METHODS:
             _fail("methods", f"method must be one of {list(METHODS)}, got {name!r}")
         for k, v in knobs.items():
             _range(f"methods.{name}.{k}", v)
     _range("lr", s["lr"], positive=True)
-    for key in ("trials", "workers"):
-        if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 1:
-            _fail(key, f"must be a positive int, got {s[key]!r}")
-    for key in ("tune_seeds", "final_seeds"):
-        v = s[key]
-        if not (isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
-                and len(set(v)) == len(v)):
-            _fail(key, f"must be a non-empty list of distinct non-negative ints, got {v!r}")
-    if len(s["final_seeds"]) < 2:
-        _fail("final_seeds", "needs at least 2 seeds for a paired interval")
-    if set(s["tune_seeds"]) & set(s["final_seeds"]):
-        _fail("final_seeds", "must not share seeds with tune_seeds (the reported runs are fresh draws)")
-    if not isinstance(s["longer"], (int, float)) or isinstance(s["longer"], bool) or s["longer"] < 1:
+    _int(s, "trials", 2)
+    _int(s, "select", 1)
+    if s["select"] > s["trials"]:
+        _fail("select", f"must be <= trials ({s['trials']}), got {s['select']}")
+    for key, lo in (("seed_base", 0), ("sample_seed", 0), ("longer_trials", 0), ("bootstrap", 100),
+                    ("subsets", 10), ("workers", 1)):
+        _int(s, key, lo)
+    if s["longer_trials"] > s["trials"]:
+        _fail("longer_trials", f"must be <= trials ({s['trials']}), got {s['longer_trials']}")
+    if s["rerun_loss_impl"] is not None and s["rerun_loss_impl"] not in LOSS_IMPLS:
+        _fail("rerun_loss_impl", f"must be one of {list(LOSS_IMPLS)} or null (no rerun), got {s['rerun_loss_impl']!r}")
+    if isinstance(s["longer"], bool) or not isinstance(s["longer"], (int, float)) or s["longer"] < 1:
         _fail("longer", f"must be a number >= 1 (1: no convergence check), got {s['longer']!r}")
     for key in ("confidence", "alpha"):
         if not isinstance(s[key], float) or not 0 < s[key] < 1:
@@ -139,11 +151,6 @@ def check_spec(spec: dict | None) -> dict:
             _fail(f"margins.{m}", f"metric must be one of {list(METRICS)}")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             _fail(f"margins.{m}", f"must be a non-negative number, got {v!r}")
-    reps = s["numerics_replicates"]
-    if not (isinstance(reps, list) and reps and all(r in LOSS_IMPLS for r in reps) and len(set(reps)) == len(reps)):
-        _fail("numerics_replicates", f"must be a non-empty list of distinct values from {list(LOSS_IMPLS)}, got {reps!r}")
-    if isinstance(s["sample_seed"], bool) or not isinstance(s["sample_seed"], int):
-        _fail("sample_seed", f"must be an int, got {s['sample_seed']!r}")
     return s
 
 
@@ -180,246 +187,198 @@ def _round(x: float) -> float:
     return float(f"{x:.3g}")  # readable settings; the sampled design is unchanged at 3 digits
 
 
-def trial_settings(spec: dict, method: str) -> list[dict]:
-    """The method's ``trials`` settings ({'lr': ..., knob: ...}): a seeded Latin hypercube (scipy.stats.qmc)
-    over the learning rate and the knobs, log or linear per range. The same design for every task."""
+def _column(u: np.ndarray, lo: float, hi: float, scale: str) -> np.ndarray:
+    return np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))) if scale == "log" else lo + u * (hi - lo)
+
+
+def _stream(spec: dict, name: str) -> np.random.Generator:
+    # one stream per name (name-seeded), so adding a method does not move the others' draws
+    return np.random.default_rng([spec["sample_seed"], *name.encode()])
+
+
+def design(spec: dict) -> dict[str, list[dict]]:
+    """method -> N settings ({'lr', knob: ...}), index i the same trial index for every method.
+
+    The learning rate is one Latin-hypercube column shared by all methods (index i: the same stratum and
+    value); each method's knobs are its own Latin-hypercube columns (scipy.stats.qmc)."""
     from scipy.stats import qmc
 
-    names = ["lr", *spec["methods"][method]]
-    ranges = [_range("lr", spec["lr"], True)] + [_range(k, v) for k, v in spec["methods"][method].items()]
-    # one stream per method (name-seeded), so adding a method does not move the others' trials
-    seed = spec["sample_seed"] * 1_000_003 + sum(ord(c) * 31 ** i for i, c in enumerate(method)) % 1_000_003
-    u = qmc.LatinHypercube(d=len(names), rng=np.random.default_rng(seed)).random(spec["trials"])
-    out = []
-    for row in u:
-        s = {}
-        for name, (lo, hi, scale), x in zip(names, ranges, row):
-            s[name] = _round(math.exp(math.log(lo) + x * (math.log(hi) - math.log(lo))) if scale == "log"
-                             else lo + x * (hi - lo))
-        out.append(s)
+    n = spec["trials"]
+    lr = _column(qmc.LatinHypercube(d=1, rng=_stream(spec, "lr")).random(n)[:, 0], *_range("lr", spec["lr"], True))
+    out = {}
+    for method, knobs in spec["methods"].items():
+        cols = {}
+        if knobs:
+            u = qmc.LatinHypercube(d=len(knobs), rng=_stream(spec, method)).random(n)
+            cols = {k: _column(u[:, j], *_range(k, v)) for j, (k, v) in enumerate(knobs.items())}
+        out[method] = [{"lr": _round(lr[i]), **{k: _round(c[i]) for k, c in cols.items()}} for i in range(n)]
     return out
 
 
-def trial_configs(task_cfg: Config, spec: dict, method: str) -> list[tuple[dict, Config]]:
-    """[(setting, config)] of the method's tuning runs on one task (every trial × every tune seed)."""
-    out = []
-    for s in trial_settings(spec, method):
-        knobs = {k: v for k, v in s.items() if k != "lr"}
-        for seed in spec["tune_seeds"]:
-            out.append((s, _with(task_cfg, method, knobs, s["lr"], seed)))
-    return out
+def _configs(task_cfgs: dict, spec: dict) -> tuple[list[dict], list[Config]]:
+    rows, cfgs = [], []
+    settings = design(spec)
+    for task, tc in task_cfgs.items():
+        for method in spec["methods"]:
+            for i, s in enumerate(settings[method]):
+                c = _with(tc, method, {k: v for k, v in s.items() if k != "lr"}, s["lr"], spec["seed_base"] + i)
+                rows.append({"task": task, "method": method, "trial": i, "setting": s})
+                cfgs.append(c)
+                if method == "ce" and i < spec["longer_trials"] and spec["longer"] > 1:
+                    rows.append({"task": task, "method": "ce_longer", "trial": i, "setting": s})
+                    cfgs.append(c.replace(epochs=int(round(c.epochs * spec["longer"]))))
+    return rows, cfgs
 
 
 def plan(base: dict, spec: dict) -> list[Config]:
-    """Every tuning config (validated), for the up-front check of a parameter file. Final runs depend on
-    the tuning results, so they are built after it (from settings already validated here)."""
+    """Every config the protocol trains (validated), for the up-front check of a parameter file."""
     spec = check_spec(spec)
-    return [c for t in tasks(base, spec).values() for m in spec["methods"] for _, c in trial_configs(t, spec, m)]
+    return _configs(tasks(base, spec), spec)[1]
 
 
 @dataclasses.dataclass
 class ProtocolResult:
     spec: dict
-    trials: pd.DataFrame  # one row per (task, method, trial): setting, mean validation metrics
-    chosen: pd.DataFrame  # one row per (task, method): the winning setting and the interior flags
-    finals: pd.DataFrame  # one row per (task, method, seed): final-epoch metrics of the final runs
-    histories: pd.DataFrame  # per-epoch rows of the final runs (and CE's longer runs: method 'ce_longer')
-    comparisons: pd.DataFrame  # one row per (task, method, metric): paired difference to CE, verdict
-    aggregate: pd.DataFrame  # one row per (method, metric): mean over tasks, stratified interval
-    budget: pd.DataFrame  # expected best validation accuracy against the number of trials
-    convergence: pd.DataFrame  # per task: CE longer − CE at budget (paired), test accuracy
-    # one row per verdict (task or 'all tasks', method, metric): the verdict under each numerics replicate and
-    # whether they agree; comparisons/aggregate hold the first replicate's numbers, with 'inconclusive at this
-    # budget' wherever the replicates' verdicts differ
-    replicates: pd.DataFrame | None = None
-
-
-def _frame(results: list[dict]) -> pd.DataFrame:
-    from .store import results_frame
-
-    return results_frame(results)
-
-
-UNSTABLE = "inconclusive at this budget"
+    pool: pd.DataFrame  # one row per (task, method, trial): setting, validation and test metrics
+    comparisons: pd.DataFrame  # per (task, method, metric): E_T, Δ, Holm-level interval, verdict, P(beats CE)
+    aggregate: pd.DataFrame  # per (method, metric): mean Δ over tasks, stratified interval, verdict
+    budget: pd.DataFrame  # per (task, method, T): E_T of validation and test accuracy
+    convergence: pd.DataFrame  # per task: CE longer − CE at budget on the same indices (test accuracy)
+    histories: pd.DataFrame  # per-epoch rows of every run
 
 
 def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool | None = None,
-        executor: str | None = None) -> ProtocolResult:
-    """Tune, retrain, compare (see the module docstring). Finished runs are read back, never recomputed.
-    ``progress`` None: bars unless ``SOFTGRAD_PROGRESS=0`` (as in notebook kernels, so an executed notebook
-    has no progress output that nbval would compare).
+        executor: str | None = None, loss_impl: str | None = None) -> ProtocolResult:
+    """Train the pool (finished runs are read back, never recomputed) and :func:`analyse` it.
 
-    With several ``numerics_replicates`` (``Config.loss_impl``: the same losses computed by implementations
-    that agree to rounding) the whole protocol, tuning included, runs once per replicate; a verdict stands only
-    if every replicate reaches it, else it is *inconclusive at this budget* (rounding differences grow over
-    training and can change which trial wins; a verdict that depends on them is not evidence)."""
-    from .runs import default_progress
+    ``loss_impl`` (``Config.loss_impl``) trains every run with that implementation of the losses: the
+    robustness rerun (``spec['rerun_loss_impl']``) is the whole protocol again under the other one, a test of
+    the protocol, compared with :func:`agreement` (it decides no verdict)."""
+    from .runs import default_progress, run_grid
+    from .store import results_frame
 
     progress = default_progress() if progress is None else progress
     spec = check_spec(spec)
     out = run_dir(profile, out_root)
     executor = executor or ("processes" if spec["workers"] > 1 else "local")
-    kw = dict(executor=executor, workers=spec["workers"] if executor == "processes" else None, progress=progress)
-    task_cfgs = tasks(base, spec)
-    results = {rep: _run_replicate({t: c.replace(loss_impl=rep) for t, c in task_cfgs.items()}, spec, out, kw, rep)
-               for rep in spec["numerics_replicates"]}
-    first = results[spec["numerics_replicates"][0]]
-    if len(results) == 1:
-        return first
-    rows = []
-    for level, frame, keys in (("task", "comparisons", ["task", "method", "metric"]),
-                               ("all tasks", "aggregate", ["method", "metric"])):
-        merged = None
-        for rep, r in results.items():
-            v = getattr(r, frame)[keys + ["verdict"]].rename(columns={"verdict": rep})
-            merged = v if merged is None else merged.merge(v, on=keys)
-        merged["agree"] = merged[list(results)].nunique(axis=1) == 1
-        if level == "all tasks":
-            merged.insert(0, "task", "all tasks")
-        rows.append(merged)
-        unstable = set(map(tuple, merged.loc[~merged.agree, keys].to_numpy()))
-        tab = getattr(first, frame)
-        tab.loc[[tuple(k) in unstable for k in tab[keys].to_numpy()], "verdict"] = UNSTABLE
-    return dataclasses.replace(first, replicates=pd.concat(rows, ignore_index=True))
+    task_cfgs = {t: c if loss_impl is None else c.replace(loss_impl=loss_impl) for t, c in tasks(base, spec).items()}
+    rows, cfgs = _configs(task_cfgs, spec)
+    res = run_grid(cfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
+                   progress=progress, desc="pooled trials" + (f" [{loss_impl}]" if loss_impl else ""))
+    keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
+    hist = results_frame(res).merge(keys[["run_id", "task", "method", "trial"]], on="run_id")
+    fin = hist[hist["final"]].set_index("run_id")
+    pool = keys.join(fin[[c for c in ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "train_time"]
+                          if c in fin]], on="run_id")
+    return analyse(pool, spec, hist)
 
 
-def _run_replicate(task_cfgs: dict, spec: dict, out: Path, kw: dict, rep: str) -> ProtocolResult:
-    from .runs import run_grid
-
-    tag = "" if rep == "auto" else f" [{rep}]"
-    # 1. tuning
-    rows, cfgs = [], []
-    for task, tc in task_cfgs.items():
-        for method in spec["methods"]:
-            for i, (s, c) in enumerate(trial_configs(tc, spec, method)):
-                rows.append({"task": task, "method": method, "trial": i // len(spec["tune_seeds"]), **{"setting": s},
-                             "run_id": config_id(c)})
-                cfgs.append(c)
-    res = run_grid(cfgs, out, desc="tuning" + tag, **kw)
-    val = pd.DataFrame(rows)
-    val["val_acc"] = [r["final"]["val_acc"] for r in res]
-    val["val_nll"] = [r["final"]["val_nll"] for r in res]
-    trials = (val.groupby(["task", "method", "trial"], sort=False)
-              .agg(setting=("setting", "first"), val_acc=("val_acc", "mean"), val_nll=("val_nll", "mean"))
-              .reset_index())
-    chosen = select(trials)
-    # 2. final runs, 3. CE for longer
-    frows, fcfgs = [], []
-    for r in chosen.itertuples():
-        tc = task_cfgs[r.task]
-        knobs = {k: v for k, v in r.setting.items() if k != "lr"}
-        for seed in spec["final_seeds"]:
-            c = _with(tc, r.method, knobs, r.setting["lr"], seed)
-            frows.append((r.task, r.method, seed))
-            fcfgs.append(c)
-            if r.method == "ce" and spec["longer"] > 1:
-                frows.append((r.task, "ce_longer", seed))
-                fcfgs.append(c.replace(epochs=int(round(c.epochs * spec["longer"]))))
-    fres = run_grid(fcfgs, out, desc="final" + tag, **kw)
-    hist = _frame(fres)
-    keys = pd.DataFrame(frows, columns=["task", "method", "seed"]).assign(run_id=[r["run_id"] for r in fres])
-    hist = hist.drop(columns=[c for c in ("method",) if c in hist]).merge(keys.drop(columns="seed"), on="run_id")
-    finals = hist[hist["final"]].copy()
-    comparisons = compare(finals[finals.method != "ce_longer"], spec)
-    return ProtocolResult(spec, trials, chosen, finals[finals.method != "ce_longer"], hist, comparisons,
-                          aggregate(finals[finals.method != "ce_longer"], spec), budget_curves(trials, spec),
-                          convergence(finals))
+def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[np.ndarray, np.ndarray]:
+    g = pool[(pool.task == task) & (pool.method == method)].sort_values("trial")
+    return g.val_acc.to_numpy(float), g[col].to_numpy(float)
 
 
-def select(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, method): the trial with the best mean validation accuracy (ties: lower validation NLL),
-    with interior flags: ``edge`` lists the settings (lr, knobs) at the smallest or largest value tried."""
-    out = []
-    for (task, method), g in trials.groupby(["task", "method"], sort=False):
-        g = g.assign(_acc=g.val_acc.fillna(-1.0), _nll=g.val_nll.fillna(np.inf))
-        best = g.sort_values(["_acc", "_nll", "trial"], ascending=[False, True, True]).iloc[0]
-        edge = []
-        for k, v in best.setting.items():
-            tried = [s[k] for s in g.setting]
-            if v == min(tried) or v == max(tried):
-                edge.append(k)
-        out.append({"task": task, "method": method, "trial": int(best.trial), "setting": best.setting,
-                    "val_acc": float(best.val_acc), "val_nll": float(best.val_nll), "edge": edge})
-    return pd.DataFrame(out)
+def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = None) -> ProtocolResult:
+    """Every statistic of the module docstring from a pool (one row per task, method, trial with
+    ``val_acc`` and the test columns of :data:`softgrad.protocol.METRICS`). Selection reads ``val_acc`` only."""
+    spec = check_spec(spec)
+    T, B = spec["select"], spec["bootstrap"]
+    tasks_ = list(dict.fromkeys(pool.task))
+    methods = [m for m in spec["methods"] if m != "ce"]
+    n = int(pool.trial.max()) + 1
+    rng = np.random.default_rng(spec["sample_seed"])
+    boot = {t: rng.integers(0, n, (B, n)) for t in tasks_}  # one index resample per task, shared by all methods
+    rows, reps = [], []
+    for metric, (col, higher) in METRICS.items():
+        for task in tasks_:
+            vc, tc = _pool_arrays(pool, task, "ce", col)
+            ce_e = float(S.expected_selected(vc, tc, T))
+            ce_b = S.expected_selected(vc[boot[task]], tc[boot[task]], T)
+            for method in methods:
+                vm, tm = _pool_arrays(pool, task, method, col)
+                m_e = float(S.expected_selected(vm, tm, T))
+                d_b = S.expected_selected(vm[boot[task]], tm[boot[task]], T) - ce_b
+                row = {"task": task, "method": method, "metric": metric, "method_E": m_e, "ce_E": ce_e,
+                       "diff": m_e - ce_e, "higher_is_better": higher, "trials": n, "select": T}
+                if metric == "acc":
+                    pb = S.p_beats(vm, tm, vc, tc, T, higher, spec["subsets"], spec["sample_seed"])
+                    pb_b = S.p_beats(vm[boot[task]], tm[boot[task]], vc[boot[task]], tc[boot[task]], T, higher,
+                                     spec["subsets"], spec["sample_seed"])
+                    row.update(p_beats=float(pb), **dict(zip(("p_beats_lo", "p_beats_hi"),
+                                                             S.percentile_interval(pb_b, spec["confidence"]))))
+                rows.append(row)
+                reps.append(d_b)
+    cmp = pd.DataFrame(rows)
+    for metric, g in cmp.groupby("metric", sort=False):
+        h = S.holm_intervals([reps[i] for i in g.index], spec["alpha"])
+        for i, r in zip(g.index, h):
+            cmp.loc[i, ["level", "lo", "hi", "p"]] = [r["level"], r["lo"], r["hi"], r["p"]]
+            cmp.loc[i, "rejected"] = r["rejected"]
+            shift = reps[i] - cmp.loc[i, "diff"]  # each replicate: a plausible rerun, the interval moved with it
+            v = S.interval_verdict(r["lo"], r["hi"], r["rejected"], spec["margins"][metric], cmp.loc[i, "higher_is_better"])
+            cmp.loc[i, "verdict"] = v
+            cmp.loc[i, "predicted_agreement"] = float(np.mean([
+                S.interval_verdict(r["lo"] + s, r["hi"] + s, (r["lo"] + s > 0) or (r["hi"] + s < 0),
+                                   spec["margins"][metric], cmp.loc[i, "higher_is_better"]) == v for s in shift]))
+    cmp["rejected"] = cmp["rejected"].astype(bool)
+    agg = _aggregate(cmp, reps, spec, methods)
+    budget = pd.DataFrame([{"task": t, "method": m, "T": k,
+                            "val_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "val_acc"), k)),
+                            "test_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "test_acc"), k))}
+                           for t in tasks_ for m in spec["methods"] for k in range(1, max(1, n // 4) + 1)])
+    return ProtocolResult(spec, pool, cmp, agg, budget, _convergence(pool, spec, tasks_),
+                        histories if histories is not None else pd.DataFrame())
 
 
-def compare(finals: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """Paired differences (method − tuned CE) per (task, method, metric), Holm-adjusted per metric."""
-    rows = []
-    for task, g in finals.groupby("task", sort=False):
-        ce = g[g.method == "ce"].set_index("seed")
-        for method, m in g[g.method != "ce"].groupby("method", sort=False):
-            m = m.set_index("seed")
-            seeds = sorted(set(m.index) & set(ce.index))
-            for metric, (col, higher) in METRICS.items():
-                if col not in m or col not in ce:
-                    continue
-                x, y = m.loc[seeds, col].to_numpy(float), ce.loc[seeds, col].to_numpy(float)
-                d = S.paired_difference(x, y, confidence=spec["confidence"])
-                poi = S.probability_of_improvement(x, y, higher_is_better=higher, confidence=spec["confidence"])
-                rows.append({"task": task, "method": method, "metric": metric, "method_mean": float(x.mean()),
-                             "ce_mean": float(y.mean()), "diff": d["mean"], "lo": d["lo"], "hi": d["hi"],
-                             "p": d["p"], "poi": poi["poi"], "poi_lo": poi["lo"], "poi_hi": poi["hi"],
-                             "seeds": d["n"], "higher_is_better": higher})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    df["p_holm"] = np.nan
-    for metric, g in df.groupby("metric"):
-        df.loc[g.index, "p_holm"] = S.holm(g["p"].to_numpy())
-    df["verdict"] = [S.verdict(r.lo, r.hi, r.p_holm, spec["margins"][r.metric], r.higher_is_better, spec["alpha"])
-                     for r in df.itertuples()]
-    return df
-
-
-def aggregate(finals: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """Per (method, metric): mean over tasks of the paired difference to CE, with a stratified bootstrap
-    interval at confidence 1 − (1 − confidence)/m over the m compared methods (Bonferroni), and the verdict
-    from it (significance: the widened interval excludes 0)."""
-    methods = [m for m in finals.method.unique() if m != "ce"]
+def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str]) -> pd.DataFrame:
+    """Mean over tasks of Δ, each task's indices resampled independently (stratified), the interval at
+    confidence 1 − (1 − confidence)/m over the m methods (Bonferroni); the verdict read off that interval."""
     conf = 1 - (1 - spec["confidence"]) / max(1, len(methods))
     rows = []
-    for method in methods:
-        for metric, (col, higher) in METRICS.items():
-            if col not in finals:
-                continue
-            diffs = []
-            for task, g in finals.groupby("task", sort=False):
-                a = g[g.method == method].set_index("seed")[col]
-                b = g[g.method == "ce"].set_index("seed")[col]
-                seeds = sorted(set(a.index) & set(b.index))
-                diffs.append((a.loc[seeds] - b.loc[seeds]).to_numpy(float))
-            r = S.stratified_mean_interval(diffs, confidence=conf)
-            sig = 0.0 if (r["lo"] > 0 or r["hi"] < 0) else 1.0
-            rows.append({"method": method, "metric": metric, "diff": r["mean"], "lo": r["lo"], "hi": r["hi"],
-                         "tasks": r["tasks"], "confidence": conf, "higher_is_better": higher,
-                         "verdict": S.verdict(r["lo"], r["hi"], sig, spec["margins"][metric], higher, spec["alpha"])})
+    for (method, metric), g in cmp.groupby(["method", "metric"], sort=False):
+        r = np.mean([reps[i] for i in g.index], axis=0)
+        lo, hi = S.percentile_interval(r, conf)
+        higher = bool(g.higher_is_better.iloc[0])
+        diff = float(g["diff"].mean())
+        verdict = S.interval_verdict(lo, hi, lo > 0 or hi < 0, spec["margins"][metric], higher)
+        shift = r - diff
+        predicted = float(np.mean([S.interval_verdict(lo + x, hi + x, lo + x > 0 or hi + x < 0,
+                                                      spec["margins"][metric], higher) == verdict for x in shift]))
+        rows.append({"method": method, "metric": metric, "diff": diff, "lo": lo, "hi": hi, "level": conf,
+                     "tasks": len(g), "higher_is_better": higher, "verdict": verdict,
+                     "predicted_agreement": predicted})
     return pd.DataFrame(rows)
 
 
-def budget_curves(trials: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """Expected best validation accuracy of n = 1..trials random trials (Dodge et al. 2019)."""
+def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str]) -> pd.DataFrame:
     rows = []
-    for (task, method), g in trials.groupby(["task", "method"], sort=False):
-        for n in range(1, spec["trials"] + 1):
-            rows.append({"task": task, "method": method, "n": n, "expected_best_val_acc":
-                         S.expected_max(g.val_acc.to_numpy(), n)})
-    return pd.DataFrame(rows)
-
-
-def convergence(finals: pd.DataFrame) -> pd.DataFrame:
-    """Per task: CE's tuned setting trained ``longer`` × the epochs minus at the budget (paired, test acc)."""
-    rows = []
-    for task, g in finals.groupby("task", sort=False):
-        a = g[g.method == "ce_longer"].set_index("seed")
-        b = g[g.method == "ce"].set_index("seed")
-        seeds = sorted(set(a.index) & set(b.index))
-        if len(seeds) < 2:
+    rng = np.random.default_rng(spec["sample_seed"])
+    for task in tasks_:
+        a = pool[(pool.task == task) & (pool.method == "ce_longer")].set_index("trial").test_acc
+        b = pool[(pool.task == task) & (pool.method == "ce")].set_index("trial").test_acc
+        idx = sorted(set(a.index) & set(b.index))
+        if len(idx) < 2:
             continue
-        for col in ("test_acc", "val_acc"):
-            d = S.paired_difference(a.loc[seeds, col], b.loc[seeds, col])
-            rows.append({"task": task, "metric": col, "epochs": int(b.epochs.iloc[0]),
-                         "longer_epochs": int(a.epochs.iloc[0]), "budget_mean": float(b.loc[seeds, col].mean()),
-                         "longer_mean": float(a.loc[seeds, col].mean()), "diff": d["mean"], "lo": d["lo"],
-                         "hi": d["hi"]})
+        d = (a.loc[idx] - b.loc[idx]).to_numpy(float)
+        r = d[rng.integers(0, len(d), (spec["bootstrap"], len(d)))].mean(axis=1)
+        lo, hi = S.percentile_interval(r, spec["confidence"])
+        rows.append({"task": task, "trials": len(idx), "budget_mean": float(b.loc[idx].mean()),
+                     "longer_mean": float(a.loc[idx].mean()), "diff": float(d.mean()), "lo": lo, "hi": hi})
     return pd.DataFrame(rows)
+
+
+def agreement(a: ProtocolResult, b: ProtocolResult) -> dict:
+    """How many categorical verdicts two runs of the protocol share (per task and across tasks):
+    ``{'table', 'n', 'agree', 'rate', 'swaps', 'inconclusive', 'predicted'}``. ``swaps`` counts
+    reproduced <-> reversed; ``predicted`` is the mean of ``a``'s bootstrap-predicted agreement."""
+    keys = ["task", "method", "metric"]
+    ta = pd.concat([a.comparisons[keys + ["verdict", "predicted_agreement"]],
+                    a.aggregate.assign(task="all tasks")[keys + ["verdict", "predicted_agreement"]]])
+    tb = pd.concat([b.comparisons[keys + ["verdict"]], b.aggregate.assign(task="all tasks")[keys + ["verdict"]]])
+    t = ta.merge(tb, on=keys, suffixes=("", "_rerun"))
+    t["agree"] = t.verdict == t.verdict_rerun
+    pair = {frozenset((S.VERDICTS[0], S.VERDICTS[1]))}
+    swaps = int(sum(frozenset((x, y)) in pair for x, y in zip(t.verdict, t.verdict_rerun)))
+    return {"table": t, "n": len(t), "agree": int(t.agree.sum()), "rate": float(t.agree.mean()), "swaps": swaps,
+            "inconclusive": float((t.verdict == S.VERDICTS[3]).mean()),
+            "predicted": float(t.predicted_agreement.mean())}
