@@ -266,7 +266,8 @@ def test_failed_atomic_write_leaves_nothing(tmp_path):
 # ------------------------------------------------------------------ run id, threads, mixed precision
 
 
-def test_thread_count_is_part_of_the_run_id():
+def test_thread_count_is_part_of_the_run_id(monkeypatch):
+    monkeypatch.delenv("SOFTGRAD_THREADS", raising=False)  # the override (softgrad.goldens) would equalise them
     one, two = C.Config(threads=1), C.Config(threads=2)
     assert C.config_id(one) != C.config_id(two)
     default = C.Config(threads=0)
