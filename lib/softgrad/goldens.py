@@ -114,7 +114,7 @@ def protocol_checks(R, chance: float, margin: float) -> None:
     Its intervals and verdicts are not among them at the ci profile's toy scale (a handful of trials, 3
     epochs): they move when rounding changes a trial's result (measured under the previous protocol: BCa
     bounds up to 1.4 points under the 'default' ISA, 0.8 under AVX-512 vs AVX2). Shown instead: that every
-    verdict is one of the four and agrees with its own interval (the rule of :func:`softgrad.stats.verdict`),
+    verdict is one of the four and agrees with its own interval (the rule of :func:`softgrad.stats.interval_verdict`),
     and that CE trained (its E_T test accuracy beats ``chance`` by ``margin`` on every task)."""
     import math
 
