@@ -43,7 +43,7 @@ page_header(NB, P)
 # Rivals are held equal, so $p_t$ alone fixes the logits ($C$ classes). Temperature and SGT are shown
 # at matching values ($\beta=\alpha=0.3$): their curves differ only by the factor $1/\alpha$.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-00-profiles", "caption": "The target-gradient profile $g(p_t)=|\\partial L/\\partial z_t|$ of every method against the target probability, rivals held equal (log scale). Dashed: the strong settings of the two β-methods. {glue:md}`fig_00_profiles_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-00-profiles", "caption": "{glue:md}`fig_00_profiles_num` The target-gradient profile $g(p_t)=|\\partial L/\\partial z_t|$ of every method against the target probability, rivals held equal (log scale). Dashed: the strong settings of the two β-methods. {glue:md}`fig_00_profiles_src`"}}
 curves = {
     "CE": ("ce", {}),
     "temperature β=0.3": ("temperature", {"beta": 0.3}),

@@ -32,9 +32,11 @@
 #
 # **What this book finds.** Best δ = {glue:text}`as_best_delta:g`:
 # {glue:text}`as_acc_best:.4f` vs CE
-# {glue:text}`as_acc_ce:.4f`. AS-Speed took
-# {glue:text}`as_speed_step_ratio:.2f`× fewer optimizer steps than CE and its
-# wall-clock speed-up on this machine was {glue:text}`as_speed_speedup:.2f`×.
+# {glue:text}`as_acc_ce:.4f`. AS-Speed ended at
+# {glue:text}`as_speed_acc:.4f` after {glue:text}`as_speed_step_ratio:.2f`× fewer optimizer steps than CE. To
+# reach CE's accuracy (less 0.5 points) it needed {glue:text}`as_speed_steps_ratio:.2f`× fewer steps and
+# {glue:text}`as_speed_speedup:.2f`× less wall-clock time than CE (a ratio of 0: it never got there; intervals
+# in the last section).
 # Correlation of training loss with test accuracy over epochs: AS
 # {glue:text}`as_corr_as:.2f`, softmax
 # {glue:text}`as_corr_ce:.2f`.
@@ -73,6 +75,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from softgrad import analysis as A
+from softgrad import claims as C
 from softgrad.plots import show, summary_table, table
 from softgrad.book import page_header
 from softgrad.runs import notebook_params, run_params
@@ -87,7 +90,7 @@ page_header(NB, P)
 # %% [markdown]
 # ## δ sweep and the zero-loss fraction over training
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-delta-sweep", "caption": "Left: test accuracy against AS-Softmax's δ, mean ± std over seeds. Right: the fraction of training samples with zero loss over epochs, one line per δ. {glue:md}`fig_05_delta_sweep_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-delta-sweep", "caption": "{glue:md}`fig_05_delta_sweep_num` Left: test accuracy against AS-Softmax's δ, mean ± std over seeds. Right: the fraction of training samples with zero loss over epochs, one line per δ. {glue:md}`fig_05_delta_sweep_src`"}}
 sw = df[df.sweep == "delta"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 A.errorbars(axes[0], sw, "delta", "test_acc", logx=True)
@@ -109,46 +112,68 @@ glue("as_best_delta", float(s.test_acc_mean.idxmax()), display=False)
 glue("as_zero_frac", float(s.loc[P["extra"]["speed_delta"], "train_zero_frac_mean"]), display=False)
 
 # %% [markdown]
-# ## AS-Speed: wall clock and optimizer steps at equal accuracy
+# ## AS-Speed: time and optimizer steps to CE's accuracy
 # Gradient accumulation saves optimizer steps, not forward/backward passes; the paper claims ≈1.2× faster
-# training. Timings are this machine's (CPU, 2 threads) and include the zero-loss counting.
+# training at equal quality. Measured as it states it: per run, the wall-clock time and the optimizer steps
+# spent until the test accuracy first reaches the final accuracy of CE's run with the same seed minus 0.5
+# points (the book's tolerance for "equal quality"), interpolated within the epoch where it crosses; then CE's mean over
+# AS-Speed's, with a bootstrap interval over seeds. Timings are this machine's (CPU; in the quick profile two
+# runs at a time, one thread each) and include the zero-loss counting that drives the rule. The right panel
+# shows what the rule did: the accumulation window k at the end of each epoch (it never shrinks, grows by at
+# most 1 per window and stops at `as_speed_kmax`).
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-as-speed", "caption": "Optimizer steps saved (left) and wall-clock speed-up (right, this machine) of AS-Softmax with and without AS-Speed, relative to CE; the dashed line is the paper's 1.2×. {glue:md}`fig_05_as_speed_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-as-speed", "caption": "{glue:md}`fig_05_as_speed_num` Left and middle: optimizer steps and wall-clock time (this machine) until the test accuracy first reaches CE's final accuracy minus 0.5 points, per run (dots) and mean over seeds (bars), for CE, AS-Softmax and AS-Softmax with AS-Speed. Right: AS-Speed's accumulation window k at the end of each epoch, one line per seed. {glue:md}`fig_05_as_speed_src`"}}
 d0 = P["extra"]["speed_delta"]
-rows = {"softmax (CE)": A.final(df[df.sweep == "baseline"]),
-        f"AS-Softmax δ={d0:g}": A.final(sw[sw.delta == d0]),
-        f"AS-Softmax δ={d0:g} + AS-Speed": A.final(df[df.sweep == "speed"])}
-t = pd.DataFrame({k: {"test_acc": v.test_acc.mean(), "test_acc_std": v.test_acc.std(),
-                      "opt_steps": v.total_opt_steps.mean(), "train_time_s": v.train_time.median()}
-                  for k, v in rows.items()}).T
-t["speed-up vs CE (median time)"] = t.loc["softmax (CE)", "train_time_s"] / t["train_time_s"]
-t["step ratio vs CE"] = t.loc["softmax (CE)", "opt_steps"] / t["opt_steps"]
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
-ax[0].barh(t.index, t["step ratio vs CE"], color="tab:red", alpha=0.7)
-ax[0].axvline(1.0, color="k", lw=0.8)
-ax[0].set_xlabel("optimizer steps: CE / method")
-ax[1].barh(t.index, t["speed-up vs CE (median time)"], color="tab:red", alpha=0.4)
-ax[1].axvline(1.2, color="k", ls="--", lw=0.8, label="paper's claim 1.2×")
-ax[1].set_xlabel("wall-clock speed-up vs CE (this machine)")
-ax[1].legend(fontsize=8)
-show(fig, "05_as_speed", profile, NB, runs=sum(len(v) for v in rows.values()))
+parts = {"softmax (CE)": df[df.sweep == "baseline"], f"AS-Softmax δ={d0:g}": sw[sw.delta == d0],
+         f"AS-Softmax δ={d0:g} + AS-Speed": df[df.sweep == "speed"]}
+ce_final = A.final(parts["softmax (CE)"]).set_index("seed")["test_acc"]
+speed = []
+for name, part in parts.items():
+    for s_, one in part.groupby("seed"):  # target: CE's final accuracy of the same seed, less 0.5 points
+        f = A.final(one).set_index("run_id")
+        f["time_to"] = A.time_to(one, "test_acc", ce_final[s_] - 0.005, "epoch_time")
+        f["steps_to"] = A.time_to(one, "test_acc", ce_final[s_] - 0.005, "opt_steps")
+        speed.append(f.reset_index().assign(setting=name))
+speed = pd.concat(speed)
+fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
+names = list(parts)
+for i, col in enumerate(["steps_to", "time_to"]):
+    m = speed.groupby("setting", sort=False)[col].mean().reindex(names)
+    ax[i].barh(names, m.fillna(0), color="tab:red", alpha=0.4)
+    for j, n in enumerate(names):
+        v = speed.loc[speed.setting == n, col]
+        ax[i].plot(v, np.full(len(v), j), "k.", ms=4)
+        if v.isna().any():  # a run that never got there has no bar: say so on the bar's line
+            ax[i].text(0.02, j, f"{int(v.isna().sum())} of {len(v)} runs never reached it", va="center",
+                       fontsize=8, transform=ax[i].get_yaxis_transform())
+ax[0].set_xlabel("optimizer steps to CE's accuracy")
+ax[1].set_xlabel("seconds to CE's accuracy (this machine)")
+ax[1].set_yticks([])
+spd = df[df.sweep == "speed"]
+for s_, sub in spd.groupby("seed"):
+    sub = sub[sub.epoch > 0].sort_values("epoch")
+    ax[2].step(sub.epoch, sub.accum_k, where="post", alpha=0.7, label=f"seed {s_}")
+kmax = int(spd.as_speed_kmax.max())
+ax[2].set_yticks(range(1, kmax + 1))
+ax[2].set_ylim(0.5, kmax + 0.5)
+ax[2].set_xlabel("epoch")
+ax[2].set_ylabel("accumulation window k (end of epoch)")
+ax[2].legend(fontsize=7)
+show(fig, "05_as_speed", profile, NB, runs=speed.run_id.nunique())
 
 # %% tags=["hide-input"]
-display(table(t[["test_acc", "test_acc_std", "opt_steps", "step ratio vs CE"]].rename_axis("setting").reset_index(),
-              names={"test_acc": "test accuracy, mean over seeds", "test_acc_std": "std over seeds",
-                     "opt_steps": "optimizer steps", "step ratio vs CE": "steps: CE ÷ method"},
-              formats={"test accuracy, mean over seeds": "{:.4f}", "std over seeds": "{:.4f}",
-                       "optimizer steps": "{:,.0f}", "steps: CE ÷ method": "{:.2f}"}))
-
-# %% tags=["hide-input"]
-k = f"AS-Softmax δ={d0:g} + AS-Speed"
-glue("as_speed_step_ratio", float(t.loc[k, "step ratio vs CE"]), display=False)
-glue("as_speed_acc", float(t.loc[k, "test_acc"]), display=False)
-
-# %% tags=["nbval-ignore-output", "hide-input"]
-# wall-clock numbers differ from run to run: nbval does not compare this cell's output
-print(t["speed-up vs CE (median time)"].round(2).to_string())
-glue("as_speed_speedup", float(t.loc[k, "speed-up vs CE (median time)"]), display=False)
+k_speed = f"AS-Softmax δ={d0:g} + AS-Speed"
+t = speed.groupby("setting", sort=False).agg(test_acc=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
+                                            opt_steps=("total_opt_steps", "mean"), steps_to=("steps_to", "mean"),
+                                            reached=("steps_to", lambda v: f"{int(v.notna().sum())} of {len(v)}"))
+display(table(t.rename_axis("setting").reset_index(),
+              names={"test_acc": "final test accuracy, mean over seeds", "test_acc_std": "std over seeds",
+                     "opt_steps": "optimizer steps in training", "steps_to": "optimizer steps to CE's accuracy",
+                     "reached": "runs that reached it"},
+              formats={"final test accuracy, mean over seeds": "{:.4f}", "std over seeds": "{:.4f}",
+                       "optimizer steps in training": "{:,.0f}", "optimizer steps to CE's accuracy": "{:,.0f}"}))
+glue("as_speed_acc", float(t.loc[k_speed, "test_acc"]), display=False)
+glue("as_speed_step_ratio", float(t.loc["softmax (CE)", "opt_steps"] / t.loc[k_speed, "opt_steps"]), display=False)
 
 # %% [markdown]
 # ## Does the training loss track validation accuracy?
@@ -175,3 +200,32 @@ glue("as_corr_ce", float(r_ce.mean()), display=False)
 wu = A.final(df[df.sweep == "warmup"])
 display(summary_table(A.summarize(wu, ["delta_ratio"], metrics=("test_acc",)), ["test_acc_mean", "test_acc_std"]))
 print(f"fixed δ={d0:g}: {A.final(sw[sw.delta == d0]).test_acc.mean():.4f}")
+
+# %% [markdown]
+# ## This chapter's claims, with intervals
+# Each statistic is recomputed on 1,000 bootstrap resamples of the seeds (all runs of a seed resampled
+# together); the interval is the 2.5–97.5 % percentile range. The rules were fixed in
+# `softgrad.claims.CLAIMS` before these numbers were computed. AS-Speed's claims read each run until it
+# reaches the target accuracy (a run that never does counts as infinitely slow); the tracking claim reads
+# every epoch. The wall-clock ratio is this machine's and moves between reruns, so nbval does not compare it.
+
+# %% tags=["hide-input"]
+sp = speed[speed.setting.isin(["softmax (CE)", k_speed])].fillna({"time_to": np.inf, "steps_to": np.inf})
+t_speed = C.seed_table(sp, ["setting"], ["time_to", "steps_to"])
+ratio = lambda col: (lambda m: float(m[col].loc["softmax (CE)"] / m[col].loc[k_speed]))
+tr = pd.concat([r_as.rename("r").to_frame().assign(kind="AS"), r_ce.rename("r").to_frame().assign(kind="softmax")])
+tr["seed"] = tr.index.map(df.drop_duplicates("run_id").set_index("run_id")["seed"])
+est = {"as_speed_steps": C.estimate("as_speed_steps", ratio("steps_to"), [t_speed]),
+       "as_tracks": C.estimate("as_tracks", lambda m: float(m["r"].loc["AS"] - m["r"].loc["softmax"]),
+                               [C.seed_table(tr, ["kind"], ["r"])])}
+for k, v in est.items():
+    glue(f"claim_{k}", v, display=False)
+glue("as_speed_steps_ratio", est["as_speed_steps"]["est"], display=False)
+C.report(est)
+
+# %% tags=["nbval-ignore-output", "hide-input"]
+# wall-clock time differs from run to run: nbval does not compare this cell's output
+est_time = {"as_speed_time": C.estimate("as_speed_time", ratio("time_to"), [t_speed])}
+glue("claim_as_speed_time", est_time["as_speed_time"], display=False)
+glue("as_speed_speedup", est_time["as_speed_time"]["est"], display=False)
+C.report(est_time)

@@ -43,9 +43,10 @@
 #   level of its Holm step (at least 95%), so an interval excludes 0 exactly when Holm rejects — a verdict
 #   never contradicts the interval beside it. The across-task mean uses a stratified bootstrap (indices
 #   resampled within each task), Bonferroni over the methods.
-# - *Verdicts.* *Reproduced* / *reversed*: the interval excludes 0 on the claimed / other side. *No detectable
-#   effect*: the whole interval lies within ± the equivalence margin (0.5 points of accuracy and ECE, 0.02 of
-#   NLL; `extra.protocol.margins`). Otherwise *inconclusive at this budget*.
+# - *Verdicts.* *No detectable effect*: the whole interval lies within ± the equivalence margin (0.5 points of
+#   accuracy and ECE, 0.02 of NLL; `extra.protocol.margins`), checked first: an effect smaller than the
+#   margin is not the effect a paper claims, even where the interval excludes 0. Otherwise *reproduced* /
+#   *reversed*: the interval excludes 0 on the claimed / other side; otherwise *inconclusive at this budget*.
 # - *P(beats CE)*: over shared random T-subsets of the indices, the share in which the method's
 #   validation-picked model beats CE's on test (Bouthillier et al. 2021), with its bootstrap interval.
 # - *Caveats.* The selected trial's own test score is what a practitioner gets, and it favours settings whose
@@ -118,7 +119,7 @@ def ci_text(r, metric):
 # indices (same settings and seeds): validation accuracy over epochs, mean ± std over those indices, and the
 # paired test-accuracy difference with its bootstrap interval.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "Validation accuracy of CE over epochs on the convergence indices, trained for the budget (solid) and twice as long (dashed), mean ± std over the indices, one panel per task. {glue:md}`fig_06_convergence_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "{glue:md}`fig_06_convergence_num` Validation accuracy of CE over epochs on the convergence indices, trained for the budget (solid) and twice as long (dashed), mean ± std over the indices, one panel per task. {glue:md}`fig_06_convergence_src`"}}
 glue("h2h_longer_trials", spec["longer_trials"], display=False)
 h = R.histories[R.histories.method.isin(["ce", "ce_longer"]) & R.histories.val_acc.notna()
                 & (R.histories.trial < spec["longer_trials"])]
@@ -151,7 +152,7 @@ glue("h2h_conv_max_abs", float(conv["diff"].abs().max() * 100) if len(conv) else
 # Each point is Δ = E_T(method) − E_T(CE) with its interval at the level of its Holm step; colour is the
 # verdict. Accuracy and ECE in percentage points.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-forest", "caption": "Δ = E_T(method) − E_T(CE) on the test set — accuracy (points), NLL and ECE after temperature scaling (points) — with its bootstrap interval over trial indices at the level of its Holm step, coloured by verdict. {glue:md}`fig_06_forest_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-forest", "caption": "{glue:md}`fig_06_forest_num` Δ = E_T(method) − E_T(CE) on the test set — accuracy (points), NLL and ECE after temperature scaling (points) — with its bootstrap interval over trial indices at the level of its Holm step, coloured by verdict. {glue:md}`fig_06_forest_src`"}}
 fig, axes = plt.subplots(1, 3, figsize=(13, 0.32 * len(tasks) * len(methods) + 1.6), sharey=True)
 for ax, metric in zip(axes, ["acc", "nll", "ece_ts"]):
     forest(ax, R.comparisons, metric)
@@ -239,7 +240,7 @@ display(table(differ[["task", "method", "metric", "verdict", "verdict_rerun", "p
 # method's test curve crosses CE's, which of the two is better depends on the budget:
 # {glue:md}`h2h_crossings`.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-budget", "caption": "E_T — the expected test accuracy of the model a T-trial random search keeps on validation — against T, each method and task, from the pool (closed form). {glue:md}`fig_06_budget_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-budget", "caption": "{glue:md}`fig_06_budget_num` E_T — the expected test accuracy of the model a T-trial random search keeps on validation — against T, each method and task, from the pool (closed form). {glue:md}`fig_06_budget_src`"}}
 fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
 crossings = []
 for ax, t in zip(axes[0], tasks):
@@ -280,7 +281,7 @@ display(table(calw[["ece", "ece_ts", "nll", "nll_ts"]].reset_index(),
 # Training time relative to CE on the same task (median over the pool; this machine, one thread per run —
 # an indicator; chapter 08 has the controlled measurements).
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-time", "caption": "Training time of each method relative to CE on the same task (median over the pool of trials; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-time", "caption": "{glue:md}`fig_06_time_num` Training time of each method relative to CE on the same task (median over the pool of trials; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
 pool = R.pool[R.pool.method != "ce_longer"]
 tt = pool.groupby(["task", "method"], sort=False).train_time.median()
 rel = (tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()).unstack("task")

@@ -90,6 +90,9 @@ def test_interval_verdict_rules():
     assert S.interval_verdict(-0.002, 0.003, False, 0.005) == "no detectable effect"
     assert S.interval_verdict(-0.01, 0.03, False, 0.005) == "inconclusive at this budget"
     assert S.interval_verdict(float("nan"), 0.1, False, 0.005) == "inconclusive at this budget"
+    # an interval inside the margin is no detectable effect even where it excludes 0: the effect is too small
+    assert S.interval_verdict(0.001, 0.004, True, 0.005) == "no detectable effect"
+    assert S.interval_verdict(-0.004, -0.001, True, 0.005) == "no detectable effect"
 
 
 def test_p_beats():

@@ -16,7 +16,8 @@ from .config import Config, from_dict
 from .plots import axis_label
 
 __all__ = ["quantize", "final", "summarize", "errorbars", "curves", "epochs_to", "best_settings", "config_from_row",
-           "pearson", "tercile_groups", "read_glue", "reliability_plot", "fmt_pm", "loglog_slope"]
+           "pearson", "tercile_groups", "read_glue", "reliability_plot", "fmt_pm", "loglog_slope", "monotone_descent",
+           "linear_phase_length", "time_to", "steps_to"]
 
 METRICS = ("test_acc", "test_nll", "test_ece", "test_mce", "train_time")
 
@@ -67,9 +68,12 @@ def curves(ax, df: pd.DataFrame, y: str, hue: str, label=None, x: str = "epoch",
 
 
 def epochs_to(df: pd.DataFrame, metric: str, threshold: float, above: bool = True) -> pd.Series:
-    """Per run: the (linearly interpolated) epoch at which ``metric`` first crosses ``threshold``; nan if never."""
+    """Per run: the (linearly interpolated) epoch at which ``metric`` first crosses ``threshold``; nan if never.
+    Epochs without the metric (not evaluated: ``eval_every`` > 1) are skipped, so the interpolation runs
+    between evaluated epochs."""
     out = {}
     for rid, sub in df.sort_values("epoch").groupby("run_id"):
+        sub = sub[sub[metric].notna()]
         e, v = sub["epoch"].to_numpy(float), sub[metric].to_numpy(float)
         hit = v >= threshold if above else v <= threshold
         if not hit.any():
@@ -91,6 +95,53 @@ def loglog_slope(x, y) -> float:
     if ok.sum() < 2:
         return math.nan
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def monotone_descent(losses, rel_tol: float = 1e-5) -> bool:
+    """Whether a loss curve never rises: every step's loss is at most the previous one plus
+    ``rel_tol`` × the first loss (a float32 loss carries rounding of about 1e-7 relative; 1e-5 is far above it
+    and far below a real rise). For full-batch GD on a quadratic, monotone descent holds iff η < 2/λ_max."""
+    L = np.asarray(losses, float)
+    return bool(np.isfinite(L).all() and (np.diff(L) <= rel_tol * abs(L[0])).all())
+
+
+def steps_to(losses, threshold: float) -> float:
+    """Steps until a per-step loss curve first falls to ``threshold``, linearly interpolated between the two
+    steps around the crossing (0 if it starts there); nan if it never does."""
+    L = np.asarray(losses, float)
+    hit = L <= threshold
+    if not hit.any():
+        return math.nan
+    k = int(np.argmax(hit))
+    return float(k) if k == 0 else float(k - 1 + (L[k - 1] - threshold) / (L[k - 1] - L[k]))
+
+
+def linear_phase_length(losses) -> float:
+    """Steps until the per-step loss decrease ``L[k] − L[k+1]`` first falls below half of its first value
+    ``L[0] − L[1]`` (the end of the phase in which the loss falls at a constant rate); nan if it never does
+    within the curve, or if the loss did not fall at the first step."""
+    L = np.asarray(losses, float)
+    d = -np.diff(L)
+    if len(d) < 2 or not d[0] > 0:
+        return math.nan
+    below = d < d[0] / 2
+    return float(np.argmax(below)) if below.any() else math.nan
+
+
+def time_to(df: pd.DataFrame, metric: str, threshold: float, cumulative: str) -> pd.Series:
+    """Per run: the cumulative ``cumulative`` column (e.g. ``epoch_time``, ``opt_steps``) spent until ``metric``
+    first reaches ``threshold``, linearly interpolated within the epoch in which it crosses (at the same
+    fractional epoch as :func:`epochs_to`); nan if never."""
+    e = epochs_to(df, metric, threshold)
+    out = {}
+    for rid, sub in df.sort_values("epoch").groupby("run_id"):
+        if not math.isfinite(e.get(rid, math.nan)):
+            out[rid] = math.nan
+            continue
+        ep = sub["epoch"].to_numpy(float)
+        cum = np.concatenate([[0.0], np.cumsum(sub.loc[sub.epoch > 0, cumulative].to_numpy(float))])
+        out[rid] = float(np.interp(e[rid], np.concatenate([[0.0], ep[ep > 0]]), cum))
+    return pd.Series(out, name=f"{cumulative}_to_{metric}")
 
 
 def best_settings(df: pd.DataFrame, group: list[str], setting: list[str], metric: str = "test_acc",

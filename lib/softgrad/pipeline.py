@@ -58,11 +58,26 @@ def _clean(nb, source: Path):
 def validate(name: str, profile: str) -> dict:
     """Fully validate a notebook's parameter file (sweeps, and the protocol spec where it has one)."""
     p = load_params(REPO_ROOT / "params" / profile / f"{name}.yaml")
+    sweep_workers(p)
     if "protocol" in p["extra"]:
         from . import protocol
 
         protocol.plan(p["base"], p["extra"]["protocol"])
     return p
+
+
+def sweep_workers(p: dict) -> int:
+    """``extra.workers`` of a parameter file: how many runs of its sweeps train at once (default 1, in this
+    process). More than one needs ``threads: 1`` in ``base`` (two torch processes sharing cores with several
+    threads each slow small runs about 20×)."""
+    from .config import ConfigError
+
+    w = p["extra"].get("workers", 1)
+    if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+        raise ConfigError(f"extra.workers: must be an integer >= 1, got {w!r}")
+    if w > 1 and p["base"].get("threads") != 1:
+        raise ConfigError(f"extra.workers: {w} workers need base threads: 1, got threads: {p['base'].get('threads')!r}")
+    return w
 
 
 def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool = True, pre_run: bool = True) -> Path:
@@ -78,7 +93,9 @@ def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool
     if pre_run and params.get("sweeps"):  # train the sweeps here, with progress in the terminal; the kernel reads the cache
         from .runs import run_params
 
-        run_params(REPO_ROOT / "params" / profile / f"{name}.yaml", progress=progress)
+        w = sweep_workers(p)
+        run_params(REPO_ROOT / "params" / profile / f"{name}.yaml", progress=progress,
+                   executor="processes" if w > 1 else "local", workers=w if w > 1 else None)
     if pre_run and "protocol" in p["extra"]:  # the same for a notebook that runs the comparison protocol
         from . import protocol
 

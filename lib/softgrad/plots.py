@@ -76,18 +76,41 @@ def save(fig, name: str, profile: str, notebook: str) -> Path:
     return path
 
 
+_FIGURES: dict[str, int] = {}  # notebook -> figures shown so far (the fallback numbering of figure_number)
+
+
+def figure_number(notebook: str, name: str) -> str | None:
+    """"C.k" for figure ``name`` ("01_flow", or its label "fig-01-flow") of ``notebook``: C the chapter (the
+    notebook's two-digit prefix), k the figure's place among the figure labels of ``notebooks/<notebook>.py``
+    in source order. None if the source or the label is not found."""
+    import re
+
+    src = REPO_ROOT / "notebooks" / f"{notebook}.py"
+    label = name if name.startswith("fig-") else "fig-" + name.replace("_", "-")
+    if not src.exists():
+        return None
+    labels = re.findall(r'"name": "(fig-[0-9a-z-]+)"', src.read_text())
+    return f"{int(notebook[:2])}.{labels.index(label) + 1}" if label in labels else None
+
+
+
 def show(fig, name: str, profile: str, notebook: str, runs: int | None = None) -> None:
-    """Save ``fig`` (:func:`save`), display it, and glue its source line as ``fig_<name>_src``.
+    """Save ``fig`` (:func:`save`), display it, and glue its number and source line.
 
-    The book numbers and captions the figure through the cell's metadata (jupytext header)::
+    The book captions the figure through the cell's metadata (jupytext header)::
 
-        # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-<name>", "caption": "What it shows. {glue:md}`fig_<name>_src`"}}
+        # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-<name>", "caption": "{glue:md}`fig_<name>_num` What it shows. {glue:md}`fig_<name>_src`"}}
 
-    and the glued line names the notebook, the parameter file and the number of training runs behind it."""
+    ``fig_<name>_num`` is "Figure C.k" (:func:`figure_number`): C the chapter, k the figure's place in it, so
+    numbers restart with each chapter (the book turns Sphinx's book-wide numbering off).
+    ``fig_<name>_src`` names the notebook, the parameter file and the number of training runs behind it."""
     from IPython.display import Markdown, display
     from myst_nb import glue
 
     save(fig, name, profile, notebook)
+    _FIGURES[notebook] = _FIGURES.get(notebook, 0) + 1
+    glue(f"fig_{name}_num", Markdown(f"**Figure {figure_number(notebook, name) or f'{int(notebook[:2])}.{_FIGURES[notebook]}'}.**"),
+         display=False)
     n = f" from {runs} training run{'s' if runs != 1 else ''}" if runs is not None else ""
     glue(f"fig_{name}_src", Markdown(f"Made by `notebooks/{notebook}.py` with `params/{profile}/{notebook}.yaml`{n}."),
          display=False)
@@ -187,3 +210,40 @@ def verdict_legend(ax, **kw):
 
     handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLORS.items()]
     ax.legend(handles=handles, **kw)
+
+
+def claim_intervals(items):
+    """One row per descriptive claim: its estimate and interval against its rule (chapter 07's figure).
+
+    ``items``: (label, estimate dict with est/lo/hi, rule with kind/null/margin/band, verdict, note, scale,
+    unit). Each row has its own x-axis (the claims have different units): the null with its margin in grey,
+    a value rule's predicted band in green, the interval coloured by verdict; a hollow dot: not settled."""
+    import math
+
+    n = len(items)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.62 * n + 0.6), squeeze=False)
+    for ax, (label, est, rule, verdict, note, scale, unit) in zip(axes[:, 0], items):
+        f = lambda k: math.nan if est.get(k) is None else float(est[k]) * scale
+        e, lo, hi = f("est"), f("lo"), f("hi")
+        null, m = rule.null * scale, rule.margin * scale
+        ax.axvspan(null - m, null + m, color="0.9", zorder=0)
+        ax.axvline(null, color="0.5", lw=0.8, zorder=1)
+        pts = [null - m, null + m] + [v for v in (e, lo, hi) if math.isfinite(v)]
+        if rule.kind == "value":
+            ax.axvspan(rule.band[0] * scale, rule.band[1] * scale, color="tab:green", alpha=0.15, zorder=0)
+            pts += [rule.band[0] * scale, rule.band[1] * scale]
+        c = VERDICT_COLORS.get(verdict, "0.55")
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.plot([lo, hi], [0, 0], "-", color=c, lw=3, solid_capstyle="butt")
+        if math.isfinite(e):
+            ax.plot([e], [0], "o", color=c, mfc=c if note != "not settled" else "white", ms=6, zorder=3)
+        span = max(pts) - min(pts) or 1.0
+        ax.set_xlim(min(pts) - 0.08 * span, max(pts) + 0.08 * span)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=7, pad=1)
+        ax.set_title(f"{label} — {verdict}{f' ({note})' if note else ''}" + (f" [{unit.strip()}]" if unit else ""),
+                     fontsize=7.5, loc="left", pad=2)
+        for s in ("top", "right", "left"):
+            ax.spines[s].set_visible(False)
+    fig.tight_layout(h_pad=0.4)
+    return fig

@@ -243,19 +243,21 @@ def holm_intervals(reps_list: list, alpha: float = 0.05) -> list[dict]:
 
 
 def interval_verdict(lo: float, hi: float, rejected: bool, margin: float, higher_is_better: bool = True) -> str:
-    """The verdict read off a reported interval (method − CE): *reproduced* / *reversed* when the test
-    rejects (the interval excludes 0) on the claimed / other side, *no detectable effect* when the whole
-    interval lies inside ±margin, else *inconclusive at this budget*. Never contradicts the interval."""
+    """The verdict read off a reported interval (method − CE): *no detectable effect* when the whole interval
+    lies inside ±margin (whatever the test says: an effect smaller than the margin is not the effect a paper
+    claims, even where the interval excludes 0), else *reproduced* / *reversed* when the test rejects (the
+    interval excludes 0) on the claimed / other side, else *inconclusive at this budget*. Never contradicts
+    the interval."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return VERDICTS[3]
     if not higher_is_better:
         lo, hi = -hi, -lo
+    if -margin < lo and hi < margin:
+        return VERDICTS[2]
     if rejected and lo > 0:
         return VERDICTS[0]
     if rejected and hi < 0:
         return VERDICTS[1]
-    if -margin < lo and hi < margin:
-        return VERDICTS[2]
     return VERDICTS[3]
 
 
