@@ -22,8 +22,10 @@
 # (same formulas, agreement to rounding) reproduced {glue:text}`h2h_agree_pct:.0f`% of the
 # {glue:text}`h2h_agree_n:d` verdicts (the bootstrap predicted {glue:text}`h2h_predicted_pct:.0f`%), with
 # {glue:text}`h2h_swaps:d` swap between reproduced and reversed; {glue:text}`h2h_inconclusive_pct:.0f`% of the
-# verdicts are inconclusive. Doubling CE's epochs changed its test accuracy by at most
-# {glue:text}`h2h_conv_max_abs:.2f` points on any task.
+# verdicts are inconclusive. Trained twice as long, CE {glue:md}`h2h_conv_summary`; a gain over CE on a task
+# where CE still gains from training longer is not counted (see below). Retrained with fresh seeds, the models
+# the searches pick lost {glue:text}`h2h_curse_mean:.2f` points of test accuracy on average (the winner's
+# curse; range over methods and tasks {glue:text}`h2h_curse_min:+.2f` to {glue:text}`h2h_curse_max:+.2f`).
 #
 # **The design** (`softgrad.protocol`, after Dodge et al. 2019 and Bouthillier et al. 2021). Per task, one
 # pool of N = {glue:text}`h2h_trials:d` trial indices. Index *i* fixes, for every method (CE included), the seed —
@@ -49,9 +51,14 @@
 #   *reversed*: the interval excludes 0 on the claimed / other side; otherwise *inconclusive at this budget*.
 # - *P(beats CE)*: over shared random T-subsets of the indices, the share in which the method's
 #   validation-picked model beats CE's on test (Bouthillier et al. 2021), with its bootstrap interval.
+# - *Convergence.* CE is also trained for twice the epochs on {glue:text}`h2h_longer_trials:d` of the indices.
+#   Its rule, on the interval of the paired test-accuracy gain: *converged* inside ±0.5 points, *not
+#   converged* above 0, *longer training hurts* below 0, else *undetermined*. On a *not converged* task a
+#   *reproduced* verdict (a method beats CE) is reported as *inconclusive at this budget*, across tasks too:
+#   a gain over a baseline that has not finished training is not the gain a paper claims.
 # - *Caveats.* The selected trial's own test score is what a practitioner gets, and it favours settings whose
-#   result varies with the seed (the winner's curse); a fresh-seed retrain of each method's most frequent
-#   winner would measure it and is not run here (time). Weight decay is fixed (5e-4) for every method. Label
+#   result varies with the seed (the winner's curse); each method's most frequent winner is retrained with
+#   {glue:text}`h2h_retrain_seeds:d` fresh seeds to measure it (below). Weight decay is fixed (5e-4) for every method. Label
 #   noise (`mnist_label_noise`): 40% of training labels replaced by another class before the split, so the
 #   validation labels are as noisy as the training labels; the test labels are clean. Noisy Softmax runs with a
 #   bias-free head (the method needs it). LeNet-5 and the many-class synthetic task are not in the default
@@ -87,7 +94,7 @@ page_header(NB, P)
 
 # %%
 R = protocol.run(P["base"], P["extra"]["protocol"], P["profile"])
-R2 = protocol.run(P["base"], P["extra"]["protocol"], P["profile"], loss_impl=spec["rerun_loss_impl"])
+R2 = protocol.run(P["base"], P["extra"]["protocol"], P["profile"], loss_impl=spec["rerun_loss_impl"], retrain=False)
 
 # %% tags=["remove-cell"]
 # The nbval golden of this page (hidden in the book). The tables below move with the CPU at toy scale (their
@@ -101,8 +108,11 @@ tasks = list(spec["tasks"])
 methods = [m for m in spec["methods"] if m != "ce"]
 POINTS = {"acc", "ece", "ece_ts"}
 n_runs = len(R.pool) + len(R2.pool)
+n_retrain = len(R.retrain) * spec["retrain_seeds"]
 print(f"{len(tasks)} tasks × {len(spec['methods'])} methods × {spec['trials']} trial indices "
-      f"(+ {spec['longer_trials']} longer CE runs per task), twice (rerun: {spec['rerun_loss_impl']}): {n_runs} runs")
+      f"(+ {spec['longer_trials']} longer CE runs per task), twice (rerun: {spec['rerun_loss_impl']}): {n_runs} runs; "
+      f"+ {n_retrain} fresh-seed retrains of the winners")
+n_runs += n_retrain
 for k, v in {"h2h_n_runs": n_runs, "h2h_trials": spec["trials"], "h2h_select": spec["select"],
              "h2h_n_tasks": len(tasks), "h2h_bootstrap": spec["bootstrap"]}.items():
     glue(k, int(v), display=False)
@@ -116,8 +126,11 @@ def ci_text(r, metric):
 # %% [markdown]
 # ## Has CE converged?
 # CE trained for the budget and for twice the epochs on the same {glue:text}`h2h_longer_trials:d` trial
-# indices (same settings and seeds): validation accuracy over epochs, mean ± std over those indices, and the
-# paired test-accuracy difference with its bootstrap interval.
+# indices (same settings and seeds; the cosine schedule stretched to the longer run): validation accuracy
+# over epochs, mean ± std over those indices, and the paired test-accuracy difference with its bootstrap
+# interval and the rule's verdict. Digits trains 60 epochs: at 30, the previous regeneration measured a gain
+# of 1.6 [0.6, 3.1] points from doubling them, so the budget was raised there (a design change made after
+# seeing that check, stated here). MNIST's budget could not be doubled within the hour this profile has.
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "{glue:md}`fig_06_convergence_num` Validation accuracy of CE over epochs on the convergence indices, trained for the budget (solid) and twice as long (dashed), mean ± std over the indices, one panel per task. {glue:md}`fig_06_convergence_src`"}}
 glue("h2h_longer_trials", spec["longer_trials"], display=False)
@@ -139,13 +152,14 @@ show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
 
 # %% tags=["hide-input", "nbval-ignore-output"]
 conv = R.convergence
-display(table(conv.assign(**{c: conv[c] * 100 for c in ("budget_mean", "longer_mean", "diff", "lo", "hi")}),
-              names={"task": "task", "trials": "indices", "budget_mean": "test accuracy at budget (%)",
-                     "longer_mean": "test accuracy at 2× budget (%)", "diff": "difference (points)",
-                     "lo": "95% CI low", "hi": "95% CI high"},
-              formats={c: "{:.2f}" for c in ["test accuracy at budget (%)", "test accuracy at 2× budget (%)",
-                                             "difference (points)", "95% CI low", "95% CI high"]}))
-glue("h2h_conv_max_abs", float(conv["diff"].abs().max() * 100) if len(conv) else float("nan"), display=False)
+display(table(pd.DataFrame({
+    "task": conv.task, "indices": conv.trials, "test accuracy at budget (%)": [f"{x:.2f}" for x in 100 * conv.budget_mean],
+    "at 2× budget (%)": [f"{x:.2f}" for x in 100 * conv.longer_mean],
+    "gain (points) [95% CI]": [f"{100 * r.diff:+.2f} [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}]" for r in conv.itertuples()],
+    "verdict": conv.verdict})))
+glue("h2h_conv_summary", Markdown("; ".join(
+    f"on {r.task}: {100 * r.diff:+.2f} [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] points, *{r.verdict}*"
+    for r in conv.itertuples()) if len(conv) else "was not trained longer"), display=False)
 
 # %% [markdown]
 # ## Differences to CE (test set)
@@ -168,6 +182,8 @@ verd = cmp.pivot_table(index=["task", "method"], columns="metric", values="verdi
 pb = cmp[cmp.metric == "acc"].set_index(["task", "method"])
 wide["P(beats CE)"] = [f"{r.p_beats:.2f} [{r.p_beats_lo:.2f}, {r.p_beats_hi:.2f}]" for r in pb.itertuples()]
 both = wide[["acc", "P(beats CE)", "nll", "ece_ts"]].join(verd[["acc"]].rename(columns={"acc": "verdict"}))
+both["CE at 2× budget"] = [dict(zip(R.convergence.task, R.convergence.verdict)).get(t, "not checked")
+                           for t, _ in both.index]
 display(table(both.reset_index(), names={"acc": "Δ accuracy (points)", "nll": "Δ NLL",
                                          "ece_ts": "Δ ECE after T (points)", "verdict": "accuracy verdict"},
               styles={"accuracy verdict": lambda v: VERDICT_BACKGROUND.get(v, "")}))
@@ -259,6 +275,47 @@ fig.tight_layout()
 glue("h2h_crossings", Markdown(", ".join(crossings) if crossings else "no curve crosses CE's in this range"),
      display=False)
 show(fig, "06_budget", P["profile"], NB, runs=len(R.pool))
+
+# %% [markdown]
+# ## The winner's curse
+# E_T averages the test scores of the trials a search keeps, and a trial is kept for a high validation score
+# that is partly a lucky seed. For each task and method the most frequent winner — the trial of highest
+# validation accuracy, which a T-subset keeps whenever it holds it — was trained again with
+# {glue:text}`h2h_retrain_seeds:d` fresh seeds (initialisation, data order, label noise and split all new),
+# same settings. The curse is its own test accuracy minus the fresh seeds' mean: what a reader who reuses the
+# winning settings should expect to lose. A method whose winners lose more than CE's is flattered by E_T.
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-curse", "caption": "{glue:md}`fig_06_curse_num` Test accuracy of each method's most frequent winner: its own score in the pool (black diamond) and its retrains with fresh seeds (dots; bar: their mean), one panel per task. {glue:md}`fig_06_curse_src`"}}
+rt = R.retrain
+glue("h2h_retrain_seeds", int(spec["retrain_seeds"]), display=False)
+fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
+for ax, t in zip(axes[0], tasks):
+    g = rt[rt.task == t].reset_index(drop=True) if len(rt) else rt
+    for j, r in enumerate(g.itertuples()):
+        ax.plot([j - 0.3, j + 0.3], [100 * r.fresh_mean] * 2, color=COLORS.get(r.method), lw=2)
+        ax.plot([j] * 2, [100 * r.fresh_min, 100 * r.fresh_max], color=COLORS.get(r.method), lw=0.8)
+        ax.plot(j, 100 * r.own_test_acc, "D", color="k", ms=4)
+    ax.set_xticks(range(len(g)), list(g.method) if len(g) else [], rotation=45, ha="right", fontsize=8)
+    ax.set_title(t)
+axes[0][0].set_ylabel("test accuracy (%)")
+fig.tight_layout()
+show(fig, "06_curse", P["profile"], NB, runs=int(len(rt) * spec["retrain_seeds"]))
+
+# %% tags=["hide-input", "nbval-ignore-output"]
+if len(rt):
+    display(table(pd.DataFrame({
+        "task": rt.task, "method": rt.method, "trial": rt.trial,
+        "setting": [", ".join(f"{k} {v:g}" for k, v in s_.items()) for s_ in rt.setting],
+        "own test accuracy (%)": [f"{100 * x:.2f}" for x in rt.own_test_acc],
+        "fresh seeds: mean [min, max] (%)": [f"{100 * r.fresh_mean:.2f} [{100 * r.fresh_min:.2f}, {100 * r.fresh_max:.2f}]"
+                                             for r in rt.itertuples()],
+        "curse (points)": [f"{100 * x:+.2f}" for x in rt.curse]})))
+    glue("h2h_curse_mean", float(100 * rt.curse.mean()), display=False)
+    glue("h2h_curse_min", float(100 * rt.curse.min()), display=False)
+    glue("h2h_curse_max", float(100 * rt.curse.max()), display=False)
+else:
+    for k in ("mean", "min", "max"):
+        glue(f"h2h_curse_{k}", float("nan"), display=False)
 
 # %% [markdown]
 # ## Calibration before and after temperature scaling

@@ -194,3 +194,54 @@ def test_a_clearly_better_method_is_reproduced_and_agrees_with_its_interval():
 def test_spec_errors_name_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
         P.check_spec({**SPEC, **bad})
+
+
+def _better_sgt(longer_gain):
+    """sgt beats CE by 5 points; CE trained longer gains ``longer_gain`` on the same indices."""
+    def fn(t, m, i, rng):
+        a = 0.8 + 0.001 * ((7 * i) % 16) + (0.05 if m == "sgt" else 0.0)
+        if m == "ce_longer":
+            a = 0.8 + 0.001 * ((7 * i) % 16) + longer_gain + 0.001 * (i % 2)
+        return a + 0.0001 * i, a
+    return _pool(fn)
+
+
+@pytest.mark.parametrize("lo,hi,verdict", [
+    (-0.004, 0.004, P.CONVERGED), (0.001, 0.03, P.NOT_CONVERGED), (-0.2, -0.01, P.OVERFITS),
+    (-0.01, 0.02, P.UNDETERMINED), (0.004, 0.006, P.NOT_CONVERGED)])
+def test_convergence_rule(lo, hi, verdict):
+    assert P.convergence_verdict(lo, hi, 0.005) == verdict
+
+
+def test_a_gain_over_an_unconverged_ce_is_not_counted():
+    """The same pool of sgt beating CE: reproduced when CE gains nothing from longer training, reported as
+    inconclusive (and flagged) where CE still gains 3 points from it — per task and across tasks."""
+    conv = P.analyse(_better_sgt(0.0), SPEC)
+    assert set(conv.convergence.verdict) == {P.CONVERGED}
+    acc = conv.comparisons[(conv.comparisons.metric == "acc") & (conv.comparisons.method == "sgt")]
+    assert set(acc.verdict) == {"reproduced"} and not acc.ce_not_converged.any()
+    un = P.analyse(_better_sgt(0.03), SPEC)
+    assert set(un.convergence.verdict) == {P.NOT_CONVERGED}
+    acc = un.comparisons[(un.comparisons.metric == "acc") & (un.comparisons.method == "sgt")]
+    assert set(acc.verdict) == {"inconclusive at this budget"} and acc.ce_not_converged.all()
+    assert (acc.lo > 0).all()  # the interval is unchanged; only the claim is withheld
+    agg = un.aggregate[(un.aggregate.method == "sgt") & (un.aggregate.metric == "acc")].iloc[0]
+    assert agg.verdict == "inconclusive at this budget" and agg.ce_not_converged
+
+
+def test_winners_are_the_top_validation_trials_and_retrains_use_fresh_seeds():
+    pool = _pool(lambda t, m, i, rng: (0.5 if i in (3, 9) else 0.1 * (i % 4), 0.9 - 0.01 * i))
+    pool["setting"] = [{"lr": 0.1 * (r.trial + 1)} for r in pool.itertuples()]
+    w = P.winners(pool)
+    assert list(zip(w.task, w.method)) == [(t, m) for t in "ab" for m in ("ce", "temperature", "sgt")]
+    assert (w.trial == 3).all()  # 3 and 9 tie at the top: the first index
+    spec = P.check_spec({**SPEC, "retrain_seeds": 3})
+    tasks = P.tasks({"dataset": "digits", "model": "mlp", "epochs": 1, "val_fraction": 0.2}, spec)
+    rows, cfgs = P._retrain_configs(tasks, spec, w)
+    pool_seeds = {spec["seed_base"] + i for i in range(spec["trials"])}
+    assert len(cfgs) == 3 * len(w) and not {c.seed for c in cfgs} & pool_seeds
+    assert {c.lr for c in cfgs} == {0.4}
+    fresh = pd.DataFrame(rows).assign(test_acc=[0.8, 0.82, 0.84] * len(w))
+    t = P.retrain_table(pool, fresh)
+    assert np.allclose(t.own_test_acc, 0.87) and np.allclose(t.fresh_mean, 0.82)
+    assert np.allclose(t.curse, 0.05) and (t.fresh_n == 3).all()

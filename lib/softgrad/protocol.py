@@ -26,8 +26,15 @@ moved with rounding. Per task:
    P(method beats CE) over shared random T-subsets (:func:`softgrad.stats.p_beats`) with its bootstrap
    interval; budget curves E_T for T = 1…N/4 from the same pool.
 5. **Convergence**: CE trained ``longer`` × the epochs on the first ``longer_trials`` indices (same
-   settings and seeds); the paired difference (longer − budget) with a bootstrap interval.
-6. **Predicted agreement**: for each verdict, the share of bootstrap replicates (each a plausible rerun)
+   settings and seeds); the paired difference (longer − budget) with a bootstrap interval, and its verdict
+   (:func:`convergence_verdict`). A claim that a method beats CE counts only where CE has not been shown to
+   gain from training longer: on a task where it has, a *reproduced* verdict is reported as *inconclusive at
+   this budget* (``ce_not_converged`` says so beside it).
+6. **The winner's curse**: E_T reports the selected trials' own test scores, which favours settings whose
+   result varies with the seed. Each method's most frequent winner (the trial of highest validation accuracy:
+   the one a T-subset keeps most often) is retrained with ``retrain_seeds`` fresh seeds (seed, data order,
+   label noise and split all new); :attr:`ProtocolResult.retrain` sets its own test score beside theirs.
+7. **Predicted agreement**: for each verdict, the share of bootstrap replicates (each a plausible rerun)
    whose shifted interval gives the same verdict — what a rerun's agreement rate should be if the intervals
    hold every source of variation.
 
@@ -49,7 +56,7 @@ from .config import LOSS_IMPLS, Config, ConfigError, config_id, expand
 from .store import run_dir
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "design", "plan", "run", "analyse",
-           "agreement", "ProtocolResult"]
+           "agreement", "ProtocolResult", "winners", "retrain_table", "convergence_verdict"]
 
 # method -> the config settings it is made of (its knobs are set on top)
 METHODS = {
@@ -82,7 +89,12 @@ DEFAULTS = {
     "subsets": 500,
     "workers": 1,
     "rerun_loss_impl": "fused",  # the robustness rerun: the whole protocol again with this implementation
+    "retrain_seeds": 0,  # fresh-seed retrains of each method's most frequent winner (the winner's curse)
 }
+
+# the convergence check's verdicts (CE trained ``longer`` x the epochs minus CE at the budget, test accuracy)
+CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED = (
+    "converged", "not converged (gains from longer training)", "longer training hurts", "undetermined")
 
 
 def _fail(key: str, msg: str):
@@ -135,7 +147,7 @@ def check_spec(spec: dict | None) -> dict:
     if s["select"] > s["trials"]:
         _fail("select", f"must be <= trials ({s['trials']}), got {s['select']}")
     for key, lo in (("seed_base", 0), ("sample_seed", 0), ("longer_trials", 0), ("bootstrap", 100),
-                    ("subsets", 10), ("workers", 1)):
+                    ("subsets", 10), ("workers", 1), ("retrain_seeds", 0)):
         _int(s, key, lo)
     if s["longer_trials"] > s["trials"]:
         _fail("longer_trials", f"must be <= trials ({s['trials']}), got {s['longer_trials']}")
@@ -230,6 +242,29 @@ def _configs(task_cfgs: dict, spec: dict) -> tuple[list[dict], list[Config]]:
     return rows, cfgs
 
 
+def winners(pool: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, method): the most frequent winner of a T-trial search, i.e. the trial of highest validation
+    accuracy (a T-subset keeps it whenever it holds it; among tied trials, the first index)."""
+    p = pool[pool.method != "ce_longer"]
+    order = {k: j for j, k in enumerate(dict.fromkeys(zip(p.task, p.method)))}  # the pool's (task, method) order
+    best = (p.sort_values(["val_acc", "trial"], ascending=[False, True], kind="stable")
+            .groupby(["task", "method"], sort=False).head(1))
+    return best.iloc[np.argsort([order[k] for k in zip(best.task, best.method)], kind="stable")].reset_index(drop=True)
+
+
+def _retrain_configs(task_cfgs: dict, spec: dict, win: pd.DataFrame) -> tuple[list[dict], list[Config]]:
+    # fresh seeds: past every trial index's seed (seed_base + i, i < trials)
+    rows, cfgs = [], []
+    for r in win.itertuples():
+        s = r.setting
+        for k in range(spec["retrain_seeds"]):
+            seed = spec["seed_base"] + spec["trials"] + k
+            rows.append({"task": r.task, "method": r.method, "trial": r.trial, "setting": s, "seed": seed})
+            cfgs.append(_with(task_cfgs[r.task], r.method, {k_: v for k_, v in s.items() if k_ != "lr"},
+                              s["lr"], seed))
+    return rows, cfgs
+
+
 def plan(base: dict, spec: dict) -> list[Config]:
     """Every config the protocol trains (validated), for the up-front check of a parameter file."""
     spec = check_spec(spec)
@@ -243,17 +278,19 @@ class ProtocolResult:
     comparisons: pd.DataFrame  # per (task, method, metric): E_T, Δ, Holm-level interval, verdict, P(beats CE)
     aggregate: pd.DataFrame  # per (method, metric): mean Δ over tasks, stratified interval, verdict
     budget: pd.DataFrame  # per (task, method, T): E_T of validation and test accuracy
-    convergence: pd.DataFrame  # per task: CE longer − CE at budget on the same indices (test accuracy)
+    convergence: pd.DataFrame  # per task: CE longer − CE at budget on the same indices (test accuracy), verdict
     histories: pd.DataFrame  # per-epoch rows of every run
+    retrain: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # per (task, method, fresh seed)
 
 
 def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool | None = None,
-        executor: str | None = None, loss_impl: str | None = None) -> ProtocolResult:
+        executor: str | None = None, loss_impl: str | None = None, retrain: bool = True) -> ProtocolResult:
     """Train the pool (finished runs are read back, never recomputed) and :func:`analyse` it.
 
     ``loss_impl`` (``Config.loss_impl``) trains every run with that implementation of the losses: the
     robustness rerun (``spec['rerun_loss_impl']``) is the whole protocol again under the other one, a test of
-    the protocol, compared with :func:`agreement` (it decides no verdict)."""
+    the protocol, compared with :func:`agreement` (it decides no verdict). ``retrain``: also the
+    ``retrain_seeds`` fresh-seed retrains of each method's most frequent winner (the winner's curse)."""
     from .runs import default_progress, run_grid
     from .store import results_frame
 
@@ -268,9 +305,32 @@ def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, prog
     keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
     hist = results_frame(res).merge(keys[["run_id", "task", "method", "trial"]], on="run_id")
     fin = hist[hist["final"]].set_index("run_id")
-    pool = keys.join(fin[[c for c in ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "train_time"]
-                          if c in fin]], on="run_id")
-    return analyse(pool, spec, hist)
+    cols = ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "train_time"]
+    pool = keys.join(fin[[c for c in cols if c in fin]], on="run_id")
+    result = analyse(pool, spec, hist)
+    if retrain and spec["retrain_seeds"] > 0:
+        rrows, rcfgs = _retrain_configs(task_cfgs, spec, winners(pool))
+        rres = run_grid(rcfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
+                        progress=progress, desc="winner retrains" + (f" [{loss_impl}]" if loss_impl else ""))
+        rkeys = pd.DataFrame(rrows).assign(run_id=[r["run_id"] for r in rres])
+        rh = results_frame(rres)
+        rfin = rh[rh["final"]].set_index("run_id")
+        result.retrain = retrain_table(pool, rkeys.join(rfin[[c for c in cols if c in rfin]], on="run_id"))
+    return result
+
+
+def retrain_table(pool: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, method): the winner's own test accuracy (what E_T averages) beside its fresh-seed retrains'
+    mean and spread, and ``curse`` = own − fresh mean (positive: selection picked a lucky seed)."""
+    own = pool.set_index(["task", "method", "trial"]).test_acc
+    rows = []
+    for (task, method, trial), g in fresh.groupby(["task", "method", "trial"], sort=False):
+        o = float(own.loc[(task, method, trial)])
+        f = g.test_acc.to_numpy(float)
+        rows.append({"task": task, "method": method, "trial": int(trial), "setting": g.setting.iloc[0],
+                     "own_test_acc": o, "fresh_mean": float(f.mean()), "fresh_min": float(f.min()),
+                     "fresh_max": float(f.max()), "fresh_n": len(f), "curse": o - float(f.mean())})
+    return pd.DataFrame(rows)
 
 
 def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -288,6 +348,13 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     n = int(pool.trial.max()) + 1
     rng = np.random.default_rng(spec["sample_seed"])
     boot = {t: rng.integers(0, n, (B, n)) for t in tasks_}  # one index resample per task, shared by all methods
+    conv = _convergence(pool, spec, tasks_)
+    unconverged = set(conv.task[conv.verdict == NOT_CONVERGED]) if len(conv) else set()
+
+    def gate(v: str, task: str) -> str:
+        # a gain over a CE that still gains from longer training is not a gain at convergence
+        return S.VERDICTS[3] if v == S.VERDICTS[0] and task in unconverged else v
+
     rows, reps = [], []
     for metric, (col, higher) in METRICS.items():
         for task in tasks_:
@@ -315,24 +382,32 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
             cmp.loc[i, ["level", "lo", "hi", "p"]] = [r["level"], r["lo"], r["hi"], r["p"]]
             cmp.loc[i, "rejected"] = r["rejected"]
             shift = reps[i] - cmp.loc[i, "diff"]  # each replicate: a plausible rerun, the interval moved with it
-            v = S.interval_verdict(r["lo"], r["hi"], r["rejected"], spec["margins"][metric], cmp.loc[i, "higher_is_better"])
+            task = cmp.loc[i, "task"]
+            v = gate(S.interval_verdict(r["lo"], r["hi"], r["rejected"], spec["margins"][metric],
+                                        cmp.loc[i, "higher_is_better"]), task)
             cmp.loc[i, "verdict"] = v
-            cmp.loc[i, "predicted_agreement"] = float(np.mean([
+            cmp.loc[i, "predicted_agreement"] = float(np.mean([gate(
                 S.interval_verdict(r["lo"] + s, r["hi"] + s, (r["lo"] + s > 0) or (r["hi"] + s < 0),
-                                   spec["margins"][metric], cmp.loc[i, "higher_is_better"]) == v for s in shift]))
+                                   spec["margins"][metric], cmp.loc[i, "higher_is_better"]), task) == v
+                for s in shift]))
     cmp["rejected"] = cmp["rejected"].astype(bool)
-    agg = _aggregate(cmp, reps, spec, methods)
+    cmp["ce_not_converged"] = cmp.task.isin(unconverged)
+    agg = _aggregate(cmp, reps, spec, methods, bool(unconverged))
     budget = pd.DataFrame([{"task": t, "method": m, "T": k,
                             "val_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "val_acc"), k)),
                             "test_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "test_acc"), k))}
                            for t in tasks_ for m in spec["methods"] for k in range(1, max(1, n // 4) + 1)])
-    return ProtocolResult(spec, pool, cmp, agg, budget, _convergence(pool, spec, tasks_),
-                        histories if histories is not None else pd.DataFrame())
+    return ProtocolResult(spec, pool, cmp, agg, budget, conv, histories if histories is not None else pd.DataFrame())
 
 
-def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str]) -> pd.DataFrame:
+def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str], unconverged: bool) -> pd.DataFrame:
     """Mean over tasks of Δ, each task's indices resampled independently (stratified), the interval at
-    confidence 1 − (1 − confidence)/m over the m methods (Bonferroni); the verdict read off that interval."""
+    confidence 1 − (1 − confidence)/m over the m methods (Bonferroni); the verdict read off that interval
+    (a *reproduced* one reported as *inconclusive at this budget* if CE has not converged on some task)."""
+
+    def gate(v: str) -> str:
+        return S.VERDICTS[3] if v == S.VERDICTS[0] and unconverged else v
+
     conf = 1 - (1 - spec["confidence"]) / max(1, len(methods))
     rows = []
     for (method, metric), g in cmp.groupby(["method", "metric"], sort=False):
@@ -340,14 +415,29 @@ def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str]) ->
         lo, hi = S.percentile_interval(r, conf)
         higher = bool(g.higher_is_better.iloc[0])
         diff = float(g["diff"].mean())
-        verdict = S.interval_verdict(lo, hi, lo > 0 or hi < 0, spec["margins"][metric], higher)
+        verdict = gate(S.interval_verdict(lo, hi, lo > 0 or hi < 0, spec["margins"][metric], higher))
         shift = r - diff
-        predicted = float(np.mean([S.interval_verdict(lo + x, hi + x, lo + x > 0 or hi + x < 0,
-                                                      spec["margins"][metric], higher) == verdict for x in shift]))
+        predicted = float(np.mean([gate(S.interval_verdict(lo + x, hi + x, lo + x > 0 or hi + x < 0,
+                                                           spec["margins"][metric], higher)) == verdict
+                                   for x in shift]))
         rows.append({"method": method, "metric": metric, "diff": diff, "lo": lo, "hi": hi, "level": conf,
                      "tasks": len(g), "higher_is_better": higher, "verdict": verdict,
-                     "predicted_agreement": predicted})
+                     "predicted_agreement": predicted, "ce_not_converged": unconverged})
     return pd.DataFrame(rows)
+
+
+def convergence_verdict(lo: float, hi: float, margin: float) -> str:
+    """The convergence check's rule on the interval of (CE trained longer − CE at the budget), test accuracy:
+    *converged* when it lies inside ±margin (the accuracy margin of the comparisons), *not converged* when it
+    lies above 0 (longer training gains), *longer training hurts* when it lies below 0 (CE overfits past
+    the budget: the budget is not too short for CE), else *undetermined*."""
+    if -margin < lo and hi < margin:
+        return CONVERGED
+    if lo > 0:
+        return NOT_CONVERGED
+    if hi < 0:
+        return OVERFITS
+    return UNDETERMINED
 
 
 def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str]) -> pd.DataFrame:
@@ -363,8 +453,9 @@ def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str]) -> pd.DataFr
         r = d[rng.integers(0, len(d), (spec["bootstrap"], len(d)))].mean(axis=1)
         lo, hi = S.percentile_interval(r, spec["confidence"])
         rows.append({"task": task, "trials": len(idx), "budget_mean": float(b.loc[idx].mean()),
-                     "longer_mean": float(a.loc[idx].mean()), "diff": float(d.mean()), "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
+                     "longer_mean": float(a.loc[idx].mean()), "diff": float(d.mean()), "lo": lo, "hi": hi,
+                     "verdict": convergence_verdict(lo, hi, spec["margins"]["acc"])})
+    return pd.DataFrame(rows, columns=["task", "trials", "budget_mean", "longer_mean", "diff", "lo", "hi", "verdict"])
 
 
 def agreement(a: ProtocolResult, b: ProtocolResult) -> dict:
