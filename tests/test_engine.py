@@ -182,7 +182,7 @@ BAD = [
     ({"loss": "sgt", "loss_params": {"alpha": 2.0}}, r"loss_params: alpha must be in \(0.0, 1.0\]"),
     ({"loss": "ce", "loss_params": {"beta": 1.0}}, r"loss_params: unknown parameter"),
     ({"warmup": "beta", "loss": "ce"}, r"warmup: 'beta' warm-up needs loss 'gradient_decay'"),
-    ({"as_speed": True}, r"as_speed: AS-Speed needs loss 'as_softmax'"),
+    ({"as_speed": True}, r"as_speed: AS-Speed needs a loss with exact zero-loss samples.*as_softmax"),
     ({"noise_alpha": 0.1}, r"head_bias: Noisy Softmax .* needs a bias-free head"),
     ({"dataset": "imagenet"}, r"dataset: must be one of"),
     ({"val_fraction": 0.95}, r"val_fraction: must be in \[0.0, 0.9\]"),

@@ -36,10 +36,10 @@ from typing import Any
 
 import yaml
 
-from . import losses as _losses
-from . import noisy as _noisy
-from . import schedules as _schedules
 from .data import DATASETS, dataset_shape
+from .losses import IMPLEMENTATIONS, LOSSES
+from .losses.core import SCHEDULE_SHAPES
+from .losses.noisy import NOISE_KINDS, NOISE_SIGNS
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
            "check_grid_size", "effective_threads", "thread_override", "device_available"]
@@ -47,9 +47,9 @@ __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", 
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
-WARMUPS = ("none", "beta", "delta")
+WARMUPS = ("none", *(m.warmup.kind for m in LOSSES.values() if m.warmup))  # declared by the methods
 DEVICES = ("auto", "cpu", "cuda", "mps")
-LOSS_IMPLS = ("auto", "native", "fused")  # softgrad.losses.implementation
+LOSS_IMPLS = IMPLEMENTATIONS  # softgrad.losses.implementation
 AMP = ("auto", "bf16", "off")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
 IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
@@ -159,16 +159,16 @@ def _check(cfg: Config):
     _choice(cfg, "optimizer", OPTIMIZERS)
     _choice(cfg, "lr_schedule", LR_SCHEDULES)
     _choice(cfg, "warmup", WARMUPS)
-    _choice(cfg, "warmup_shape", _schedules.SCHEDULE_SHAPES)
+    _choice(cfg, "warmup_shape", SCHEDULE_SHAPES)
     _choice(cfg, "device", DEVICES)
     _choice(cfg, "loss_impl", LOSS_IMPLS)
     _choice(cfg, "amp", AMP)
-    _choice(cfg, "noise", _noisy.NOISE_KINDS)
-    _choice(cfg, "noise_sign", _noisy.NOISE_SIGNS)
-    if cfg.loss not in _losses.LOSSES:
-        _fail("loss", f"must be one of {sorted(_losses.LOSSES)}, got {cfg.loss!r}")
-    try:  # the loss checks its own parameters (names, types, ranges)
-        _losses.make_loss(cfg.loss, **cfg.loss_params)
+    _choice(cfg, "noise", NOISE_KINDS)
+    _choice(cfg, "noise_sign", NOISE_SIGNS)
+    if cfg.loss not in LOSSES:
+        _fail("loss", f"must be one of {sorted(LOSSES)}, got {cfg.loss!r}")
+    try:  # the loss's declared parameters (names, types, ranges): nothing is built or run
+        LOSSES[cfg.loss].check_params(cfg.loss_params)
     except ValueError as e:
         _fail("loss_params", str(e))
     _range(cfg, "val_fraction", 0.0, 0.9)
@@ -200,14 +200,16 @@ def _check(cfg: Config):
     _range(cfg, "as_speed_kmax", 1)
     _range(cfg, "warmup_epochs", 0.0)
     _range(cfg, "delta_ratio", 0.0, 1.0)
-    if cfg.warmup == "beta":
-        if cfg.loss != "gradient_decay":
-            _fail("warmup", f"'beta' warm-up needs loss 'gradient_decay', got loss {cfg.loss!r}")
-        _range(cfg, "warmup_start", 0.0, lo_open=True)
-    if cfg.warmup == "delta" and cfg.loss != "as_softmax":
-        _fail("warmup", f"'delta' warm-up needs loss 'as_softmax', got loss {cfg.loss!r}")
-    if cfg.as_speed and cfg.loss != "as_softmax":
-        _fail("as_speed", f"AS-Speed needs loss 'as_softmax' (it counts zero-loss samples), got {cfg.loss!r}")
+    if cfg.warmup != "none":  # a warm-up belongs to the loss that declares it
+        owner = next(m.name for m in LOSSES.values() if m.warmup and m.warmup.kind == cfg.warmup)
+        if cfg.loss != owner:
+            _fail("warmup", f"'{cfg.warmup}' warm-up needs loss '{owner}', got loss {cfg.loss!r}")
+        if cfg.warmup == "beta":
+            _range(cfg, "warmup_start", 0.0, lo_open=True)
+    if cfg.as_speed and not LOSSES[cfg.loss].zero_loss:
+        allowed = [m.name for m in LOSSES.values() if m.zero_loss]
+        _fail("as_speed", f"AS-Speed needs a loss with exact zero-loss samples (it counts them): one of {allowed}, "
+                          f"got {cfg.loss!r}")
     if cfg.noise_alpha > 0 and cfg.head_bias:
         _fail("head_bias", "Noisy Softmax (noise_alpha > 0) needs a bias-free head: set head_bias: false")
     _check_applicable(cfg)
