@@ -29,7 +29,6 @@ import itertools
 import json
 import math
 import os
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import yaml
 
 from .data import DATASETS, dataset_shape
 from .losses import IMPLEMENTATIONS, LOSSES
-from .losses.core import SCHEDULE_SHAPES
+from .losses.core import SCHEDULE_SHAPES, check_range
 from .losses.noisy import NOISE_KINDS, NOISE_SIGNS
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
@@ -148,9 +147,10 @@ def _choice(cfg, key, allowed):
 
 
 def _range(cfg, key, lo=-math.inf, hi=math.inf, lo_open=False):
-    v = getattr(cfg, key)
-    if (v <= lo if lo_open else v < lo) or v > hi:
-        _fail(key, f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
+    try:  # the one range checker (softgrad.losses.core.check_range), its message under this key
+        check_range(key, getattr(cfg, key), lo, hi, lo_open, False)
+    except ValueError as e:
+        _fail(key, str(e)[len(key) + 1:])
 
 
 def _check(cfg: Config):
@@ -216,7 +216,10 @@ def _check(cfg: Config):
 
 
 def _check_applicable(cfg: Config) -> None:
-    """Settings that are valid alone but cannot apply to this dataset, model or machine."""
+    """Settings that are valid alone but cannot apply to this dataset, model or machine (the models' declared
+    input needs, :data:`softgrad.models.MODEL_NEEDS`)."""
+    from .models import model_fits  # torchvision: imported when a config is checked, not with this module
+
     shape, classes = dataset_shape(cfg.dataset, cfg.synthetic_classes, cfg.synthetic_dim)
     if len(shape) != 3:
         if cfg.model in IMAGE_MODELS:
@@ -226,9 +229,9 @@ def _check_applicable(cfg: Config) -> None:
             if getattr(cfg, key):
                 _fail(key, f"image augmentation cannot apply to dataset {cfg.dataset!r} (vectors of shape {shape}); "
                            f"allowed for it: 0/false")
-    elif cfg.model in IMAGE_MODELS and not _model_builds(cfg.model, cfg.width, shape, classes):
+    elif cfg.model in IMAGE_MODELS and not model_fits(cfg.model, cfg.width, shape):
         _fail("model", f"{cfg.model!r} cannot take {cfg.dataset!r} inputs of shape {shape} (too small for its "
-                       f"pooling); allowed for it: {[m for m in MODELS if m == 'mlp' or _model_builds(m, cfg.width, shape, classes)]}")
+                       f"pooling); allowed for it: {[m for m in MODELS if model_fits(m, cfg.width, shape)]}")
     if cfg.crop_padding and len(shape) == 3 and cfg.crop_padding >= min(shape[1:]):
         _fail("crop_padding", f"must be smaller than the image side {min(shape[1:])}, got {cfg.crop_padding}")
     if cfg.device in ("cuda", "mps") and not device_available(cfg.device):
@@ -245,23 +248,6 @@ def device_available(name: str) -> bool:
         return torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
-
-
-@functools.lru_cache(maxsize=None)
-def _model_builds(model: str, width: int, shape: tuple, classes: int) -> bool:
-    """Whether ``model`` runs a forward pass on inputs of ``shape`` (built once per combination)."""
-    import torch
-
-    from .models import build_model
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
-    probe = types.SimpleNamespace(**{**defaults, "model": model, "width": width})  # the fields build_model reads
-    try:
-        with torch.no_grad():
-            build_model(probe, shape, classes).eval()(torch.zeros(2, *shape))
-    except (RuntimeError, ValueError):
-        return False
-    return True
 
 
 def effective_threads(cfg: Config) -> int:

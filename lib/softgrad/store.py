@@ -103,7 +103,7 @@ def clean_stale_tmp(folder: Path) -> list[Path]:
     return removed
 
 
-def _git(*args) -> str:
+def git(*args) -> str:
     try:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -130,8 +130,8 @@ def provenance() -> dict:
 
     from . import __version__
 
-    return {"git_commit": _git("rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    return {"git_commit": git("rev-parse", "HEAD") or "unknown",
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": numpy.__version__, "softgrad": __version__,
             "lock_sha256": lock_hash(), "platform": platform.platform(), "threads": torch.get_num_threads()}
