@@ -31,7 +31,9 @@
 #   difference to CE, with a bootstrap interval over trial indices (the choice of settings inside it) at the
 #   Holm-corrected level. *No detectable effect* needs the whole interval inside the equivalence margin
 #   (checked first: an effect smaller than the margin is not the effect claimed); *reproduced* needs the
-#   interval to exclude zero in the claimed direction; anything else is *inconclusive at this budget*.
+#   interval to exclude zero in the claimed direction, and CE must not still gain from training longer (chapter
+#   06's convergence check: a gain over an unconverged baseline is reported as *inconclusive at this budget*);
+#   anything else is *inconclusive at this budget*.
 # - *Descriptive* ({glue:text}`claims_n_descriptive:d` claims: slopes, correlations, ratios, differences
 #   measured on chapters 01–05's sweeps): the statistic on the seed means, with a 95 % percentile bootstrap
 #   interval over seeds (all runs of a seed resampled together; 5 seeds in the quick profile), judged by the
@@ -108,7 +110,8 @@ def claim(paper, text, number, measured, rule, verdict, kind, difference="", evi
 
 PROTOCOL_RULE = ("chapter 06 protocol: the test metric of a T-trial random search (learning rate and knob; CE's "
                  "learning rate searched with the same budget), mean over tasks of Δ to CE; interval over "
-                 "resampled trial indices (selection inside) at the Holm level; excludes 0")
+                 "resampled trial indices (selection inside) at the Holm level; excludes 0, and CE does not still "
+                 "gain from longer training on any task")
 POINTS = {"acc", "ece", "ece_ts"}
 
 
