@@ -350,8 +350,7 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     unconverged = set(conv.task[conv.verdict == NOT_CONVERGED]) if len(conv) else set()
 
     def gate(v: str, task: str) -> str:
-        # a gain over a CE that still gains from longer training is not a gain at convergence
-        return S.VERDICTS[3] if v == S.VERDICTS[0] and task in unconverged else v
+        return _gate(v, task in unconverged)
 
     rows, reps = [], []
     for metric, (col, higher) in METRICS.items():
@@ -398,13 +397,19 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     return ProtocolResult(spec, pool, cmp, agg, budget, conv, histories if histories is not None else pd.DataFrame())
 
 
+def _gate(verdict: str, ce_unconverged: bool) -> str:
+    """A gain over a CE that still gains from longer training is not a gain at convergence: *reproduced*
+    becomes *inconclusive at this budget* there; every other verdict stands."""
+    return S.VERDICTS[3] if verdict == S.VERDICTS[0] and ce_unconverged else verdict
+
+
 def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str], unconverged: bool) -> pd.DataFrame:
     """Mean over tasks of Δ, each task's indices resampled independently (stratified), the interval at
     confidence 1 − (1 − confidence)/m over the m methods (Bonferroni); the verdict read off that interval
     (a *reproduced* one reported as *inconclusive at this budget* if CE has not converged on some task)."""
 
     def gate(v: str) -> str:
-        return S.VERDICTS[3] if v == S.VERDICTS[0] and unconverged else v
+        return _gate(v, unconverged)
 
     conf = 1 - (1 - spec["confidence"]) / max(1, len(methods))
     rows = []
