@@ -197,23 +197,22 @@ def main(argv=None):
     ap.add_argument("--device", nargs="*", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw rows here")
     ap.add_argument("--compiled", action="store_true", help="add torch.compile(loss) rows")
-    ap.add_argument("--fused-min-numel", type=int, default=None,
-                    help="override softgrad.losses.FUSED_MIN_NUMEL (0: every call fused; huge: every call native)")
+    ap.add_argument("--impl", choices=list(L.IMPLEMENTATIONS), default="auto",
+                    help="softgrad.losses.implementation: 'auto' (by size), 'native' or 'fused' for every call")
     ap.add_argument("--allocators", nargs="*", default=None, choices=["glibc", "tcmalloc"],
                     help="one child process per allocator (default: this process's allocator only)")
     a = ap.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    if a.fused_min_numel is not None:
-        L.FUSED_MIN_NUMEL = a.fused_min_numel
     devices = a.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     if a.allocators:
         child = ["--shapes", *a.shapes, "--repeats", str(a.repeats), "--methods", *a.methods, "--device", *devices]
-        child += ["--fused-min-numel", str(a.fused_min_numel)] if a.fused_min_numel is not None else []
+        child += ["--impl", a.impl]
         rows = _children(child + (["--compiled"] if a.compiled else []), a.allocators)
     else:
         rows = []
-        for d in devices:
-            rows += bench(torch.device(d), shapes, a.repeats, a.methods, a.compiled)
+        with L.implementation(a.impl):
+            for d in devices:
+                rows += bench(torch.device(d), shapes, a.repeats, a.methods, a.compiled)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
     print_table(rows)
     if a.json:

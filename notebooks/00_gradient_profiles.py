@@ -12,7 +12,7 @@
 # For softmax cross-entropy the gradient on the target logit is $-(1-p_t)$: it decays linearly as the
 # sample becomes confident. Each of the five methods changes that curve. This notebook draws every
 # method's $g(p_t)$ from `softgrad.target_gradient_profile` (analytic where the formula is
-# known, autograd otherwise; the two are tested to agree) and checks SPEC's identities numerically.
+# known, autograd otherwise; the two are tested to agree) and checks the identities the papers state numerically.
 
 # %% tags=["parameters"]
 profile = "ci"
@@ -85,7 +85,7 @@ table(table_.rename_axis("method").reset_index(), names={"hard p=0.1": "hard sam
       formats={c: "{:.3f}" for c in ["hard sample (p_t = 0.1)", "medium (p_t = 0.5)", "easy (p_t = 0.9)"]})
 
 # %% [markdown]
-# ## SPEC's identities, numerically
+# ## The papers' identities, numerically
 # Max-abs difference in float64 on random logits; every identity must hold to < 1e-12 (rounding level: the
 # exact error differs between torch versions and CPUs, so only the bound is printed).
 

@@ -160,6 +160,9 @@ display(table(pd.DataFrame({
 glue("h2h_conv_summary", Markdown("; ".join(
     f"on {r.task}: {100 * r.diff:+.2f} [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] points, *{r.verdict}*"
     for r in conv.itertuples()) if len(conv) else "was not trained longer"), display=False)
+glue("h2h_conv_text", "; ".join(f"on {r.task}: {100 * r.diff:+.2f} [{100 * r.lo:+.2f}, {100 * r.hi:+.2f}] points, "
+                                f"{r.verdict}" for r in conv.itertuples()) if len(conv) else "was not trained longer",
+     display=False)
 
 # %% [markdown]
 # ## Differences to CE (test set)

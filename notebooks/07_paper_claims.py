@@ -31,7 +31,9 @@
 #   difference to CE, with a bootstrap interval over trial indices (the choice of settings inside it) at the
 #   Holm-corrected level. *No detectable effect* needs the whole interval inside the equivalence margin
 #   (checked first: an effect smaller than the margin is not the effect claimed); *reproduced* needs the
-#   interval to exclude zero in the claimed direction; anything else is *inconclusive at this budget*.
+#   interval to exclude zero in the claimed direction, and CE must not still gain from training longer (chapter
+#   06's convergence check: a gain over an unconverged baseline is reported as *inconclusive at this budget*);
+#   anything else is *inconclusive at this budget*.
 # - *Descriptive* ({glue:text}`claims_n_descriptive:d` claims: slopes, correlations, ratios, differences
 #   measured on chapters 01–05's sweeps): the statistic on the seed means, with a 95 % percentile bootstrap
 #   interval over seeds (all runs of a seed resampled together; 5 seeds in the quick profile), judged by the
@@ -66,9 +68,10 @@ from myst_nb import glue
 
 from softgrad.analysis import read_glue
 from softgrad.claims import CLAIMS, fmt_interval, judge
+from softgrad.common import IDENTITY_FAILED, INCONCLUSIVE, NO_EFFECT, NOT_TESTABLE, PARTLY, REPO_ROOT, REPRODUCED, REVERSED
 from softgrad.book import page_header
 from softgrad.plots import VERDICT_BACKGROUND, claim_intervals, figure_number, show, table
-from softgrad.runs import REPO_ROOT, notebook_params
+from softgrad.runs import notebook_params
 
 NB = "07_paper_claims"
 P = notebook_params(NB, profile, base, sweeps, extra)
@@ -107,7 +110,8 @@ def claim(paper, text, number, measured, rule, verdict, kind, difference="", evi
 
 PROTOCOL_RULE = ("chapter 06 protocol: the test metric of a T-trial random search (learning rate and knob; CE's "
                  "learning rate searched with the same budget), mean over tasks of Δ to CE; interval over "
-                 "resampled trial indices (selection inside) at the Holm level; excludes 0")
+                 "resampled trial indices (selection inside) at the Holm level; excludes 0, and CE does not still "
+                 "gain from longer training on any task")
 POINTS = {"acc", "ece", "ece_ts"}
 
 
@@ -138,7 +142,7 @@ def descriptive(cid):
 def identity(paper, text, ok, difference):
     claim(paper, text, "identity (derived)", f"float64, 50 SGD steps side by side: relative parameter gap < "
           f"{g['traj_tol']:g}: {ok}", "gap < 1e-12 in float64 (an identity); float32 drift is shown in chapter 04 "
-          "as an observation", "reproduced" if ok else "not reproduced", "identity", difference,
+          "as an observation", REPRODUCED if ok else IDENTITY_FAILED, "identity", difference,
           evidence=("04_gradient_tampering", None))
 
 
@@ -161,7 +165,7 @@ identity("SGT", "SGT(α) trains exactly like temperature-scaled CE (derived iden
          "a small tanh MLP on random batches; the gradient identity is also tested in tests/")
 for cid in ["sgt_ce", "sgt_norm"]:
     descriptive(cid)
-claim("SGT", "ImageNet ResNet-50: 75.97 → 76.49 top-1 (α = 0.05, step)", "+0.52 points", "—", "—", "not testable here",
+claim("SGT", "ImageNet ResNet-50: 75.97 → 76.49 top-1 (α = 0.05, step)", "+0.52 points", "—", "—", NOT_TESTABLE,
       "not testable", "ImageNet-1K, 100 epochs on 4 GPUs", evidence=("04_gradient_tampering", None))
 protocol_claim("SGT", "small α improves on CE", "+0.52 points (ImageNet)", "sgt")
 protocol_claim("AS-Softmax", "AS-Softmax beats softmax", "SST-5 51.90 → 53.12", "as_softmax",
@@ -176,13 +180,12 @@ fig = claim_intervals([(f"{CLAIMS[c].paper}: {CLAIMS[c].text}", g[f"claim_{c}"],
 show(fig, "07_claims", profile, NB, runs=None)
 
 claims = pd.DataFrame(rows)
-CATEGORIES = {"reproduced": "reproduced", "partly": "partly", "reversed": "reversed",
-              "no detectable effect": "no_effect", "inconclusive at this budget": "inconclusive",
-              "not testable here": "not_testable"}
+CATEGORIES = {REPRODUCED: "reproduced", PARTLY: "partly", REVERSED: "reversed", NO_EFFECT: "no_effect",
+              INCONCLUSIVE: "inconclusive", NOT_TESTABLE: "not_testable"}
 base_verdict = claims.verdict.str.split(" (", regex=False).str[0]  # without its note ("not settled", ...)
 for v, key in CATEGORIES.items():
     glue(f"claims_{key}", int((base_verdict == v).sum()), display=False)
-glue("claims_not_reproduced", int(claims.verdict.str.startswith("not reproduced").sum()), display=False)
+glue("claims_not_reproduced", int(claims.verdict.str.startswith(IDENTITY_FAILED).sum()), display=False)
 glue("claims_total", len(claims), display=False)
 glue("claims_n_protocol", int((claims.kind == "protocol").sum()), display=False)
 glue("claims_n_descriptive", int((claims.kind == "descriptive").sum()), display=False)

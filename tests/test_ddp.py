@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from softgrad import config as C
 
 ROOT = Path(__file__).resolve().parents[1]
 # an odd training-set size: the last global batch splits 9/8 across the two ranks

@@ -182,7 +182,7 @@ BAD = [
     ({"loss": "sgt", "loss_params": {"alpha": 2.0}}, r"loss_params: alpha must be in \(0.0, 1.0\]"),
     ({"loss": "ce", "loss_params": {"beta": 1.0}}, r"loss_params: unknown parameter"),
     ({"warmup": "beta", "loss": "ce"}, r"warmup: 'beta' warm-up needs loss 'gradient_decay'"),
-    ({"as_speed": True}, r"as_speed: AS-Speed needs loss 'as_softmax'"),
+    ({"as_speed": True}, r"as_speed: AS-Speed needs a loss with exact zero-loss samples.*as_softmax"),
     ({"noise_alpha": 0.1}, r"head_bias: Noisy Softmax .* needs a bias-free head"),
     ({"dataset": "imagenet"}, r"dataset: must be one of"),
     ({"val_fraction": 0.95}, r"val_fraction: must be in \[0.0, 0.9\]"),
@@ -342,3 +342,26 @@ def test_zip_varies_keys_together_and_combines_with_grid():
                      ({"zip": {"lrr": [0.1]}}, "unknown key 'lrr'"), ({"zip": []}, "non-empty mapping")]:
         with pytest.raises(C.ConfigError, match=msg):
             C.expand({}, bad)
+
+
+def test_as_speed_window_state_machine():
+    """softgrad.train.ASSpeed: k is set at a window's first micro-batch from its zero-loss count, never
+    decreases, grows by at most 1 per window; an optimizer step closes the window; off, every micro-batch is
+    its own window."""
+    import types
+
+    from softgrad.train import ASSpeed
+
+    on = types.SimpleNamespace(as_speed=True, as_speed_lambda=1.0, as_speed_kmax=3)
+    state = {"k": 1, "remaining": 0}
+    s = ASSpeed(on, state)
+    y = torch.zeros(8, dtype=torch.long)
+    all_zero = torch.zeros(8)  # every sample at zero loss: k_raw is huge, k grows by 1 per window
+    assert s.window(all_zero, y, 8, 1) == 2 and state == {"k": 2, "remaining": 2}
+    assert s.window(all_zero, y, 8, 1) == 2  # mid-window: unchanged
+    assert not s.consumed() and s.consumed() and state["remaining"] == 0
+    assert s.window(all_zero, y, 8, 1) == 3 and s.window(torch.ones(8), y, 8, 1) == 3
+    s.close()
+    assert s.window(torch.ones(8), y, 8, 1) == 3 and s.k == 3  # never decreases
+    off = ASSpeed(types.SimpleNamespace(as_speed=False, as_speed_lambda=1.0, as_speed_kmax=3), {"k": 1, "remaining": 0})
+    assert off.window(None, y, 8, 1) == 1 and off.consumed() and off.k == 1

@@ -569,3 +569,64 @@ def test_target_range_check_is_opt_in_and_restored():
             L.cross_entropy(z, bad[:2])
     with pytest.raises((RuntimeError, IndexError)):  # restored on exit
         L.temperature_ce(z, bad)
+
+
+# ------------------------------------------------------------------ the registry (one entry per method)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from softgrad.losses import module
+
+    r = doctest.testmod(module)
+    assert r.attempted >= 1 and r.failed == 0
+
+
+@pytest.mark.parametrize("name", sorted(L.LOSSES))
+def test_declared_parameters_match_the_function(name):
+    """The registry's declaration is what validation reads: its defaults must be the function's own."""
+    import inspect
+
+    m = L.LOSSES[name]
+    sig = inspect.signature(m.fn).parameters
+    declared = m.defaults()
+    assert {k: sig[k].default for k in declared} == declared
+    extra = {k for k, p in sig.items() if p.default is not inspect.Parameter.empty} - set(declared)
+    assert extra <= {"weight", "ignore_index", "return_zero_mask"}
+
+
+@pytest.mark.parametrize("name", [n for n, m in L.LOSSES.items() if m.neutral])
+def test_declared_neutral_setting_is_ce(name):
+    z = torch.randn(16, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    t = torch.arange(16) % 7
+    assert torch.allclose(L.LOSSES[name].fn(z, t, **L.LOSSES[name].neutral), L.cross_entropy(z, t), atol=1e-12)
+
+
+def test_registry_drives_every_dispatch_by_name():
+    from softgrad import plots, protocol
+    from softgrad.config import WARMUPS
+
+    assert list(protocol.METHODS) == list(L.COMPARED) == ["ce", "temperature", "gradient_decay", "noisy", "sgt",
+                                                          "as_softmax"]
+    assert protocol.METHODS["noisy"] == {"loss": "ce", "head_bias": False}
+    assert {n: plots.COLORS[n] for n in L.METHODS} == {n: m.color for n, m in L.METHODS.items()}
+    assert len(set(plots.COLORS.values())) == len(plots.COLORS)
+    assert WARMUPS == ("none", "beta", "delta")
+    for m in L.COMPARED.values():
+        for knob, rng in m.knob.items():
+            protocol._range(knob, rng)  # a valid protocol range
+
+
+@pytest.mark.parametrize("name,bad,match", [
+    ("temperature", {"beta": 0.0}, r"beta must be in \(0.0, inf\), got 0.0"),
+    ("sgt", {"alpha": 1.5}, r"alpha must be in \(0.0, 1.0\], got 1.5"),
+    ("as_softmax", {"delta": "x"}, r"delta must be a real number in \[0.0, 1.0\], got 'x'"),
+    ("sparse_softmax", {"k": 0}, r"k must be an integer >= 1, got 0"),
+    ("gradient_decay", {"gamma": 1.0}, r"unknown parameter\(s\) \['gamma'\] for loss 'gradient_decay'"),
+])
+def test_declared_ranges_reject_bad_values_by_name(name, bad, match):
+    with pytest.raises(ValueError, match=match):
+        L.LOSSES[name].check_params(bad)
+    with pytest.raises(ValueError, match=match):
+        L.make_loss(name, **bad)

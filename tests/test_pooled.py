@@ -245,3 +245,11 @@ def test_winners_are_the_top_validation_trials_and_retrains_use_fresh_seeds():
     t = P.retrain_table(pool, fresh)
     assert np.allclose(t.own_test_acc, 0.87) and np.allclose(t.fresh_mean, 0.82)
     assert np.allclose(t.curse, 0.05) and (t.fresh_n == 3).all()
+
+
+def test_a_method_without_settings_searches_its_registry_range():
+    from softgrad.losses import COMPARED
+
+    s = P.check_spec({**SPEC, "methods": {"ce": {}, "temperature": None, "sgt": {"alpha": [0.1, 1.0]}}})
+    assert s["methods"]["temperature"] == COMPARED["temperature"].knob
+    assert s["methods"]["sgt"] == {"alpha": [0.1, 1.0]}

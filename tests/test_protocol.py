@@ -1,11 +1,7 @@
-"""The comparison protocol: statistics helpers (hand-computed cases and scipy), the pooled design end to end
+"""The comparison protocol: the pooled design end to end
 (paired indices, read back not retrained), paired data (label noise, validation split) and temperature
 scaling. The pooled statistics on constructed pools are in test_pooled.py."""
 
-import itertools
-import math
-
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,92 +10,6 @@ from softgrad import protocol as Pr
 from softgrad import stats as S
 from softgrad.config import Config, ConfigError
 from softgrad.data import Dataset
-
-# ------------------------------------------------------------------ statistics
-
-
-def test_paired_difference_exact_permutation_p_by_hand():
-    # d = [1, 2, 3, 4]: of the 16 sign patterns only all-plus and all-minus reach |mean| >= 2.5 -> p = 2/16
-    x, y = np.array([1.0, 2, 3, 4]) + 10, np.full(4, 10.0)
-    r = S.paired_difference(x, y)
-    assert r["mean"] == pytest.approx(2.5)
-    assert r["p"] == pytest.approx(2 / 16)
-    assert r["lo"] <= 2.5 <= r["hi"]
-
-
-def test_paired_difference_interval_is_scipy_bca_of_the_differences():
-    from scipy.stats import bootstrap
-
-    rng = np.random.default_rng(1)
-    x, y = rng.normal(0.9, 0.01, 10), rng.normal(0.895, 0.01, 10)
-    r = S.paired_difference(x, y, seed=3)
-    ref = bootstrap((x - y,), np.mean, method="BCa", n_resamples=9999, rng=np.random.default_rng(3))
-    assert (r["lo"], r["hi"]) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
-
-
-def test_paired_difference_is_paired_not_pooled():
-    # a large seed-to-seed spread shared by both methods cancels in the paired difference
-    base = np.array([0.80, 0.90, 0.85, 0.95, 0.70, 0.88, 0.91, 0.77, 0.83, 0.86])
-    r = S.paired_difference(base + 0.01 + np.linspace(-1e-3, 1e-3, 10), base)
-    assert r["lo"] > 0.0085 and r["hi"] < 0.0115
-    assert r["p"] == pytest.approx(2 / 2**10)  # exact: only the all-plus / all-minus patterns are as extreme
-
-
-def test_paired_difference_constant_and_bad_input():
-    r = S.paired_difference([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-    assert (r["mean"], r["lo"], r["hi"], r["p"]) == (0.0, 0.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match="equal length"):
-        S.paired_difference([1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match="at least 2 seeds"):
-        S.paired_difference([1.0], [1.0])
-    assert math.isnan(S.paired_difference([1.0, float("nan")], [0.0, 0.0])["lo"])
-
-
-def test_probability_of_improvement_by_hand():
-    r = S.probability_of_improvement([2.0, 0.0, 1.0, 3.0], [1.0, 1.0, 1.0, 2.0])  # wins, loss, tie, win
-    assert r["poi"] == pytest.approx(2.5 / 4)
-    assert 0 <= r["lo"] <= r["poi"] <= r["hi"] <= 1
-    # lower is better: the same numbers flip
-    assert S.probability_of_improvement([2.0, 0.0, 1.0, 3.0], [1.0, 1.0, 1.0, 2.0], False)["poi"] == pytest.approx(1.5 / 4)
-
-
-def test_holm_by_hand():
-    # sorted 0.01, 0.03, 0.04 -> 3*0.01, max(0.03, 2*0.03), max(0.06, 1*0.04)
-    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    out = S.holm([0.01, float("nan"), 0.02])
-    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
-
-
-def test_expected_max_matches_enumeration():
-    rng = np.random.default_rng(0)
-    v = rng.random(5)
-    for n in (1, 2, 3):
-        brute = np.mean([max(c) for c in itertools.product(v, repeat=n)])
-        assert S.expected_max(v, n) == pytest.approx(brute)
-    assert S.expected_max([1, 2, 3], 2) == pytest.approx(22 / 9)  # by hand: (1*1 + 2*3 + 3*5) / 9
-    assert S.expected_max(v, 200) == pytest.approx(v.max(), abs=1e-9)
-
-
-def test_stratified_mean_interval():
-    a, b = np.array([1.0, 2.0, 3.0]), np.array([10.0, 10.0, 10.0])
-    r = S.stratified_mean_interval([a, b])
-    assert r["mean"] == pytest.approx((2.0 + 10.0) / 2)  # mean of task means, not of the pooled seeds
-    assert r["tasks"] == 2
-    assert r["lo"] >= (1.0 + 10.0) / 2 - 1e-12 and r["hi"] <= (3.0 + 10.0) / 2 + 1e-12  # b never varies
-
-
-@pytest.mark.parametrize("lo,hi,p,higher,want", [
-    (0.01, 0.02, 0.01, True, "reproduced"),
-    (0.01, 0.02, 0.2, True, "inconclusive at this budget"),  # interval alone is not enough after correction
-    (-0.02, -0.01, 0.01, True, "reversed"),
-    (-0.02, -0.01, 0.01, False, "reproduced"),  # lower is better (NLL, ECE)
-    (-0.004, 0.004, 0.9, True, "no detectable effect"),
-    (-0.004, 0.02, 0.9, True, "inconclusive at this budget"),
-    (float("nan"), 0.0, 0.01, True, "inconclusive at this budget"),
-])
-def test_verdict_rules(lo, hi, p, higher, want):
-    assert S.verdict(lo, hi, p, margin=0.005, higher_is_better=higher) == want
-
 
 # ------------------------------------------------------------------ the protocol's specification and selection
 

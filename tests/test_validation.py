@@ -23,7 +23,6 @@ import torch
 
 from softgrad import config as C
 from softgrad import losses as L
-from softgrad import runs as R
 from softgrad import store as S
 
 TINY = ("dataset: synthetic\n  synthetic_classes: 4\n  synthetic_dim: 8\n  synthetic_n_train: 300\n  width: 16\n"

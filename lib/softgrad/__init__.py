@@ -1,9 +1,12 @@
 """softgrad: how the softmax-cross-entropy gradient shapes training.
 
-Modules: :mod:`softgrad.losses` (the methods and relatives), :mod:`softgrad.noisy` (the Noisy Softmax head),
-:mod:`softgrad.schedules` (warm-ups, AS-Speed), :mod:`softgrad.profiles` (g(p), identities), :mod:`softgrad.data`,
-:mod:`softgrad.models`, :mod:`softgrad.train`, :mod:`softgrad.config` (typed parameter files),
-:mod:`softgrad.store` (results on disk), :mod:`softgrad.runs` (executing runs) and :mod:`softgrad.plots`.
+Modules: :mod:`softgrad.losses` (one file per method and its registry entry; :mod:`softgrad.noisy` and
+:mod:`softgrad.schedules` re-export the Noisy Softmax head, warm-ups and AS-Speed from it),
+:mod:`softgrad.profiles` (g(p), identities), :mod:`softgrad.common` (paths, verdict labels),
+:mod:`softgrad.data`, :mod:`softgrad.models`, :mod:`softgrad.calibration`, :mod:`softgrad.train`,
+:mod:`softgrad.config` (typed parameter files), :mod:`softgrad.store` (results on disk), :mod:`softgrad.runs`
+(executing runs), :mod:`softgrad.protocol` (chapter 06's comparison), :mod:`softgrad.claims` and
+:mod:`softgrad.plots`.
 """
 
 __version__ = "0.1.0"

@@ -15,8 +15,8 @@ import pandas as pd
 from .config import Config, from_dict
 from .plots import axis_label
 
-__all__ = ["quantize", "final", "summarize", "errorbars", "curves", "epochs_to", "best_settings", "config_from_row",
-           "pearson", "tercile_groups", "read_glue", "reliability_plot", "fmt_pm", "loglog_slope", "monotone_descent",
+__all__ = ["quantize", "final", "summarize", "errorbars", "curves", "epochs_to", "config_from_row",
+           "pearson", "tercile_groups", "read_glue", "reliability_plot", "loglog_slope", "monotone_descent",
            "linear_phase_length", "time_to", "steps_to"]
 
 METRICS = ("test_acc", "test_nll", "test_ece", "test_mce", "train_time")
@@ -35,10 +35,6 @@ def summarize(df: pd.DataFrame, by: list[str], metrics=METRICS) -> pd.DataFrame:
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out["seeds"] = g.size()
     return out.fillna({c: 0.0 for c in out.columns if c.endswith("_std")})
-
-
-def fmt_pm(mean: float, std: float, digits: int = 3, scale: float = 1.0) -> str:
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
 def errorbars(ax, df: pd.DataFrame, x: str, y: str, hue: str | None = None, label=None, logx=False, **kw):
@@ -142,22 +138,6 @@ def time_to(df: pd.DataFrame, metric: str, threshold: float, cumulative: str) ->
         cum = np.concatenate([[0.0], np.cumsum(sub.loc[sub.epoch > 0, cumulative].to_numpy(float))])
         out[rid] = float(np.interp(e[rid], np.concatenate([[0.0], ep[ep > 0]]), cum))
     return pd.Series(out, name=f"{cumulative}_to_{metric}")
-
-
-def best_settings(df: pd.DataFrame, group: list[str], setting: list[str], metric: str = "test_acc",
-                  higher: bool = True) -> pd.DataFrame:
-    """For each ``group`` (e.g. dataset × method), the ``setting`` with the best seed-mean final ``metric``.
-
-    Returns one row per group with the winning setting, its mean metric and a ``run_id`` of it (a row
-    from which :func:`config_from_row` rebuilds the config).
-    """
-    f = final(df)
-    means = f.groupby(group + setting, dropna=False)[metric].mean().reset_index()
-    idx = means.groupby(group, dropna=False)[metric].idxmax() if higher else \
-        means.groupby(group, dropna=False)[metric].idxmin()
-    best = means.loc[idx.values]
-    rows = f.merge(best[group + setting], on=group + setting).drop_duplicates(group)
-    return rows.merge(best.rename(columns={metric: f"{metric}_mean"}), on=group + setting)
 
 
 def config_from_row(row, **changes) -> Config:

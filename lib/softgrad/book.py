@@ -16,7 +16,7 @@ import shlex
 
 import yaml
 
-from .store import _git
+from .store import git
 
 
 def rerun_commands(notebook: str, profile: str) -> list[list[str]]:
@@ -44,9 +44,9 @@ def page_header(notebook: str, P: dict):
     from IPython.display import Markdown
 
     profile = P["profile"]
-    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
     # outputs/ is what regenerating writes: only changed code, parameters or book sources count as local changes
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)outputs"))
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)outputs"))
     shown = {k: P[k] for k in ("base", "sweeps", "extra") if P.get(k)}
     text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=100).rstrip() if shown else "{}"
     cmds = "\n".join(shlex.join(c) for c in rerun_commands(notebook, profile))
@@ -68,6 +68,6 @@ def repo_url() -> str | None:
     GitHub Actions) as ``owner/name``, else the ``origin`` remote when it is on GitHub; None otherwise."""
     slug = os.environ.get("SOFTGRAD_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY")
     if not slug:
-        m = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?$", _git("remote", "get-url", "origin"))
+        m = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?$", git("remote", "get-url", "origin"))
         slug = m.group(1) if m else None
     return f"https://github.com/{slug}" if slug else None

@@ -43,14 +43,12 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .stats import VERDICTS, percentile_interval
+from .common import INCONCLUSIVE, NO_EFFECT, NOT_TESTABLE, PARTLY, REPRODUCED, REVERSED
+from .stats import percentile_interval
 
 __all__ = ["Rule", "Claim", "CLAIMS", "SeedTable", "seed_table", "bootstrap", "estimate", "judge", "at_epoch",
-           "claims_table", "report", "settled", "PARTLY", "NOT_TESTABLE"]
+           "claims_table", "report", "publish", "settled", "PARTLY", "NOT_TESTABLE"]
 
-PARTLY = "partly"
-NOT_TESTABLE = "not testable here"
-REPRODUCED, REVERSED, NO_EFFECT, INCONCLUSIVE = VERDICTS
 
 
 @dataclass(frozen=True)
@@ -314,6 +312,16 @@ def fmt_interval(est: dict, claim: Claim, key: str = "") -> str:
     e, lo, hi = (_f(est.get(k)) for k in ((key or "est"), p + "lo", p + "hi"))
     s = claim.scale
     return f"{e * s:+.2f} [{lo * s:+.2f}, {hi * s:+.2f}]{claim.unit}"
+
+
+def publish(estimates: dict[str, dict]):
+    """A chapter's claims published: each estimate glued as ``claim_<id>`` (chapter 07 and the intro read them
+    back) and the :func:`report` table returned for display."""
+    from myst_nb import glue
+
+    for cid, est in estimates.items():
+        glue(f"claim_{cid}", est, display=False)
+    return report(estimates)
 
 
 def report(estimates: dict[str, dict]):

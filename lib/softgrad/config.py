@@ -29,17 +29,16 @@ import itertools
 import json
 import math
 import os
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import losses as _losses
-from . import noisy as _noisy
-from . import schedules as _schedules
 from .data import DATASETS, dataset_shape
+from .losses import IMPLEMENTATIONS, LOSSES
+from .losses.core import SCHEDULE_SHAPES, check_range
+from .losses.noisy import NOISE_KINDS, NOISE_SIGNS
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
            "check_grid_size", "effective_threads", "thread_override", "device_available"]
@@ -47,9 +46,9 @@ __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", 
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
-WARMUPS = ("none", "beta", "delta")
+WARMUPS = ("none", *(m.warmup.kind for m in LOSSES.values() if m.warmup))  # declared by the methods
 DEVICES = ("auto", "cpu", "cuda", "mps")
-LOSS_IMPLS = ("auto", "native", "fused")  # softgrad.losses.implementation
+LOSS_IMPLS = IMPLEMENTATIONS  # softgrad.losses.implementation
 AMP = ("auto", "bf16", "off")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
 IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
@@ -148,9 +147,10 @@ def _choice(cfg, key, allowed):
 
 
 def _range(cfg, key, lo=-math.inf, hi=math.inf, lo_open=False):
-    v = getattr(cfg, key)
-    if (v <= lo if lo_open else v < lo) or v > hi:
-        _fail(key, f"must be in {'(' if lo_open else '['}{lo}, {hi}], got {v!r}")
+    try:  # the one range checker (softgrad.losses.core.check_range), its message under this key
+        check_range(key, getattr(cfg, key), lo, hi, lo_open, False)
+    except ValueError as e:
+        _fail(key, str(e)[len(key) + 1:])
 
 
 def _check(cfg: Config):
@@ -159,16 +159,16 @@ def _check(cfg: Config):
     _choice(cfg, "optimizer", OPTIMIZERS)
     _choice(cfg, "lr_schedule", LR_SCHEDULES)
     _choice(cfg, "warmup", WARMUPS)
-    _choice(cfg, "warmup_shape", _schedules.SCHEDULE_SHAPES)
+    _choice(cfg, "warmup_shape", SCHEDULE_SHAPES)
     _choice(cfg, "device", DEVICES)
     _choice(cfg, "loss_impl", LOSS_IMPLS)
     _choice(cfg, "amp", AMP)
-    _choice(cfg, "noise", _noisy.NOISE_KINDS)
-    _choice(cfg, "noise_sign", _noisy.NOISE_SIGNS)
-    if cfg.loss not in _losses.LOSSES:
-        _fail("loss", f"must be one of {sorted(_losses.LOSSES)}, got {cfg.loss!r}")
-    try:  # the loss checks its own parameters (names, types, ranges)
-        _losses.make_loss(cfg.loss, **cfg.loss_params)
+    _choice(cfg, "noise", NOISE_KINDS)
+    _choice(cfg, "noise_sign", NOISE_SIGNS)
+    if cfg.loss not in LOSSES:
+        _fail("loss", f"must be one of {sorted(LOSSES)}, got {cfg.loss!r}")
+    try:  # the loss's declared parameters (names, types, ranges): nothing is built or run
+        LOSSES[cfg.loss].check_params(cfg.loss_params)
     except ValueError as e:
         _fail("loss_params", str(e))
     _range(cfg, "val_fraction", 0.0, 0.9)
@@ -200,21 +200,26 @@ def _check(cfg: Config):
     _range(cfg, "as_speed_kmax", 1)
     _range(cfg, "warmup_epochs", 0.0)
     _range(cfg, "delta_ratio", 0.0, 1.0)
-    if cfg.warmup == "beta":
-        if cfg.loss != "gradient_decay":
-            _fail("warmup", f"'beta' warm-up needs loss 'gradient_decay', got loss {cfg.loss!r}")
-        _range(cfg, "warmup_start", 0.0, lo_open=True)
-    if cfg.warmup == "delta" and cfg.loss != "as_softmax":
-        _fail("warmup", f"'delta' warm-up needs loss 'as_softmax', got loss {cfg.loss!r}")
-    if cfg.as_speed and cfg.loss != "as_softmax":
-        _fail("as_speed", f"AS-Speed needs loss 'as_softmax' (it counts zero-loss samples), got {cfg.loss!r}")
+    if cfg.warmup != "none":  # a warm-up belongs to the loss that declares it
+        owner = next(m.name for m in LOSSES.values() if m.warmup and m.warmup.kind == cfg.warmup)
+        if cfg.loss != owner:
+            _fail("warmup", f"'{cfg.warmup}' warm-up needs loss '{owner}', got loss {cfg.loss!r}")
+        if cfg.warmup == "beta":
+            _range(cfg, "warmup_start", 0.0, lo_open=True)
+    if cfg.as_speed and not LOSSES[cfg.loss].zero_loss:
+        allowed = [m.name for m in LOSSES.values() if m.zero_loss]
+        _fail("as_speed", f"AS-Speed needs a loss with exact zero-loss samples (it counts them): one of {allowed}, "
+                          f"got {cfg.loss!r}")
     if cfg.noise_alpha > 0 and cfg.head_bias:
         _fail("head_bias", "Noisy Softmax (noise_alpha > 0) needs a bias-free head: set head_bias: false")
     _check_applicable(cfg)
 
 
 def _check_applicable(cfg: Config) -> None:
-    """Settings that are valid alone but cannot apply to this dataset, model or machine."""
+    """Settings that are valid alone but cannot apply to this dataset, model or machine (the models' declared
+    input needs, :data:`softgrad.models.MODEL_NEEDS`)."""
+    from .models import model_fits  # torchvision: imported when a config is checked, not with this module
+
     shape, classes = dataset_shape(cfg.dataset, cfg.synthetic_classes, cfg.synthetic_dim)
     if len(shape) != 3:
         if cfg.model in IMAGE_MODELS:
@@ -224,9 +229,9 @@ def _check_applicable(cfg: Config) -> None:
             if getattr(cfg, key):
                 _fail(key, f"image augmentation cannot apply to dataset {cfg.dataset!r} (vectors of shape {shape}); "
                            f"allowed for it: 0/false")
-    elif cfg.model in IMAGE_MODELS and not _model_builds(cfg.model, cfg.width, shape, classes):
+    elif cfg.model in IMAGE_MODELS and not model_fits(cfg.model, cfg.width, shape):
         _fail("model", f"{cfg.model!r} cannot take {cfg.dataset!r} inputs of shape {shape} (too small for its "
-                       f"pooling); allowed for it: {[m for m in MODELS if m == 'mlp' or _model_builds(m, cfg.width, shape, classes)]}")
+                       f"pooling); allowed for it: {[m for m in MODELS if model_fits(m, cfg.width, shape)]}")
     if cfg.crop_padding and len(shape) == 3 and cfg.crop_padding >= min(shape[1:]):
         _fail("crop_padding", f"must be smaller than the image side {min(shape[1:])}, got {cfg.crop_padding}")
     if cfg.device in ("cuda", "mps") and not device_available(cfg.device):
@@ -243,23 +248,6 @@ def device_available(name: str) -> bool:
         return torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
-
-
-@functools.lru_cache(maxsize=None)
-def _model_builds(model: str, width: int, shape: tuple, classes: int) -> bool:
-    """Whether ``model`` runs a forward pass on inputs of ``shape`` (built once per combination)."""
-    import torch
-
-    from .models import build_model
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
-    probe = types.SimpleNamespace(**{**defaults, "model": model, "width": width})  # the fields build_model reads
-    try:
-        with torch.no_grad():
-            build_model(probe, shape, classes).eval()(torch.zeros(2, *shape))
-    except (RuntimeError, ValueError):
-        return False
-    return True
 
 
 def effective_threads(cfg: Config) -> int:

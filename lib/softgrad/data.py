@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .common import REPO_ROOT
+
 __all__ = ["Dataset", "DATASETS", "load_dataset", "data_root", "read_idx", "Batcher", "augment", "dataset_shape"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DataUnavailable(FileNotFoundError):

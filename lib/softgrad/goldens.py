@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .store import REPO_ROOT
+from .common import NO_EFFECT, REPO_ROOT, REPRODUCED, REVERSED, VERDICTS, notebooks_out
 
 __all__ = ["PERTURBATIONS", "SANITIZE_FILE", "sanitizers", "sanitize", "compared_outputs", "diff_notebooks",
            "trained_checks", "protocol_checks", "main"]
@@ -118,17 +118,15 @@ def protocol_checks(R, chance: float, margin: float) -> None:
     and that CE trained (its E_T test accuracy beats ``chance`` by ``margin`` on every task)."""
     import math
 
-    from .stats import VERDICTS
-
     c = R.comparisons
 
     def agrees(r) -> bool:
         lo, hi = (r.lo, r.hi) if r.higher_is_better else (-r.hi, -r.lo)
-        if r.verdict == "reproduced":
+        if r.verdict == REPRODUCED:
             return lo > 0
-        if r.verdict == "reversed":
+        if r.verdict == REVERSED:
             return hi < 0
-        if r.verdict == "no detectable effect":
+        if r.verdict == NO_EFFECT:
             return -R.spec["margins"][r.metric] < lo and hi < R.spec["margins"][r.metric]
         return r.verdict == VERDICTS[-1] and not (math.isfinite(lo) and math.isfinite(hi) and lo > hi)
 
@@ -207,7 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--perturb", nargs="*", default=["avx2", "default", "threads"], choices=sorted(PERTURBATIONS))
     ap.add_argument("--keep", default=None, help="keep the executed notebooks under this folder")
     a = ap.parse_args(argv)
-    names = a.only or sorted(p.stem for p in (REPO_ROOT / "outputs" / "ci" / "notebooks").glob("*.ipynb"))
+    names = a.only or sorted(p.stem for p in notebooks_out("ci").glob("*.ipynb"))
     rules = sanitizers()
     any_moved = False
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +220,7 @@ def main(argv=None) -> int:
                 any_moved = True
                 continue
             for name in names:
-                moved = diff_notebooks(REPO_ROOT / "outputs" / "ci" / "notebooks" / f"{name}.ipynb",
+                moved = diff_notebooks(notebooks_out("ci") / f"{name}.ipynb",
                                        root / pert / "nb" / f"{name}.ipynb", rules)
                 any_moved |= bool(moved)
                 status = "unchanged" if not moved else f"{len(moved)} output(s) moved"

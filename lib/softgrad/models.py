@@ -18,9 +18,30 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, resnet18
 
-from .noisy import NoisySoftmaxHead
+from .losses.noisy import NoisySoftmaxHead
 
-__all__ = ["Classifier", "build_model"]
+__all__ = ["Classifier", "build_model", "MODEL_NEEDS", "model_fits"]
+
+# What each model needs of its input, declared (configuration checks read this; nothing is built to check):
+# 'image': (C, H, W) inputs; 'min_side': the smallest H and W its pooling takes; 'min_width': the smallest
+# ``width`` (VGG's first stage has width // 4 channels).
+MODEL_NEEDS: dict[str, dict] = {
+    "mlp": {},
+    "lenet5": {"image": True, "min_side": 16},
+    "vgg_small": {"image": True, "min_width": 4},
+    "resnet20": {"image": True},
+    "resnet18": {"image": True},
+}
+
+
+def model_fits(model: str, width: int, input_shape: tuple) -> bool:
+    """Whether ``model`` (with ``width``) takes inputs of ``input_shape``, from :data:`MODEL_NEEDS`."""
+    need = MODEL_NEEDS[model]
+    if need.get("image") and len(input_shape) != 3:
+        return False
+    if need.get("min_side") and min(input_shape[1:]) < need["min_side"]:
+        return False
+    return width >= need.get("min_width", 0)
 
 
 class Classifier(nn.Module):
@@ -57,7 +78,7 @@ def _mlp(input_shape, width: int, depth: int) -> tuple[nn.Module, int]:
 
 def _lenet5(input_shape) -> tuple[nn.Module, int]:
     c, h, w = input_shape
-    if h < 16 or w < 16:
+    if min(h, w) < MODEL_NEEDS["lenet5"]["min_side"]:
         raise ValueError(f"model: lenet5 needs images of at least 16x16, got {h}x{w}; use mlp or vgg_small")
     net = nn.Sequential(
         nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),

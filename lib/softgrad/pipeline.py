@@ -23,16 +23,16 @@ from pathlib import Path
 
 import yaml
 
+from .common import NOTEBOOKS_DIR, REPO_ROOT, notebooks_out, params_file
 from .config import load_params
 from .goldens import PERTURBATIONS
 from .store import clean_stale_tmp, file_hash
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NB_DIR = REPO_ROOT / "notebooks"
+NB_DIR = NOTEBOOKS_DIR
 
 
 def notebook_names(profile: str) -> list[str]:
-    return [p.stem for p in sorted(NB_DIR.glob("[0-9][0-9]_*.py")) if (REPO_ROOT / "params" / profile / f"{p.stem}.yaml").exists()]
+    return [p.stem for p in sorted(NB_DIR.glob("[0-9][0-9]_*.py")) if params_file(profile, p.stem).exists()]
 
 
 def _clean(nb, source: Path):
@@ -57,7 +57,7 @@ def _clean(nb, source: Path):
 
 def validate(name: str, profile: str) -> dict:
     """Fully validate a notebook's parameter file (sweeps, and the protocol spec where it has one)."""
-    p = load_params(REPO_ROOT / "params" / profile / f"{name}.yaml")
+    p = load_params(params_file(profile, name))
     sweep_workers(p)
     if "protocol" in p["extra"]:
         from . import protocol
@@ -86,15 +86,15 @@ def execute(name: str, profile: str, out_dir: Path | None = None, progress: bool
     import papermill as pm
 
     src = NB_DIR / f"{name}.py"
-    params = yaml.safe_load((REPO_ROOT / "params" / profile / f"{name}.yaml").read_text()) or {}
+    params = yaml.safe_load(params_file(profile, name).read_text()) or {}
     p = validate(name, profile)  # before running anything
-    out_dir = out_dir or REPO_ROOT / "outputs" / profile / "notebooks"
+    out_dir = out_dir or notebooks_out(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     if pre_run and params.get("sweeps"):  # train the sweeps here, with progress in the terminal; the kernel reads the cache
         from .runs import run_params
 
         w = sweep_workers(p)
-        run_params(REPO_ROOT / "params" / profile / f"{name}.yaml", progress=progress,
+        run_params(params_file(profile, name), progress=progress,
                    executor="processes" if w > 1 else "local", workers=w if w > 1 else None)
     if pre_run and "protocol" in p["extra"]:  # the same for a notebook that runs the comparison protocol
         from . import protocol
@@ -127,7 +127,7 @@ def stale_goldens(profile: str = "ci") -> list[str]:
 
     stale = []
     for name in notebook_names(profile):
-        golden = REPO_ROOT / "outputs" / profile / "notebooks" / f"{name}.ipynb"
+        golden = notebooks_out(profile) / f"{name}.ipynb"
         if not golden.exists():
             stale.append(f"{name} (no golden)")
             continue
@@ -148,7 +148,7 @@ def nbval(profile: str = "ci", perturb: str | None = None) -> int:
         print(f"stale nbval goldens (their .py changed): {stale}. Regenerate on purpose with:\n"
               f"  python -m softgrad.pipeline notebooks --profile {profile}", file=sys.stderr)
         return 1
-    nbs = [str(REPO_ROOT / "outputs" / profile / "notebooks" / f"{n}.ipynb") for n in notebook_names(profile)]
+    nbs = [str(notebooks_out(profile) / f"{n}.ipynb") for n in notebook_names(profile)]
     with tempfile.TemporaryDirectory() as tmp:
         # kernels inherit this: runs recompute in a scratch folder instead of reading cached results
         env = {**os.environ, "SOFTGRAD_OUTPUTS": tmp, "SOFTGRAD_FIGURES": tmp, "PYTHONWARNINGS": "ignore",
@@ -217,7 +217,7 @@ def build_book(profile: str) -> int:
     gen = REPO_ROOT / "book" / "notebooks"
     shutil.rmtree(gen, ignore_errors=True)
     gen.mkdir(parents=True)
-    for nb in sorted((REPO_ROOT / "outputs" / profile / "notebooks").glob("*.ipynb")):
+    for nb in sorted(notebooks_out(profile).glob("*.ipynb")):
         shutil.copy(nb, gen / nb.name)
         if (NB_DIR / f"{nb.stem}.py").exists():
             shutil.copy(NB_DIR / f"{nb.stem}.py", gen / f"{nb.stem}.py")

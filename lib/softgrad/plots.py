@@ -30,11 +30,11 @@ STYLE = {
 }
 plt.rcParams.update(STYLE)
 
-from .store import REPO_ROOT  # noqa: E402
+from .losses import METHODS  # noqa: E402
+from .common import (IDENTITY_FAILED, INCONCLUSIVE, NO_EFFECT, NOT_TESTABLE, NOTEBOOKS_DIR, PARTLY, REPO_ROOT,  # noqa: E402
+                     REPRODUCED, REVERSED, figures_dir)
 
-COLORS = {"ce": "black", "temperature": "tab:blue", "gradient_decay": "tab:orange", "sgt": "tab:green",
-          "as_softmax": "tab:red", "noisy": "tab:purple", "sparse_softmax": "tab:brown", "sparsemax": "tab:pink",
-          "entmax15": "tab:gray"}
+COLORS = {name: m.color for name, m in METHODS.items()}  # each method's colour, declared in its registry entry
 
 
 AXIS_LABELS = {  # column name -> axis label in words, with units
@@ -57,8 +57,7 @@ def axis_label(col: str) -> str:
 
 
 def figure_dir(profile: str) -> Path:
-    base = os.environ.get("SOFTGRAD_FIGURES")
-    d = Path(base) / profile if base else REPO_ROOT / "outputs" / profile / "figures"
+    d = figures_dir(profile)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -85,7 +84,7 @@ def figure_number(notebook: str, name: str) -> str | None:
     in source order. None if the source or the label is not found."""
     import re
 
-    src = REPO_ROOT / "notebooks" / f"{notebook}.py"
+    src = NOTEBOOKS_DIR / f"{notebook}.py"
     label = name if name.startswith("fig-") else "fig-" + name.replace("_", "-")
     if not src.exists():
         return None
@@ -165,19 +164,12 @@ def summary_table(s, cols, digits: int = 4):
     return table(d, names=names, formats={names[c]: f"{{:.{digits}f}}" for c in cols})
 
 
-def mean_std(df, by: list[str], col: str):
-    """Mean and std of ``col`` over seeds, grouped by ``by`` (final-epoch rows)."""
-    g = df.groupby(by)[col]
-    return g.mean(), g.std(ddof=1).fillna(0.0)
-
-
-VERDICT_COLORS = {"reproduced": "tab:green", "reversed": "tab:red", "no detectable effect": "tab:blue",
-                  "inconclusive at this budget": "0.55"}
+VERDICT_COLORS = {REPRODUCED: "tab:green", REVERSED: "tab:red", NO_EFFECT: "tab:blue", INCONCLUSIVE: "0.55"}
 VERDICT_BACKGROUND = {  # table cells: light tints of VERDICT_COLORS, plus the chapter-level verdicts
-    "reproduced": "background-color: #d9f2d9", "partly": "background-color: #fff2cc",
-    "not reproduced": "background-color: #fde0c5", "reversed": "background-color: #f8cccc",
-    "no detectable effect": "background-color: #d6e6f5", "inconclusive at this budget": "background-color: #e6e6e6",
-    "not testable here": "background-color: #f2f2f2; color: #555"}
+    REPRODUCED: "background-color: #d9f2d9", PARTLY: "background-color: #fff2cc",
+    IDENTITY_FAILED: "background-color: #fde0c5", REVERSED: "background-color: #f8cccc",
+    NO_EFFECT: "background-color: #d6e6f5", INCONCLUSIVE: "background-color: #e6e6e6",
+    NOT_TESTABLE: "background-color: #f2f2f2; color: #555"}
 METRIC_LABELS = {"acc": "test accuracy (points)", "nll": "test NLL", "ece": "test ECE (points)",
                  "nll_ts": "test NLL after temperature scaling", "ece_ts": "test ECE after temperature scaling (points)"}
 POINTS = {"acc", "ece", "ece_ts"}  # shown ×100

@@ -1,8 +1,11 @@
-"""Analysis tools for the losses (not losses): the target-gradient profile g(p) and SPEC's identities.
+"""Analysis tools for the losses (not losses): the target-gradient profile g(p) and the identities between
+the losses.
 
 ``target_gradient_profile(name, p)`` is the book's common footing: the magnitude of the gradient on the
-target logit as a function of the target probability, at logits whose rivals are equal.
-``identity_errors()`` checks SPEC's identities numerically in float64.
+target logit as a function of the target probability, at logits whose rivals are equal; each method declares
+its analytic profile in its registry entry (:data:`softgrad.losses.METHODS`). ``identity_errors()`` checks
+the identities the papers state (SGT's gradient is that of CE(αz)/α; gradient decay is CE with a target margin
+−ln β; every neutral setting is CE) numerically in float64.
 """
 
 from __future__ import annotations
@@ -13,42 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .losses import LOSSES, _spec, gradient_decay, sgt, temperature_ce
+from .losses import LOSSES, METHODS, gradient_decay, loss_method, sgt, temperature_ce
+from .losses.core import symmetric_logits
 
-__all__ = ["target_gradient_profile", "identity_errors"]
-
-
-def _symmetric_logits(p: Tensor, num_classes: int) -> Tensor:
-    """Logits (len(p), C) with target class 0 at probability p and equal rivals (float64)."""
-    p = p.double().clamp(1e-12, 1 - 1e-12)
-    z = torch.zeros(p.shape[0], num_classes, dtype=torch.float64)
-    z[:, 0] = torch.log(p * (num_classes - 1) / (1 - p))
-    return z
-
-
-def _analytic_profile(name: str, p: Tensor, num_classes: int, params: dict) -> Tensor | None:
-    p = p.double()
-    C = num_classes
-    if name == "ce":
-        eps = params.get("label_smoothing", 0.0)
-        return (1 - eps + eps / C) - p
-    if name == "temperature":
-        b = params["beta"]
-        z_t = torch.log(p * (C - 1) / (1 - p))
-        return b * (1 - 1 / (1 + (C - 1) * torch.exp(-b * z_t)))
-    if name == "gradient_decay":
-        b = params["beta"]
-        return (1 - p) / (1 - (1 - b) * p)
-    if name == "sgt":
-        a, eps = params["alpha"], params.get("label_smoothing", 0.0)
-        pa = p**a
-        rival = ((1 - p) / (C - 1)) ** a
-        return (1 - eps + eps / C) - pa / (pa + (C - 1) * rival)
-    if name == "as_softmax":
-        d = params["delta"]
-        rival = (1 - p) / (C - 1)
-        return torch.where(p - rival <= d, 1 - p, torch.zeros_like(p))
-    return None
+__all__ = ["target_gradient_profile", "identity_errors", "trajectory_gaps"]
 
 
 def target_gradient_profile(
@@ -57,40 +28,31 @@ def target_gradient_profile(
     """Magnitude of ``dL/dz_t`` as a function of the target probability ``p`` (the book's g(p)).
 
     Evaluated at logits whose rivals are all equal (``C = num_classes``), so ``p`` fixes the point.
-    ``method``: 'analytic' (ce, temperature, gradient_decay, sgt, as_softmax), 'autograd'
-    (any loss, and 'noisy': Noisy Softmax's expected gradient, averaged over ``noise_points``
-    quantiles of the half-normal noise; params ``alpha`` and ``scale``, the value of
-    ``|W_y||x|(1 - cos theta)``), or 'auto' (analytic where available). Returns float64 ``(len(p),)``.
+    ``method``: 'analytic' (each method's declared profile: ce, temperature, gradient_decay, sgt, as_softmax),
+    'autograd' (any loss), or 'auto' (analytic where declared). 'noisy' (Noisy Softmax, a head, not a loss)
+    is always its expected gradient, averaged over ``noise_points`` quantiles of the half-normal noise; params
+    ``alpha`` and ``scale``, the value of ``|W_y||x|(1 - cos theta)``. Returns float64 ``(len(p),)``.
     """
     if method not in ("auto", "analytic", "autograd"):
         raise ValueError(f"method must be one of ('auto', 'analytic', 'autograd'), got {method!r}")
     p = torch.as_tensor(p, dtype=torch.float64).reshape(-1)
-    if name == "noisy":
-        alpha, scale = float(params.get("alpha", 0.1)), float(params.get("scale", 1.0))
-        z = _symmetric_logits(p, num_classes)
-        # deterministic quadrature: mid-quantiles of |xi| for xi ~ N(0, 1)
-        u = (torch.arange(noise_points, dtype=torch.float64) + 0.5) / noise_points
-        absxi = torch.special.ndtri(0.5 + 0.5 * u)
-        zz = z.unsqueeze(1).repeat(1, noise_points, 1)
-        zz[:, :, 0] -= alpha * scale * absxi
-        q = torch.softmax(zz, dim=2)[:, :, 0]
-        return (1 - q).mean(dim=1)
-    spec = _spec(name)
-    full = {**spec.params, **params}
+    m = METHODS[name] if name in METHODS else loss_method(name)  # the latter names the allowed losses
+    if m.fn is None:  # a head: its profile is an expectation over the noise
+        return m.profile(p, num_classes, params, noise_points=noise_points)
+    full = {**m.defaults(), **params}
     if method in ("auto", "analytic"):
-        out = _analytic_profile(name, p, num_classes, full)
-        if out is not None:
-            return out
+        if m.profile is not None:
+            return m.profile(p.double(), num_classes, full)
         if method == "analytic":
             raise ValueError(f"no analytic profile for loss {name!r}; use method='autograd'")
-    z = _symmetric_logits(p, num_classes).requires_grad_(True)
+    z = symmetric_logits(p, num_classes).requires_grad_(True)
     target = torch.zeros(z.shape[0], dtype=torch.long)
-    spec.fn(z, target, **full).sum().backward()
+    m.fn(z, target, **full).sum().backward()
     return -z.grad[:, 0]
 
 
 def identity_errors(n: int = 64, num_classes: int = 10, seed: int = 0) -> dict[str, float]:
-    """Max-abs errors of SPEC's identities on random float64 logits (the book's numerical check).
+    """Max-abs errors of the losses' identities on random float64 logits (the book's numerical check).
 
     - ``sgt(a) grad == grad (1/a) CE(a z)`` for a in {0.1, 0.5}, with and without label smoothing
     - ``gradient_decay(b) == CE(z + ln(b) e_t) + ln b`` (value and gradient), b in {0.1, 10}
@@ -118,8 +80,7 @@ def identity_errors(n: int = 64, num_classes: int = 10, seed: int = 0) -> dict[s
                       + math.log(b))
         out[f"GD(beta={b}) = CE with margin -ln beta, + ln beta"] = float(max((v1 - v2).abs().max(), (g1 - g2).abs().max()))
     v_ce, g_ce = grad(lambda x: F.cross_entropy(x, t, reduction="none"))
-    for name, params in (("temperature", {"beta": 1.0}), ("gradient_decay", {"beta": 1.0}), ("sgt", {"alpha": 1.0}),
-                         ("as_softmax", {"delta": 1.0})):
+    for name, params in ((n, m.neutral) for n, m in LOSSES.items() if m.neutral and n != "ce"):  # declared neutrals
         v, gg = grad(lambda x: LOSSES[name].fn(x, t, **params))
         out[f"{name}{params} = CE"] = float(max((v - v_ce).abs().max(), (gg - g_ce).abs().max()))
     return out

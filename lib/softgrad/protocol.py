@@ -39,7 +39,9 @@ moved with rounding. Per task:
    hold every source of variation.
 
 The specification is a parameter file's ``extra.protocol`` (:data:`DEFAULTS`); :func:`check_spec` validates it
-before any training.
+before any training. The compared methods and their run settings come from the registry
+(:data:`softgrad.losses.COMPARED`); a method listed with no mapping (``temperature:`` alone, i.e. null) searches
+its registry entry's default knob range.
 """
 
 from __future__ import annotations
@@ -52,21 +54,15 @@ import numpy as np
 import pandas as pd
 
 from . import stats as S
-from .config import LOSS_IMPLS, Config, ConfigError, config_id, expand
+from .config import LOSS_IMPLS, Config, ConfigError, expand
+from .losses import COMPARED
 from .store import run_dir
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "design", "plan", "run", "analyse",
            "agreement", "ProtocolResult", "winners", "retrain_table", "convergence_verdict"]
 
-# method -> the config settings it is made of (its knobs are set on top)
-METHODS = {
-    "ce": {"loss": "ce"},
-    "temperature": {"loss": "temperature"},
-    "gradient_decay": {"loss": "gradient_decay"},
-    "noisy": {"loss": "ce", "head_bias": False},  # knob noise_alpha (a Config field)
-    "sgt": {"loss": "sgt"},
-    "as_softmax": {"loss": "as_softmax"},
-}
+# method -> the config settings it is made of (its knobs are set on top): the registry's compared methods
+METHODS = {name: m.run for name, m in COMPARED.items()}
 # metric -> (result column on the test set, higher is better)
 METRICS = {"acc": ("test_acc", True), "nll": ("test_nll", False), "ece": ("test_ece", False),
            "nll_ts": ("test_nll_ts", False), "ece_ts": ("test_ece_ts", False)}
@@ -131,6 +127,8 @@ def check_spec(spec: dict | None) -> dict:
     for key in ("tasks", "methods"):
         if not isinstance(s[key], dict) or not s[key]:
             _fail(key, "must be a non-empty mapping of name -> settings")
+        if key == "methods":  # a method given no mapping (null) searches its registry's default knob range
+            s[key] = {n: (COMPARED[n].knob if v is None and n in COMPARED else v) for n, v in s[key].items()}
         for name, v in s[key].items():
             if not isinstance(v, dict):
                 _fail(f"{key}.{name}", f"must be a mapping, got {v!r}")

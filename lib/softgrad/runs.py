@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError, config_id, expand, load_params, validate_params
-from .store import (REPO_ROOT, atomic_write_json, clean_stale_tmp, load_run, provenance, result_path,
+from .common import REPO_ROOT, params_file
+from .store import ( atomic_write_json, clean_stale_tmp, load_run, provenance, result_path,
                     results_frame, run_dir)
 
-__all__ = ["EXECUTORS", "RunFailures", "check_executor", "run_one", "run_grid", "run_params", "run_configs",
-           "notebook_params", "default_progress", "REPO_ROOT", "load_run"]
+__all__ = ["EXECUTORS", "RunFailures", "check_executor", "run_one", "run_grid", "run_params", "notebook_params", "default_progress", "REPO_ROOT", "load_run"]
 
 EXECUTORS = ("local", "processes", "ray")
 
@@ -228,13 +228,7 @@ def notebook_params(notebook: str, profile: str, base=None, sweeps=None, extra=N
     """A notebook's parameters: as injected by papermill, or (all None, interactive use) read from
     ``params/<profile>/<notebook>.yaml``. Validated either way."""
     if base is None and sweeps is None and extra is None:
-        return load_params(REPO_ROOT / "params" / profile / f"{notebook}.yaml")
+        return load_params(params_file(profile, notebook))
     return validate_params({"profile": profile, "base": base or {}, "sweeps": sweeps or {}, "extra": extra or {}},
                            where=f"{notebook} parameters")
 
-
-def run_configs(configs: list[Config], profile: str, out_root: Path | None = None, progress: bool | None = None,
-                desc: str = "runs"):
-    """Run (or load) a list of configs under ``outputs/<profile>/runs``; returns their results frame."""
-    progress = default_progress() if progress is None else progress
-    return results_frame(run_grid(configs, run_dir(profile, out_root), progress=progress, desc=desc), sweep=desc)

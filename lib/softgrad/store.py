@@ -20,11 +20,11 @@ import re
 import subprocess
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "LOCK_FILE", "run_dir", "result_path", "atomic_write_json", "atomic_torch_save",
-           "clean_stale_tmp", "provenance", "file_hash", "lock_hash", "load_run", "load_results", "results_frame"]
+from .common import LOCK_FILE, REPO_ROOT, outputs_root
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCK_FILE = REPO_ROOT / "requirements-lock.txt"
+__all__ = ["REPO_ROOT", "LOCK_FILE", "run_dir", "result_path", "atomic_write_json", "atomic_torch_save",
+           "clean_stale_tmp", "provenance", "file_hash", "lock_hash", "load_run", "results_frame"]
+
 
 # temporary files are named <final name>.tmp<pid>; a dead pid means a killed writer
 _TMP = re.compile(r"^(?P<final>.+)\.tmp(?P<pid>\d+)$")
@@ -32,8 +32,7 @@ _TMP = re.compile(r"^(?P<final>.+)\.tmp(?P<pid>\d+)$")
 
 def run_dir(profile: str, root: Path | None = None) -> Path:
     """``<root or $SOFTGRAD_OUTPUTS or <repo>/outputs>/<profile>/runs``."""
-    base = Path(root) if root else Path(os.environ.get("SOFTGRAD_OUTPUTS", REPO_ROOT / "outputs"))
-    return base / profile / "runs"
+    return outputs_root(root) / profile / "runs"
 
 
 def result_path(out: Path, run_id: str) -> Path:
@@ -104,7 +103,7 @@ def clean_stale_tmp(folder: Path) -> list[Path]:
     return removed
 
 
-def _git(*args) -> str:
+def git(*args) -> str:
     try:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -131,8 +130,8 @@ def provenance() -> dict:
 
     from . import __version__
 
-    return {"git_commit": _git("rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    return {"git_commit": git("rev-parse", "HEAD") or "unknown",
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": numpy.__version__, "softgrad": __version__,
             "lock_sha256": lock_hash(), "platform": platform.platform(), "threads": torch.get_num_threads()}
@@ -162,9 +161,3 @@ def results_frame(results: list[dict], sweep: str | None = None):
             rows.append({**base, **h, **extra, "final": h["epoch"] == last})
     return pd.DataFrame(rows)
 
-
-def load_results(profile: str, out_root: Path | None = None):
-    """Every finished run of ``profile`` as a DataFrame (see :func:`results_frame`)."""
-    d = run_dir(profile, out_root)
-    results = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
-    return results_frame(results)

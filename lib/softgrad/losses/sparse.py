@@ -1,0 +1,129 @@
+"""Sparse alternatives to softmax, for comparison: sparse-softmax (top-k; Sun et al. 2021, arXiv 2112.12433),
+the sparsemax loss (Martins & Astudillo 2016) and the 1.5-entmax loss (Peters, Niculae, Martins 2019).
+Each has one (fused) implementation; none is compared in chapter 06.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .core import Method, Param, per_sample, target_fixup
+
+__all__ = ["sparse_softmax", "sparsemax", "entmax15", "SPARSE_SOFTMAX", "SPARSEMAX", "ENTMAX15"]
+
+
+class _SparseSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: Tensor, target: Tensor, w: Tensor, k: int, keep_target: bool) -> Tensor:
+        vals, idx = z.topk(k, dim=1)  # O(NC) read, no (N, C) write
+        z_t = z.gather(1, target.unsqueeze(1))
+        if keep_target:  # K = top-k U {t}: append z_t (as -inf when it is already among the top-k)
+            in_top = (idx == target.unsqueeze(1)).any(dim=1, keepdim=True)
+            vals = torch.cat([vals, torch.where(in_top, torch.full_like(z_t, -math.inf), z_t)], dim=1)
+        lse = torch.logsumexp(vals, dim=1, keepdim=True)
+        loss = (lse - z_t).squeeze(1) * w
+        ctx.save_for_backward(torch.exp(vals - lse), idx, target, w)
+        ctx.shape, ctx.keep_target = z.shape, keep_target
+        return loss
+
+    @staticmethod
+    def backward(ctx, gout: Tensor):
+        probs, idx, target, w_row = ctx.saved_tensors
+        w = (gout * w_row).unsqueeze(1)
+        grad = torch.zeros(ctx.shape, dtype=probs.dtype, device=probs.device)
+        k = idx.shape[1]
+        grad.scatter_(1, idx, probs[:, :k] * w)
+        fix = probs[:, k:] * w - w if ctx.keep_target else -w
+        grad.scatter_add_(1, target.unsqueeze(1), fix)
+        return grad, None, None, None, None
+
+
+
+def sparse_softmax(logits: Tensor, target: Tensor, k: int = 5, keep_target: bool = False, *,
+                   weight: Tensor | None = None, ignore_index: int = -100) -> Tensor:
+    """Sparse-softmax (Sun et al., arXiv 2112.12433): softmax restricted to the k largest logits.
+
+    ``L = logsumexp_{i in K} z_i - z_t`` with ``K = top-k(z)``, the authors' definition (their public
+    code and the paper's formula): a target outside the top-k is not added to ``K``, so its loss is
+    ``lse(top-k) - z_t`` and its gradient ``-1`` on the target and the top-k softmax elsewhere.
+    ``keep_target=True`` uses ``K = top-k(z) U {t}`` instead (a variant: the target always competes;
+    both agree on every row whose target is among the top-k). ``k >= C`` is CE.
+    logits ``(N, C[, d...])`` -> target's shape.
+    """
+    k = SPARSE_SOFTMAX.params["k"].check("k", k)
+    keep_target = SPARSE_SOFTMAX.params["keep_target"].check("keep_target", keep_target)
+    return per_sample(SPARSE_SOFTMAX, logits, target, weight, ignore_index, {"k": k, "keep_target": keep_target})
+
+
+
+def _sparsemax(z: Tensor) -> Tensor:
+    """Sparsemax projection (Martins & Astudillo 2016), rows of ``z (M, C)``: ``p = max(z - tau, 0)`` with
+    tau from the sorted logits (support: ``1 + k z_(k) > sum_{j<=k} z_(j)``)."""
+    zs = z.sort(dim=1, descending=True).values
+    cs = zs.cumsum(dim=1) - 1.0
+    k = torch.arange(1, z.shape[1] + 1, device=z.device, dtype=z.dtype)
+    support = (k * zs > cs).sum(dim=1, keepdim=True)  # >= 1 always (the top logit)
+    tau = cs.gather(1, support - 1) / support.to(z.dtype)
+    return (z - tau).clamp(min=0.0)
+
+
+def _entmax15(z: Tensor) -> Tensor:
+    """1.5-entmax projection (Peters, Niculae, Martins 2019), exact sort-based algorithm: with x = (z - max)/2,
+    ``p = max(x - tau, 0)^2``, tau the largest root of ``sum max(x - tau, 0)^2 = 1`` over sorted prefixes."""
+    x = (z - z.amax(dim=1, keepdim=True)) / 2
+    xs = x.sort(dim=1, descending=True).values
+    rho = torch.arange(1, z.shape[1] + 1, device=z.device, dtype=z.dtype)
+    mean = xs.cumsum(dim=1) / rho
+    mean_sq = (xs * xs).cumsum(dim=1) / rho
+    delta = (1 - rho * (mean_sq - mean * mean)) / rho
+    tau = mean - delta.clamp(min=0).sqrt()
+    support = (tau <= xs).sum(dim=1, keepdim=True)
+    return (x - tau.gather(1, support - 1)).clamp(min=0) ** 2
+
+
+class _EntmaxLoss(torch.autograd.Function):
+    """Fenchel-Young loss of a sparse projection: ``L = Omega(p) + (p - e_t) . z``, gradient ``p - e_t``
+    (as the ``entmax`` package's losses; Omega = (1 - sum p^2)/2 for sparsemax, (1 - sum p^1.5)/0.75 for
+    1.5-entmax). Written here, sort-based and branch-free, so it works under torch.compile."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, target: Tensor, w: Tensor, kind: str) -> Tensor:
+        p = _sparsemax(z) if kind == "sparsemax" else _entmax15(z)
+        omega = (1 - (p * p).sum(dim=1)) / 2 if kind == "sparsemax" else (1 - (p * p.sqrt()).sum(dim=1)) / 0.75
+        g = target_fixup(p, target, -torch.ones_like(w))  # p - e_t, in p's buffer
+        loss = (omega + (g * z).sum(dim=1)) * w
+        ctx.save_for_backward(g, w)
+        return loss
+
+    @staticmethod
+    def backward(ctx, gout: Tensor):
+        g, w = ctx.saved_tensors
+        return g * (gout * w).unsqueeze(1), None, None, None
+
+
+def sparsemax(logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ignore_index: int = -100) -> Tensor:
+    """Sparsemax loss (Martins & Astudillo 2016). ``(N, C[, d...])`` -> target's shape.
+
+    Equal to the ``entmax`` package's ``sparsemax_loss`` (tested), computed here so it compiles."""
+    return per_sample(SPARSEMAX, logits, target, weight, ignore_index, {})
+
+
+def entmax15(logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ignore_index: int = -100) -> Tensor:
+    """1.5-entmax loss (Peters, Niculae, Martins 2019). ``(N, C[, d...])`` -> target's shape.
+
+    Equal to the ``entmax`` package's ``entmax15_loss`` (tested), computed here so it compiles."""
+    return per_sample(ENTMAX15, logits, target, weight, ignore_index, {})
+
+
+
+SPARSE_SOFTMAX = Method(
+    "sparse_softmax", sparse_softmax, params={"k": Param(5, 1, kind="int"), "keep_target": Param(False, kind="bool")},
+    fused=lambda r, k=5, keep_target=False: _SparseSoftmax.apply(r.z, r.target, r.w, min(k, r.z.shape[1]), keep_target),
+    label="sparse-softmax (top-k)", color="tab:brown", paper="Sun et al. 2021, arXiv 2112.12433")
+SPARSEMAX = Method("sparsemax", sparsemax, fused=lambda r: _EntmaxLoss.apply(r.z, r.target, r.w, "sparsemax"),
+                   label="sparsemax", color="tab:pink", paper="Martins & Astudillo 2016")
+ENTMAX15 = Method("entmax15", entmax15, fused=lambda r: _EntmaxLoss.apply(r.z, r.target, r.w, "entmax15"),
+                  label="1.5-entmax", color="tab:gray", paper="Peters, Niculae, Martins 2019")
