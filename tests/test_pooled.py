@@ -253,3 +253,44 @@ def test_a_method_without_settings_searches_its_registry_range():
     s = P.check_spec({**SPEC, "methods": {"ce": {}, "temperature": None, "sgt": {"alpha": [0.1, 1.0]}}})
     assert s["methods"]["temperature"] == COMPARED["temperature"].knob
     assert s["methods"]["sgt"] == {"alpha": [0.1, 1.0]}
+
+
+def _small_effect(t, m, i, rng):
+    """sgt better by 0.6 points on average with seed noise of ~1.5 points: inconclusive at N = 16."""
+    a = 0.85 + rng.normal(0, 0.015) + (0.006 if m == "sgt" else 0.0)
+    return a + rng.normal(0, 0.002), a
+
+
+def test_power_at_the_pool_size_is_the_analysis_itself():
+    pool = _pool(_small_effect)
+    R = P.analyse(pool, SPEC)
+    pw = P.power(pool, SPEC, [16])
+    t = pd.concat([R.comparisons, R.aggregate])
+    assert pw.verdicts.iloc[0] == len(t)
+    assert pw.inconclusive.iloc[0] == pytest.approx((t.verdict == "inconclusive at this budget").mean())
+    assert pw.predicted_agreement.iloc[0] == pytest.approx(t.predicted_agreement.mean())
+
+
+def test_power_narrows_every_interval_by_the_square_root_of_the_size_ratio():
+    """Four times the trial indices halve each replicate's deviation; with one method compared (one Holm
+    step per task pair at worst) the intervals shrink about the same estimate, and a small true effect
+    stops being inconclusive once the design is large enough."""
+    pool = _pool(_small_effect)
+    spec = {**SPEC, "methods": {"ce": {}, "sgt": {"alpha": [0.05, 1.0]}}}
+    a = P.analyse(pool[pool.method != "temperature"], spec)
+    b = P.analyse(pool[pool.method != "temperature"], spec, spread=0.5)
+    assert np.allclose(a.comparisons["diff"], b.comparisons["diff"])
+    assert (b.comparisons.hi - b.comparisons.lo <= a.comparisons.hi - a.comparisons.lo + 1e-12).all()
+    pw = P.power(pool[pool.method != "temperature"], spec, [16, 64, 4096])
+    assert pw.inconclusive.iloc[-1] < pw.inconclusive.iloc[0]
+
+
+def test_spread_ratio_follows_one_over_root_n_on_iid_trials():
+    rng = np.random.default_rng(1)
+    pool = _pool(lambda t, m, i, _: (v := rng.random(), 0.8 + 0.1 * rng.random() + 0.01 * v), n=64)
+    spec = {**SPEC, "trials": 64, "bootstrap": 400}
+    sr = P.spread_ratio(pool, spec, 16, draws=30)
+    assert (sr.predicted == 2.0).all()
+    assert 1.7 < sr.ratio.median() < 2.3
+    with pytest.raises(ValueError, match="size"):
+        P.spread_ratio(pool, spec, 2)

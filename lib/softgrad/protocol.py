@@ -37,6 +37,9 @@ moved with rounding. Per task:
 7. **Predicted agreement**: for each verdict, the share of bootstrap replicates (each a plausible rerun)
    whose shifted interval gives the same verdict — what a rerun's agreement rate should be if the intervals
    hold every source of variation.
+8. **Power** (:func:`power`): the same analysis with each replicate's deviation scaled by √(N/N′) — what the
+   verdicts and their predicted agreement would be with N′ trial indices, the estimates taken as the truth;
+   :func:`spread_ratio` checks the 1/√N′ scaling on sub-pools. It plans a design and decides no verdict.
 
 The specification is a parameter file's ``extra.protocol`` (:data:`DEFAULTS`); :func:`check_spec` validates it
 before any training. The compared methods and their run settings come from the registry
@@ -59,7 +62,8 @@ from .losses import COMPARED
 from .store import run_dir
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "design", "plan", "run", "analyse",
-           "agreement", "ProtocolResult", "winners", "retrain_table", "convergence_verdict"]
+           "agreement", "ProtocolResult", "winners", "retrain_table", "convergence_verdict", "power",
+           "spread_ratio"]
 
 # method -> the config settings it is made of (its knobs are set on top): the registry's compared methods
 METHODS = {name: m.run for name, m in COMPARED.items()}
@@ -336,9 +340,12 @@ def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[
     return g.val_acc.to_numpy(float), g[col].to_numpy(float)
 
 
-def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = None) -> ProtocolResult:
+def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = None,
+            spread: float = 1.0) -> ProtocolResult:
     """Every statistic of the module docstring from a pool (one row per task, method, trial with
-    ``val_acc`` and the test columns of :data:`softgrad.protocol.METRICS`). Selection reads ``val_acc`` only."""
+    ``val_acc`` and the test columns of :data:`softgrad.protocol.METRICS`). Selection reads ``val_acc`` only.
+    ``spread`` scales each bootstrap replicate's deviation from its estimate (1, the default: the bootstrap
+    as drawn; :func:`power` sets √(N/N′) to read the design at N′ trial indices)."""
     spec = check_spec(spec)
     T, B = spec["select"], spec["bootstrap"]
     tasks_ = list(dict.fromkeys(pool.task))
@@ -362,6 +369,8 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
                 vm, tm = _pool_arrays(pool, task, method, col)
                 m_e = float(S.expected_selected(vm, tm, T))
                 d_b = S.expected_selected(vm[boot[task]], tm[boot[task]], T) - ce_b
+                if spread != 1.0:  # planning only (power); the default leaves the replicates untouched
+                    d_b = (m_e - ce_e) + spread * (d_b - (m_e - ce_e))
                 row = {"task": task, "method": method, "metric": metric, "method_E": m_e, "ce_E": ce_e,
                        "diff": m_e - ce_e, "higher_is_better": higher, "trials": n, "select": T}
                 if metric == "acc":
@@ -459,6 +468,55 @@ def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str]) -> pd.DataFr
                      "longer_mean": float(a.loc[idx].mean()), "diff": float(d.mean()), "lo": lo, "hi": hi,
                      "verdict": convergence_verdict(lo, hi, spec["margins"]["acc"])})
     return pd.DataFrame(rows, columns=["task", "trials", "budget_mean", "longer_mean", "diff", "lo", "hi", "verdict"])
+
+
+def power(pool: pd.DataFrame, spec: dict, sizes) -> pd.DataFrame:
+    """Plug-in power analysis of the design: the verdicts the same pool's estimates would get with N′ trial
+    indices per task instead of N. Δ is a smooth functional of the pool (a weighted mean of order
+    statistics with T fixed), so its bootstrap spread shrinks as 1/√N′ (:func:`spread_ratio` measures this
+    on the pool itself); each replicate's deviation from its estimate is scaled by √(N/N′) and the whole
+    analysis (Holm levels, margins, convergence gate) rerun. It takes the estimates as the true effects, so it
+    plans a design and is not evidence. One row per N′: ``trials``, ``verdicts``, ``inconclusive`` (share),
+    ``predicted_agreement`` (the mean bootstrap-predicted agreement of :func:`analyse`)."""
+    n = int(pool.trial.max()) + 1
+    rows = []
+    for size in sizes:
+        R = analyse(pool, spec, spread=math.sqrt(n / size))
+        t = pd.concat([R.comparisons[["verdict", "predicted_agreement"]],
+                       R.aggregate[["verdict", "predicted_agreement"]]])
+        rows.append({"trials": int(size), "verdicts": len(t),
+                     "inconclusive": float((t.verdict == S.VERDICTS[3]).mean()),
+                     "predicted_agreement": float(t.predicted_agreement.mean())})
+    return pd.DataFrame(rows)
+
+
+def spread_ratio(pool: pd.DataFrame, spec: dict, size: int, draws: int = 20, metric: str = "acc") -> pd.DataFrame:
+    """The check behind :func:`power`'s 1/√N′: per (task, method), the bootstrap standard deviation of Δ
+    (``metric``) on random ``size``-index subsets of the pool (drawn without replacement, ``draws`` of them;
+    the mean of their standard deviations), divided by that on the whole pool of N indices. 1/√N scaling
+    predicts √(N/size). Columns: task, method, ratio, predicted."""
+    spec = check_spec(spec)
+    col = METRICS[metric][0]
+    T, B = spec["select"], spec["bootstrap"]
+    n = int(pool.trial.max()) + 1
+    if not T <= size <= n:
+        raise ValueError(f"spread_ratio: size must lie in [select={T}, trials={n}], got {size}")
+    rng = np.random.default_rng(spec["sample_seed"])
+
+    def sd(v, t, vc, tc, idx):
+        b = idx[rng.integers(0, len(idx), (B, len(idx)))]
+        return float(np.std(S.expected_selected(v[b], t[b], T) - S.expected_selected(vc[b], tc[b], T)))
+
+    rows = []
+    for task in dict.fromkeys(pool.task):
+        vc, tc = _pool_arrays(pool, task, "ce", col)
+        for method in (m for m in spec["methods"] if m != "ce"):
+            v, t = _pool_arrays(pool, task, method, col)
+            full = sd(v, t, vc, tc, np.arange(n))
+            sub = np.mean([sd(v, t, vc, tc, rng.choice(n, size, replace=False)) for _ in range(draws)])
+            rows.append({"task": task, "method": method, "ratio": sub / full if full > 0 else math.nan,
+                         "predicted": math.sqrt(n / size)})
+    return pd.DataFrame(rows)
 
 
 def agreement(a: ProtocolResult, b: ProtocolResult) -> dict:
