@@ -399,11 +399,16 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     cmp["rejected"] = cmp["rejected"].astype(bool)
     cmp["ce_not_converged"] = cmp.task.isin(unconverged)
     agg = _aggregate(cmp, reps, spec, methods, bool(unconverged))
-    budget = pd.DataFrame([{"task": t, "method": m, "T": k,
-                            "val_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "val_acc"), k)),
-                            "test_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "test_acc"), k))}
-                           for t in tasks_ for m in spec["methods"] for k in range(1, max(1, n // 4) + 1)])
-    return ProtocolResult(spec, pool, cmp, agg, budget, conv, histories if histories is not None else pd.DataFrame())
+    return ProtocolResult(spec, pool, cmp, agg, _budget(pool, spec, tasks_, n), conv,
+                          histories if histories is not None else pd.DataFrame())
+
+
+def _budget(pool: pd.DataFrame, spec: dict, tasks_: list, n: int) -> pd.DataFrame:
+    """Budget curves: E_T of validation and test accuracy for T = 1…N/4, every task and method."""
+    return pd.DataFrame([{"task": t, "method": m, "T": k,
+                          "val_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "val_acc"), k)),
+                          "test_acc": float(S.expected_selected(*_pool_arrays(pool, t, m, "test_acc"), k))}
+                         for t in tasks_ for m in spec["methods"] for k in range(1, max(1, n // 4) + 1)])
 
 
 def _gate(verdict: str, ce_unconverged: bool) -> str:
