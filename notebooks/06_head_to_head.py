@@ -284,8 +284,8 @@ glue("h2h_power_text", Markdown(
         if goal_n else f"the goal is not reached even at N′ = {int(PW.trials.max())}")
      + f". At N′ = {4 * n_pool} the prediction is {100 * at4.predicted_agreement:.0f}% with "
      f"{100 * at4.inconclusive:.0f}% of the verdicts inconclusive (now {100 * PW.inconclusive.iloc[0]:.0f}%). "
-     "Verdicts whose effect lies near a margin or near zero stay uncertain at any N, which is why the curve "
-     "flattens.")), display=False)
+     "Verdicts whose effect lies near a margin or near zero stay uncertain up to a larger N than the rest.")),
+     display=False)
 fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
 for ax, col, label in [(axes[0], "predicted_agreement", "predicted agreement of a rerun (%)"),
                        (axes[1], "inconclusive", "verdicts inconclusive (%)")]:
