@@ -388,13 +388,11 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
             cmp.loc[i, ["level", "lo", "hi", "p"]] = [r["level"], r["lo"], r["hi"], r["p"]]
             cmp.loc[i, "rejected"] = r["rejected"]
             shift = reps[i] - cmp.loc[i, "diff"]  # each replicate: a plausible rerun, the interval moved with it
-            task = cmp.loc[i, "task"]
-            v = gate(S.interval_verdict(r["lo"], r["hi"], r["rejected"], spec["margins"][metric],
-                                        cmp.loc[i, "higher_is_better"]), task)
+            task, higher, margin = cmp.loc[i, "task"], cmp.loc[i, "higher_is_better"], spec["margins"][metric]
+            v = gate(S.interval_verdict(r["lo"], r["hi"], r["rejected"], margin, higher), task)
             cmp.loc[i, "verdict"] = v
-            cmp.loc[i, "predicted_agreement"] = float(np.mean([gate(
-                S.interval_verdict(r["lo"] + s, r["hi"] + s, (r["lo"] + s > 0) or (r["hi"] + s < 0),
-                                   spec["margins"][metric], cmp.loc[i, "higher_is_better"]), task) == v
+            cmp.loc[i, "predicted_agreement"] = float(np.mean([gate(S.interval_verdict(
+                r["lo"] + s, r["hi"] + s, (r["lo"] + s > 0) or (r["hi"] + s < 0), margin, higher), task) == v
                 for s in shift]))
     cmp["rejected"] = cmp["rejected"].astype(bool)
     cmp["ce_not_converged"] = cmp.task.isin(unconverged)
