@@ -10,6 +10,7 @@ runs on CPU for every loss and model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -218,6 +219,16 @@ def results(folder: Path) -> dict:
     return {p.name: strip(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
 
 
+def _progress(runs: Path) -> dict:
+    """What a sweep has written so far: each checkpoint's and result's name and mtime (no temporaries)."""
+    files = [f for f in runs.glob("*") if f.suffix in (".ckpt", ".json")] if runs.exists() else []
+    out = {}
+    for f in files:
+        with contextlib.suppress(FileNotFoundError):  # a finished run deletes its checkpoint
+            out[f.name] = f.stat().st_mtime_ns
+    return out
+
+
 def test_kill_9_at_any_moment_then_rerun_equals_an_uninterrupted_sweep(tmp_path):
     p = tmp_path / "p.yaml"
     p.write_text(f"profile: k\nbase:\n  {TINY}\n  epochs: 4\n  loss: gradient_decay\n"
@@ -225,20 +236,29 @@ def test_kill_9_at_any_moment_then_rerun_equals_an_uninterrupted_sweep(tmp_path)
     ref, victim = tmp_path / "ref", tmp_path / "victim"
     assert cli("run", "--quiet", p, env={"SOFTGRAD_OUTPUTS": str(ref)}).returncode == 0
     env = {**os.environ, "SOFTGRAD_OUTPUTS": str(victim)}
+    runs = victim / "k" / "runs"
+    # Kill moments follow the sweep's own progress, not the clock (a fixed delay misses on a fast machine):
+    # once during start-up, then each time right after the process wrote something new, an epoch's
+    # checkpoint (mid-run) or a finished run's result (between runs). 16 epochs in all, so 5 kills fit.
     kills = 0
-    for delay in (0.5, 2.5, 3.5, 4.5, 5.5, 7.0):  # from before the first epoch to between runs
+    for stage in range(6):
+        before = _progress(runs)
         proc = subprocess.Popen([sys.executable, "-m", "softgrad", "run", "--quiet", str(p)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        if stage == 0:
+            time.sleep(0.3)  # start-up: nothing written yet
+        else:
+            while proc.poll() is None and _progress(runs) == before and time.monotonic() < deadline:
+                time.sleep(0.002)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
     # a killed writer leaves <name>.tmp<pid>; simulate one mid-write for certain (the pid is dead now)
-    runs = victim / "k" / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     (runs / f"deadbeef.json.tmp{proc.pid}").write_text('{"half": ')
-    assert kills >= 2
+    assert kills >= 4
     assert cli("run", "--quiet", p, env={"SOFTGRAD_OUTPUTS": str(victim)}).returncode == 0
     assert results(runs) == results(ref / "k" / "runs")
     assert sorted(x.name for x in runs.iterdir()) == sorted(results(runs))  # no .tmp, no .ckpt left
