@@ -103,15 +103,17 @@ def _is_data(artist, ax) -> bool:
     return isinstance(artist, AxesImage)
 
 
-def _data_points(artist, ax):
-    """Display coordinates (pixels) of a data artist's points: its markers, vertices or bar corners."""
+def _covered(artist, ax, bb) -> int:
+    """How many of a data artist's points (markers and vertices, line segments sampled every few pixels) or
+    bars lie inside the display-space box ``bb`` (a legend's)."""
     import numpy as np
     from matplotlib.collections import Collection
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    if isinstance(artist, Patch):
-        return np.asarray(artist.get_window_extent().corners())
+    if isinstance(artist, Patch):  # a bar under the legend, even where none of its corners is
+        e = artist.get_window_extent()
+        return int(e.x0 < bb.x1 and bb.x0 < e.x1 and e.y0 < bb.y1 and bb.y0 < e.y1)
     if isinstance(artist, Line2D):
         xy = np.asarray(artist.get_xydata(), float)
     elif isinstance(artist, Collection):
@@ -119,9 +121,16 @@ def _data_points(artist, ax):
         xy = off if artist.get_offset_transform() == ax.transData and len(off) else np.concatenate(
             [p.vertices for p in artist.get_paths()] or [np.empty((0, 2))])
     else:
-        return np.empty((0, 2))
+        return 0
     xy = xy[np.isfinite(xy).all(axis=1)]
-    return ax.transData.transform(xy) if len(xy) else np.empty((0, 2))
+    if not len(xy):
+        return 0
+    pts = ax.transData.transform(xy)
+    if isinstance(artist, Line2D) and artist.get_linestyle() not in ("None", "", " ") and len(pts) > 1:
+        t = np.linspace(0, 1, 16)[:, None, None]
+        pts = (pts[:-1] * (1 - t) + pts[1:] * t).reshape(-1, 2)
+    x, y = pts.T
+    return int(((x > bb.x0) & (x < bb.x1) & (y > bb.y0) & (y < bb.y1)).sum())
 
 
 def figure_data(fig) -> dict:
@@ -138,9 +147,7 @@ def figure_data(fig) -> dict:
         covers, leg = 0, ax.get_legend()
         if leg is not None and leg.get_visible():
             bb = leg.get_window_extent()
-            for a in arts:
-                x, y = _data_points(a, ax).T
-                covers += int(((x > bb.x0) & (x < bb.x1) & (y > bb.y0) & (y < bb.y1)).sum())
+            covers = sum(_covered(a, ax, bb) for a in arts)
         axes.append({"title": ax.get_title() or ax.get_ylabel(), "data": len(arts), "legend_covers": covers})
     return {"data_artists": sum(a["data"] for a in axes), "axes": axes}
 
