@@ -269,7 +269,7 @@ axes[0].loglog(np.sort(x), fp2.t.median() * np.sort(x) / x.median(), "k--", lw=0
 axes[0].set_xlabel("1/(ηβ²)")
 axes[0].set_ylabel(f"steps to training loss {thr:.2f}")
 axes[0].set_title(f"P2: slope {p2_slope(m2):.2f} (predicted 1)")
-axes[0].legend(fontsize=7, loc="upper left")
+axes[0].legend(fontsize=7, loc="best")
 ok = m4["monotone"].unstack("lr")
 largest = ok.apply(lambda r: r.index[r.to_numpy() >= 0.5].max() if (r >= 0.5).any() else np.nan, axis=1)
 for s_ in t_p4.seeds:
@@ -283,7 +283,7 @@ axes[1].minorticks_off()
 axes[1].set_xlabel("β")
 axes[1].set_ylabel("largest η with monotone descent")
 axes[1].set_title(f"P4: slope {p4_slope(m4):.2f} (predicted −2)")
-axes[1].legend(fontsize=7, loc="upper right")
+axes[1].legend(fontsize=7, loc="best")
 big = fp5.L0 > 2 * np.log(n_classes)
 for ax, col, marker, color, ylabel, title in [
         (axes[2], "ell", "o", "tab:blue", "steps in the linear phase", f"P5, the loss falls linearly: slope {p5_slope(m5):.2f} (> 0)"),

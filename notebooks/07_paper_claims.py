@@ -62,6 +62,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from softgrad import protocol
 from softgrad.analysis import read_glue
 from softgrad.book import page_header, protocol_setup_text, setup_text
 from softgrad.claims import CLAIMS, SWEEPS, fmt_interval, judge
@@ -89,7 +90,7 @@ NAMES = {"temperature": "Temperature (β)", "gradient_decay": "Gradient decay (�
 EVIDENCE = {"Temperature": "01_temperature", "Gradient decay": "02_gradient_decay", "Noisy Softmax": "03_noisy_softmax",
             "SGT": "04_gradient_tampering", "AS-Softmax": "05_adaptive_sparse", "AS-Speed": "05_adaptive_sparse"}
 PROTOCOL_RUNS = g.get("h2h_spec_text") or protocol_setup_text(ran_with["06_head_to_head"])
-MARGINS = ran_with["06_head_to_head"]["extra"]["protocol"]["margins"]
+MARGINS = protocol.check_spec(ran_with["06_head_to_head"]["extra"]["protocol"])["margins"]  # defaults filled in
 nowrap = lambda s: f'<span class="softgrad-nowrap">{s}</span>'  # an interval never wraps (softgrad.css)
 small = lambda s: f'<br><small>{s}</small>'
 base_verdict = lambda v: re.split(r" \(| ·", v)[0]  # without its note ("not settled", stability)
@@ -223,8 +224,10 @@ glue("claims_counts_text", Markdown(
     + f" ({' + '.join(str(n) for n in counts.values())} = {len(claims)}). By kind: "
     + ", ".join(f"**{by_kind[k]}** {w}" for k, w in KINDS.items())
     + f" ({' + '.join(str(n) for n in by_kind.values())} = {len(claims)})."), display=False)
+# (paper, claim, verdict) for softgrad.verdicts, which compares regenerations: without the stability note
 glue("claims_verdicts", [[r["claim"].split(" · ", 1)[0].replace("<b>", "").replace("</b>", ""),
-                          r["claim"].split(" · ", 1)[1], r["verdict"]] for r in rows], display=False)
+                          r["claim"].split(" · ", 1)[1], r["verdict"].split(" · stability")[0]] for r in rows],
+     display=False)
 glance = pd.DataFrame({"verdict": [v for v in CATEGORIES if counts[CATEGORIES[v]]],
                        "claims": [counts[CATEGORIES[v]] for v in CATEGORIES if counts[CATEGORIES[v]]]})
 vstyle = lambda v: VERDICT_BACKGROUND.get(base_verdict(v), "")

@@ -110,8 +110,9 @@ def protocol_setup_text(params: dict) -> str:
     """Chapter 06's runs in a few words, from the parameters it was executed with (``extra.protocol`` over
     ``base``): its tasks, trial indices, search budget T and epochs."""
     from .config import expand
+    from .protocol import check_spec
 
-    spec = (params.get("extra") or {}).get("protocol") or {}
+    spec = check_spec((params.get("extra") or {}).get("protocol"))  # the defaults filled in
     tasks = {name: expand(params.get("base") or {}, over or {})[0] for name, over in (spec.get("tasks") or {}).items()}
     epochs = "/".join(str(e) for e in sorted({c.epochs for c in tasks.values()}))
     what = "; ".join(f"{DATASET_NAMES.get(c.dataset, c.dataset)} {_model_text(c)}"

@@ -332,7 +332,7 @@ def claim_intervals(items):
     import math
 
     n = len(items)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 0.62 * n + 0.6), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.5 * n + 0.5), squeeze=False)
     for ax, (label, est, rule, verdict, note, scale, unit) in zip(axes[:, 0], items):
         f = lambda k: math.nan if est.get(k) is None else float(est[k]) * scale
         e, lo, hi = f("est"), f("lo"), f("hi")
