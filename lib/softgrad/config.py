@@ -533,7 +533,8 @@ _NOT_IN_ID = ("data_root",)
 #: Part of every run's id. Bumped when a library change alters what a run computes (not only how fast), so
 #: results cached under the old numerics are retrained rather than reused. 2: the losses' native small-input
 #: paths (agree with the fused Functions to rounding, but rounding changes a training trajectory).
-NUMERICS_VERSION = 2
+#: 3: under label noise, temperature scaling is fitted on the validation split's true labels.
+NUMERICS_VERSION = 3
 
 
 def config_id(cfg: Config) -> str:
