@@ -302,7 +302,7 @@ glue("h2h_power_text", Markdown(
     + (f", and at most 35% inconclusive needs N′ ≈ {int(dec.trials.iloc[0])}" if len(dec) else "")
     + " (the plug-in analysis below, which takes this pool's estimates as the truth; its 1/√N′ scaling holds on "
     f"the pool's own halves: spread ratio {SR.ratio.median():.2f}, predicted {SR.predicted.iloc[0]:.2f}). "
-    "Chapter 08 says what the GPU script will run to get there.")), display=False)
+    "Chapter 08 says what the GPU script will run to get there."), display=False)
 fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
 for ax, col, label, goal in [(axes[0], "predicted_agreement", "predicted agreement of a rerun (%)", 95),
                              (axes[1], "inconclusive", "verdicts inconclusive (%)", 35)]:

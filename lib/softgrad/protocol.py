@@ -697,8 +697,9 @@ POINTS = {"acc", "ece", "ece_ts"}  # metrics shown in percentage points
 
 def ci_text(r, metric: str | None = None) -> str:
     """"+0.12 [−0.26, +0.41]" in the metric's display unit (points for accuracy and ECE)."""
-    sc = 100 if (metric or r.metric) in POINTS else 1
-    return f"{r.diff * sc:+.2f} [{r.lo * sc:+.2f}, {r.hi * sc:+.2f}]"
+    get = (lambda k: r[k]) if isinstance(r, pd.Series) else (lambda k: getattr(r, k))  # noqa: E731 (Series.diff)
+    sc = 100 if (metric or get("metric")) in POINTS else 1
+    return f"{get('diff') * sc:+.2f} [{get('lo') * sc:+.2f}, {get('hi') * sc:+.2f}]"
 
 
 def _names(ms) -> str:
