@@ -186,6 +186,18 @@ def test_cli_rejects_a_bad_protocol_before_training(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "error: extra.protocol.methods.temperature.beta: must satisfy 0 < low < high (finite), got [4, 1]"]
 
+    good = tmp_path / "06ok.yaml"
+    good.write_text("profile: t\nbase: {dataset: digits, val_fraction: 0.2}\nextra:\n  protocol:\n"
+                    "    methods: {ce: {}, temperature: {beta: [0.5, 2]}}\n    trials: 8\n    select: 2\n"
+                    "    retrain_seeds: 2\n")
+    r = subprocess.run([sys.executable, "-m", "softgrad", "validate", str(good)], capture_output=True, text=True)
+    n = Pr.count({"dataset": "digits", "val_fraction": 0.2}, {"methods": {"ce": {}, "temperature": {"beta": [0.5, 2]}},
+                                                             "trials": 8, "select": 2, "retrain_seeds": 2})
+    assert r.returncode == 0 and n == {"pool": 16, "longer": Pr._top_share(8, 2, 0.9), "retrain": 4, "rerun": 0,
+                                       "total": 20 + Pr._top_share(8, 2, 0.9)}
+    assert (f"{n['total']} runs, profile 't'; protocol: 16 pool + {n['longer']} convergence gate + 4 winner "
+            f"retrains + 0 rerun") in r.stdout
+
 
 def test_loss_impl_is_a_checked_config_field_and_part_of_the_run_id():
     from softgrad.config import config_id

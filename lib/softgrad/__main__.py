@@ -64,7 +64,8 @@ def _dispatch(a) -> int:
                 from .protocol import count
 
                 c = count(p["base"], p["extra"]["protocol"])
-                n += c["total"]
+                # a protocol notebook's base is the tasks' common settings, not a run of its own
+                n = (n if p["sweeps"] else 0) + c["total"]
                 extra = (f"; protocol: {c['pool']} pool + {c['longer']} convergence gate + {c['retrain']} winner "
                          f"retrains + {c['rerun']} rerun")
             print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r}{extra})")
