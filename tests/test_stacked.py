@@ -38,9 +38,13 @@ KNOBS = {"ce": {}, "temperature": {"beta": [0.5, 2.0, 1.0]}, "gradient_decay": {
          "sgt": {"alpha": [0.3, 0.7, 1.0]}, "as_softmax": {"delta": [0.2, 0.5, 0.9]}}
 
 
+#: the device the tests train on: the CPU, or CUDA from the device script (softgrad.gpu), in float32 there
+DEVICE = os.environ.get("SOFTGRAD_TEST_DEVICE", "cpu")
+
+
 def tiny(**kw) -> C.Config:
     base = dict(dataset="synthetic", synthetic_classes=5, synthetic_dim=8, synthetic_n_train=400, epochs=3,
-                batch_size=64, width=32, threads=1, lr=0.1, val_fraction=0.2)
+                batch_size=64, width=32, threads=1, lr=0.1, val_fraction=0.2, device=DEVICE, amp="off")
     base.update(kw)
     return C.Config(**base)
 
@@ -89,7 +93,7 @@ def test_lenet5_member_equals_the_single_engine_run():
     pytest.importorskip("torchvision")
     base = dict(dataset="mnist10k", model="lenet5", epochs=1, batch_size=256, val_fraction=0.9, lr=0.05)
     try:
-        cfgs = [C.Config(**base, seed=s, threads=1, loss="temperature", loss_params={"beta": b})
+        cfgs = [C.Config(**base, seed=s, threads=1, loss="temperature", loss_params={"beta": b}, device=DEVICE)
                 for s, b in [(0, 0.5), (1, 2.0)]]
         single = [train(c, progress=False) for c in cfgs]
     except FileNotFoundError as e:

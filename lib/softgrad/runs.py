@@ -16,7 +16,8 @@ one GPU when the cluster has GPUs (``gpus_per_run``); the driver writes every re
 Configs with ``engine: stacked`` are grouped by :func:`softgrad.stacked.group` (same method and task; seeds,
 learning rates, weight decays and knobs may differ) and each group trains as one stacked model
 (:func:`run_stack`), one task of the executor per stack (split so that every worker gets one); each member is
-written as an ordinary run result. ``max_stack`` caps a stack's size (members never depend on it).
+written as an ordinary run result. ``max_stack`` (or ``$SOFTGRAD_MAX_STACK``) caps a stack's size (members
+never depend on it).
 
 Storage (paths, atomic writes, loading) is :mod:`softgrad.store`.
 """
@@ -152,7 +153,8 @@ def _units(todo: list[Config], max_stack: int | None, parts: int) -> list[tuple[
 
     units = [("one", [c]) for c in todo if c.engine != "stacked"]
     stacked = [c for c in todo if c.engine == "stacked"]
-    return units + [("stack", s) for s in group(stacked, max_stack or MAX_STACK, parts)] if stacked else units
+    max_stack = max_stack or int(os.environ.get("SOFTGRAD_MAX_STACK", MAX_STACK))
+    return units + [("stack", s) for s in group(stacked, max_stack, parts)] if stacked else units
 
 
 def run_grid(configs: list[Config], out: Path, executor: str = "local", workers: int | None = None,
