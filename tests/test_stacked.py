@@ -1,10 +1,12 @@
 """The stacked engine (softgrad.stacked): member k equals the single-engine run of its config within a stated
 tolerance, does not depend on K or its slot, is stored as an ordinary run, and resumes after kill -9.
 
-Tolerance (measured, see the report in benchmarks/stacked.py's docstring and chapter 08): on these short runs
-the stacked and single engines agree to float32 rounding (largest metric difference ~1e-6); over a whole quick
-pool run (digits 60 epochs, MNIST 20) rounding is amplified by training, as between two CPUs. The tests hold
-every evaluated metric to EQ_ABS (absolute; accuracies: at most one test sample apart).
+Tolerance (measured on the CPU, 2026-12-06, AMD EPYC, torch 2.14.1, threads 1): on these short runs stacked and
+single agree to float32 rounding (largest metric difference ~1e-6), which the tests hold to EQ_ABS. Over the
+quick pool's full length (digits 60 epochs, MNIST-10k 20 epochs, with and without 40% label noise; 12 members of
+a temperature pool) 7 of 12 members still agree to <= 1e-6 in every final metric; in the others rounding is
+amplified by training as between two CPUs (README: it acts like a new seed): test accuracy within 5e-3 (10 of
+2,000 test samples), test NLL within 5e-3. Bitwise equality is not possible: bmm is not mm.
 """
 
 from __future__ import annotations
