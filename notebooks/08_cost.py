@@ -200,3 +200,46 @@ if len(plan) and len(thr):
         print("no CUDA throughput measured yet: the estimate is for the CPU measured here")
     display(table(est.reset_index().drop(columns="runs"), names={"hours": "device-hours (lower bound)"},
                   formats={"device-hours (lower bound)": "{:,.1f}"}))
+
+# %% [markdown]
+# ## Many small runs on one device: the stacked engine and the prepared GPU script
+#
+# Chapter 06's pool is hundreds of small runs that differ only in seed, learning rate and the method's knob. One
+# small run is launch-bound on a GPU (an MNIST MLP step is about 43 ATen ops, one kernel launch each), so the
+# stacked engine (`engine: stacked`, `softgrad.stacked`) trains K such runs as one model with a leading member
+# dimension: one batched GEMM (or grouped convolution) per layer and one loss call for all K·B rows; each member is
+# still stored as an ordinary run and equals its single-engine run to float32 rounding (`tests/test_stacked.py`).
+# `benchmarks/stacked.py` measures runs per minute, stacked against single, on the same cores (table below).
+#
+# No GPU has been lent to this project yet. The script for the first one is prepared and tested on the CPU
+# (`make gpu-dry`, in CI): `make gpu` (`python -m softgrad.gpu`) runs, each step under its own time limit and
+# within 10 minutes on one H100, the CUDA-relevant tests (stacked engine, bf16, resume); the loss benchmark
+# against `F.cross_entropy` (with a Liger-Kernel row where `liger_kernel` is installed in the venv: the machine
+# has no internet); trainer throughput in fp32, bf16, channels_last and compiled, stacked and single; every
+# `params/paper/*.yaml` for a few steps on CIFAR-shaped synthetic tensors with the right class count (no crash,
+# finite loss, warm-up and AS-Speed branches); and chapter 06's protocol at N = 512 trial indices on the quick
+# tasks with the stacked engine. It writes `benchmarks/results/*_cuda.json`, which this chapter reads when present.
+
+# %% tags=["hide-input"]
+stacked = load("stacked_*.json")
+if len(stacked):
+    display(table(stacked[["device", "task", "K", "threads", "single_runs_per_min", "stacked_runs_per_min", "ratio"]],
+                  names={"single_runs_per_min": "single (runs/min)", "stacked_runs_per_min": "stacked (runs/min)",
+                         "ratio": "stacked ÷ single"},
+                  formats={"single (runs/min)": "{:,.1f}", "stacked (runs/min)": "{:,.1f}", "stacked ÷ single": "{:.2f}"}))
+else:
+    print("stacked engine not benchmarked yet (python benchmarks/stacked.py --json benchmarks/results/stacked_cpu.json)")
+for name in ("gpu_cuda.json", "protocol_cuda.json", "paper_smoke_cuda.json", "liger_cuda.json"):
+    f = res / name
+    if f.exists():
+        d = json.loads(f.read_text())
+        if name == "gpu_cuda.json":
+            print("GPU script:", ", ".join(f"{s['step']} {s['status']} ({s['seconds']:.0f} s)" for s in d["steps"]))
+        elif name == "protocol_cuda.json":
+            print(f"protocol on CUDA: {d['runs']} pooled runs at N = {d['trials']} in {d['wall_s'] / 60:.1f} min")
+        elif name == "paper_smoke_cuda.json":
+            print(f"paper parameter files on CUDA: {sum(r['ok'] for r in d['rows'])} of {len(d['rows'])} settings ran")
+        else:
+            print("Liger-Kernel:", d["status"])
+    elif name == "gpu_cuda.json":
+        print("not measured on CUDA yet: no GPU has been lent to this project (make gpu on the first one)")

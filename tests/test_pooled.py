@@ -116,7 +116,7 @@ from softgrad.config import ConfigError  # noqa: E402
 
 SPEC = {"tasks": {"a": {}, "b": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0]},
                                                   "sgt": {"alpha": [0.05, 1.0]}},
-        "trials": 16, "select": 4, "longer_trials": 4, "bootstrap": 300, "subsets": 100}
+        "trials": 16, "select": 4, "bootstrap": 300, "subsets": 100}
 
 
 def _pool(fn, n=16, longer=4):
@@ -294,3 +294,106 @@ def test_spread_ratio_follows_one_over_root_n_on_iid_trials():
     assert 1.7 < sr.ratio.median() < 2.3
     with pytest.raises(ValueError, match="size"):
         P.spread_ratio(pool, spec, 2)
+
+
+# ---- the convergence gate reads the models the estimand selects (issue 28)
+
+def _lr_pool(top_gain, low_gain, n=16):
+    """CE and sgt pools whose accuracy rises with the trial's learning-rate quality (i % 8: 0 worst, 7 best);
+    CE trained longer on every index gains ``top_gain`` on the good settings (quality >= 4, which a 4-trial
+    search keeps 96% of the time) and ``low_gain`` on the rest."""
+    def acc(i):
+        return 0.80 + 0.02 * (i % 8) + 0.001 * (i // 8)
+
+    def fn(t, m, i, rng):
+        a = acc(i)
+        if m == "ce_longer":
+            a += top_gain if i % 8 >= 4 else low_gain
+        return a + 0.0001 * (i % 3), a
+    return _pool(fn, n=n, longer=n)
+
+
+def test_gate_ignores_gains_of_trials_the_search_never_keeps():
+    """Longer training lifts only the low-learning-rate trials (by 1.5 points, not enough to reach the good
+    ones): E_T barely moves, so CE has converged — a mean over the indices would have said it had not."""
+    R = P.analyse(_lr_pool(0.0, 0.015), SPEC)
+    assert set(R.convergence.verdict) == {P.CONVERGED}
+    assert (R.convergence["diff"].abs() < 0.001).all()
+    p = _lr_pool(0.0, 0.015)
+    naive = (p[p.method == "ce_longer"].test_acc.to_numpy() - p[p.method == "ce"].test_acc.to_numpy()).mean()
+    assert naive > 0.005  # the mean gain over indices: above the 0.5-point margin
+
+
+def test_gate_flags_gains_of_the_trials_the_search_keeps():
+    R = P.analyse(_lr_pool(0.01, 0.0), SPEC)
+    assert set(R.convergence.verdict) == {P.NOT_CONVERGED}
+    assert np.allclose(R.convergence["diff"], 0.01, atol=2e-3)
+    hurt = P.analyse(_lr_pool(-0.01, 0.0), SPEC)
+    assert set(hurt.convergence.verdict) == {P.OVERFITS}
+
+
+def test_longer_trials_are_the_top_ranks_carrying_the_weight():
+    pool = _lr_pool(0.0, 0.0)
+    spec = P.check_spec(SPEC)
+    chosen = P.longer_trials(pool[pool.method == "ce"], spec)
+    w = S.selection_weights(np.arange(16.0), 4)[::-1].cumsum()
+    k = int(np.searchsorted(w, 0.9) + 1)
+    assert P._top_share(16, 4, 0.9) == k
+    for t, idx in chosen.items():
+        g = pool[(pool.task == t) & (pool.method == "ce")].sort_values("val_acc", ascending=False)
+        assert idx == sorted(g.trial.iloc[:k])
+        ws = S.selection_weights(g.sort_values("trial").val_acc.to_numpy(), 4)
+        assert ws[idx].sum() >= 0.9
+
+
+# ---- margins, bounds and stability beside every interval
+
+def test_per_task_margins_and_the_bound_each_interval_excludes():
+    spec = {**SPEC, "margins": {"acc": {"a": 0.002, "b": 0.006}}}
+    R = P.analyse(_pool(_small_effect), spec)
+    acc = R.comparisons[R.comparisons.metric == "acc"]
+    assert dict(zip(acc.task, acc.margin)) == {"a": 0.002, "b": 0.006}
+    agg = R.aggregate[R.aggregate.metric == "acc"]
+    assert np.allclose(agg.margin, 0.004) and P.margin(P.check_spec(spec), "acc") == pytest.approx(0.004)
+    for r in pd.concat([R.comparisons, R.aggregate]).itertuples():
+        txt = P.bound_text(r, 100, " pts")
+        best = r.hi if r.higher_is_better else r.lo
+        assert f"{100 * best:+.2f} pts" in txt and r.best == best
+        assert ("gain" in txt) == r.higher_is_better
+        assert 0 <= r.predicted_agreement <= 1 and r.fragile == (r.predicted_agreement < 0.8)
+        v = S.interval_verdict(r.lo, r.hi, r.lo > 0 or r.hi < 0, r.margin, r.higher_is_better)
+        assert v == r.verdict or (r.verdict == S.VERDICTS[3] and r.ce_not_converged)  # never contradicts
+    assert R.replicate_verdicts.shape == (len(R.comparisons) + len(R.aggregate), spec["bootstrap"])
+
+
+def test_bound_text():
+    row = pd.Series({"lo": -0.004, "hi": 0.006, "higher_is_better": True})
+    assert P.bound_text(row, 100, " pts") == "rules out a gain above +0.60 pts"
+    assert P.bound_text(row.replace(0.006, -0.001), 100, " pts") == "rules out any gain (Δ < -0.10 pts)"
+    nll = pd.Series({"lo": -0.03, "hi": 0.01, "higher_is_better": False})
+    assert P.bound_text(nll) == "rules out a reduction beyond -0.03"
+
+
+# ---- split halves: two independent pools of N/2 agree as the bootstrap predicts
+
+def _iid_effects(seed, n=64):
+    rng = np.random.default_rng(seed)
+    eff = {"ce": 0.0, "ce_longer": 0.0, "temperature": 0.004, "sgt": 0.012}
+
+    def fn(t, m, i, _):
+        a = 0.85 + rng.normal(0, 0.01) + eff[m]
+        return a + rng.normal(0, 0.003), a
+    return _pool(fn, n=n)
+
+
+def test_split_half_agreement_falls_in_the_predicted_band():
+    spec = {**SPEC, "trials": 64, "select": 4, "bootstrap": 300, "subsets": 50}
+    inside, gaps = 0, []
+    for seed in range(6):
+        sh = P.split_half(_iid_effects(seed), spec, pairs=1000)
+        lo, hi = sh["band"]
+        assert 0 <= lo <= sh["predicted"] <= hi <= 1 and sh["n"] == 2 * len(P.METRICS) * 2 + 2 * len(P.METRICS)
+        inside += lo <= sh["rate"] <= hi
+        gaps.append(sh["rate"] - sh["predicted"])
+    assert inside >= 5  # a 95% band: at most one of six pools outside it
+    assert abs(np.mean(gaps)) < 0.1  # on average the prediction matches the measurement

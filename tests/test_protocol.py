@@ -15,7 +15,7 @@ from softgrad.data import Dataset
 
 SPEC = {"tasks": {"a": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0, "log"]},
                                           "as_softmax": {"delta": [0.05, 0.95, "linear"]}},
-        "lr": [0.01, 1.0], "trials": 6, "select": 2, "longer_trials": 2, "bootstrap": 200, "subsets": 50}
+        "lr": [0.01, 1.0], "trials": 6, "select": 2, "longer_weight": 0.9, "bootstrap": 200, "subsets": 50}
 BASE = {"dataset": "digits", "model": "mlp", "width": 16, "epochs": 1, "val_fraction": 0.2, "threads": 1}
 
 
@@ -28,7 +28,11 @@ BASE = {"dataset": "digits", "model": "mlp", "width": 16, "epochs": 1, "val_frac
     ({"methods": {"ce": {}, "temperature": {"beta": [0.1, 1, "cubic"]}}}, r"scale must be one of"),
     ({"lr": [0, 1]}, r"extra.protocol.lr: must satisfy"),
     ({"trials": 0}, r"trials: must be an int >= 2"),
-    ({"longer_trials": 9}, r"longer_trials: must be <= trials"),
+    ({"longer_weight": 1.5}, r"longer_weight: must be a number in \(0, 1\]"),
+    ({"margins": {"acc": {"b": 0.1}}}, r"margins.acc.b: task must be one of \['a'\]"),
+    ({"margins": {"acc": {"a": -0.1}}}, r"margins.acc.a: must be a non-negative number"),
+    ({"margin_reasons": {"acc": 3}}, r"margin_reasons.acc: must map a metric"),
+    ({"split_half": "yes"}, r"split_half: must be true or false"),
     ({"rerun_loss_impl": "gpu"}, r"rerun_loss_impl: must be one of \['auto', 'native', 'fused'\] or null"),
     ({"margins": {"f1": 0.1}}, r"margins.f1: metric must be one of"),
     ({"longer": 0.5}, r"longer: must be a number >= 1"),
@@ -50,8 +54,10 @@ def test_equal_budget_one_run_per_method_and_index():
     cfgs = Pr.plan(BASE, SPEC)
     per_method = pd.Series([c.loss for c in cfgs if c.epochs == 1]).value_counts()
     assert set(per_method) == {spec["trials"]}  # CE gets as many trials as any method
-    longer = [c for c in cfgs if c.epochs == 2]
-    assert len(longer) == spec["longer_trials"] and {c.loss for c in longer} == {"ce"}
+    assert all(c.epochs == 1 for c in cfgs)  # the gate's longer runs depend on the pool: counted, not planned
+    n = Pr.count(BASE, SPEC)
+    assert n["pool"] == len(cfgs) and n["longer"] == Pr._top_share(6, 2, 0.9) and n["rerun"] == 0
+    assert n["total"] == n["pool"] + n["longer"] + n["retrain"]
     by_seed = pd.DataFrame([{"seed": c.seed, "lr": c.lr, "loss": c.loss} for c in cfgs if c.epochs == 1])
     # index i: one seed and one learning rate for every method (common random numbers)
     assert (by_seed.groupby("seed").lr.nunique() == 1).all() and (by_seed.groupby("seed").loss.nunique() == 3).all()
@@ -61,7 +67,9 @@ def test_run_end_to_end_is_paired_and_read_back(tmp_path):
     spec = {**SPEC, "trials": 3, "methods": {"ce": {}, "temperature": {"beta": [0.5, 2.0, "log"]}},
             "tasks": {"a": {}, "noisy": {"label_noise": 0.3}}}
     r = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False)
-    assert len(r.pool) == 2 * (2 * 3 + 2)  # tasks x (methods x trials + CE's longer runs)
+    longer = Pr.longer_trials(r.pool[r.pool.method != "ce_longer"], Pr.check_spec(spec))
+    assert len(r.pool) == 2 * 2 * 3 + sum(map(len, longer.values()))  # tasks x methods x trials + the gate's runs
+    assert set(r.pool[r.pool.method == "ce_longer"].trial) == set(longer["a"]) | set(longer["noisy"])
     assert set(r.comparisons.metric) == set(Pr.METRICS) and len(r.comparisons) == 2 * len(Pr.METRICS)
     assert set(r.comparisons.verdict) <= set(S.VERDICTS)
     assert len(r.convergence) == 2 and len(r.aggregate) == len(Pr.METRICS)
@@ -123,7 +131,22 @@ def test_trainer_reports_val_and_temperature_scaled_metrics():
     assert {"val_acc", "test_acc", "ts_temperature", "test_nll_ts", "test_ece_ts", "val_nll_ts"} <= set(f)
     assert "val_acc" not in r["history"][1]  # epoch 1 was not an evaluation epoch
     assert r["step_loss"]["step"][:3] == [0, 5, 10] and len(r["step_loss"]["loss"]) == len(r["step_loss"]["step"])
-    assert f["val_nll_ts"] <= f["val_nll"] + 1e-9  # T minimises validation NLL (T = 1 is a candidate)
+    # under label noise T is fitted on the validation split's true labels; the fit on its noisy labels is kept
+    assert {"ts_temperature_noisyval", "test_nll_ts_noisyval", "test_ece_ts_noisyval"} <= set(f)
+    assert f["ts_temperature"] != f["ts_temperature_noisyval"]
+    clean = train(cfg.replace(label_noise=0.0), progress=False)["final"]
+    assert clean["val_nll_ts"] <= clean["val_nll"] + 1e-9  # T minimises validation NLL (T = 1 is a candidate)
+    assert "ts_temperature_noisyval" not in clean
+
+
+def test_label_noise_keeps_the_true_labels_through_the_split():
+    ds = _toy()
+    v = ds.with_label_noise(0.4, seed=3).split_validation(0.2, seed=1)
+    ref = ds.split_validation(0.2, seed=1)  # the split depends on the labels it stratifies by, so compare sets
+    assert v.y_val_clean is not None and v.y_train_clean is not None
+    assert float((v.y_val != v.y_val_clean).double().mean()) == pytest.approx(0.4, abs=0.08)
+    assert torch.equal(torch.sort(torch.cat([v.y_train_clean, v.y_val_clean])).values, torch.sort(ds.y_train).values)
+    assert ref.y_val_clean is None  # no noise: the labels are the true ones
 
 
 # ------------------------------------------------------------------ comparing two regenerations
@@ -162,6 +185,18 @@ def test_cli_rejects_a_bad_protocol_before_training(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "error: extra.protocol.methods.temperature.beta: must satisfy 0 < low < high (finite), got [4, 1]"]
+
+    good = tmp_path / "06ok.yaml"
+    good.write_text("profile: t\nbase: {dataset: digits, val_fraction: 0.2}\nextra:\n  protocol:\n"
+                    "    methods: {ce: {}, temperature: {beta: [0.5, 2]}}\n    trials: 8\n    select: 2\n"
+                    "    retrain_seeds: 2\n")
+    r = subprocess.run([sys.executable, "-m", "softgrad", "validate", str(good)], capture_output=True, text=True)
+    n = Pr.count({"dataset": "digits", "val_fraction": 0.2}, {"methods": {"ce": {}, "temperature": {"beta": [0.5, 2]}},
+                                                             "trials": 8, "select": 2, "retrain_seeds": 2})
+    assert r.returncode == 0 and n == {"pool": 16, "longer": Pr._top_share(8, 2, 0.9), "retrain": 4, "rerun": 0,
+                                       "total": 20 + Pr._top_share(8, 2, 0.9)}
+    assert (f"{n['total']} runs, profile 't'; protocol: 16 pool + {n['longer']} convergence gate + 4 winner "
+            f"retrains + 0 rerun") in r.stdout
 
 
 def test_loss_impl_is_a_checked_config_field_and_part_of_the_run_id():

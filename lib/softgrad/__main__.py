@@ -59,11 +59,16 @@ def _dispatch(a) -> int:
         for path in a.params:
             p = load_params(path, allow_large=a.allow_large_grid)
             n = sum(len(c) for _, c in plan_params(p, allow_large=a.allow_large_grid))
+            extra = ""
             if "protocol" in p["extra"]:
-                from .protocol import plan
+                from .protocol import count
 
-                n += len(plan(p["base"], p["extra"]["protocol"]))
-            print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r})")
+                c = count(p["base"], p["extra"]["protocol"])
+                # a protocol notebook's base is the tasks' common settings, not a run of its own
+                n = (n if p["sweeps"] else 0) + c["total"]
+                extra = (f"; protocol: {c['pool']} pool + {c['longer']} convergence gate + {c['retrain']} winner "
+                         f"retrains + {c['rerun']} rerun")
+            print(f"{path}: ok ({len(p['sweeps'])} sweeps, {n} runs, profile {p['profile']!r}{extra})")
         return 0
     p = load_params(a.params, allow_large=a.allow_large_grid)
     if a.profile:

@@ -41,7 +41,7 @@ from .losses.core import SCHEDULE_SHAPES, check_range
 from .losses.noisy import NOISE_KINDS, NOISE_SIGNS
 
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
-           "check_grid_size", "effective_threads", "thread_override", "device_available"]
+           "check_grid_size", "effective_threads", "thread_override", "device_available", "ENGINES"]
 
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
 OPTIMIZERS = ("sgd", "adamw")
@@ -50,6 +50,8 @@ WARMUPS = ("none", *(m.warmup.kind for m in LOSSES.values() if m.warmup))  # dec
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOSS_IMPLS = IMPLEMENTATIONS  # softgrad.losses.implementation
 AMP = ("auto", "bf16", "off")
+ENGINES = ("single", "stacked")  # softgrad.train (one run) or softgrad.stacked (K runs as one stacked model)
+STACKED_MODELS = ("mlp", "lenet5")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
 IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
 SEED_MAX = 2**32 - 1  # numpy/torch generators accept every seed in [0, 2^32 - 1]
@@ -121,6 +123,9 @@ class Config:
     # which implementation of the loss runs (softgrad.losses.implementation): 'auto' chooses by size; 'native'
     # and 'fused' agree to rounding, so a run under each is a numerics replicate (chapter 06's robustness check)
     loss_impl: str = "auto"
+    # 'stacked': runs that differ only in seed, lr, weight_decay, the method's knob (and noise_alpha) train as one
+    # model with a leading member dimension (softgrad.stacked); each member is stored as an ordinary run
+    engine: str = "single"
     amp: str = "auto"  # bf16 autocast: 'auto' on CUDA only, 'bf16' on any device (CPU too), 'off'
     threads: int = 0  # CPU threads (0: torch's default in a fresh process; part of the run id either way)
     track_samples: int = 0  # record p_t of this many fixed training samples every epoch
@@ -163,6 +168,7 @@ def _check(cfg: Config):
     _choice(cfg, "device", DEVICES)
     _choice(cfg, "loss_impl", LOSS_IMPLS)
     _choice(cfg, "amp", AMP)
+    _choice(cfg, "engine", ENGINES)
     _choice(cfg, "noise", NOISE_KINDS)
     _choice(cfg, "noise_sign", NOISE_SIGNS)
     if cfg.loss not in LOSSES:
@@ -213,6 +219,23 @@ def _check(cfg: Config):
     if cfg.noise_alpha > 0 and cfg.head_bias:
         _fail("head_bias", "Noisy Softmax (noise_alpha > 0) needs a bias-free head: set head_bias: false")
     _check_applicable(cfg)
+    if cfg.engine == "stacked":
+        _check_stackable(cfg)
+
+
+def _check_stackable(cfg: Config) -> None:
+    """What the stacked engine (:mod:`softgrad.stacked`) trains; everything else stays on ``engine: single``."""
+    if cfg.model not in STACKED_MODELS:
+        _fail("engine", f"'stacked' trains models {list(STACKED_MODELS)}, got model {cfg.model!r}; set engine: single")
+    if cfg.as_speed:
+        _fail("engine", "'stacked' cannot train AS-Speed runs (AS-Speed changes the number of optimizer steps per "
+                        "run); set engine: single")
+    if cfg.optimizer != "sgd":
+        _fail("engine", f"'stacked' trains optimizer 'sgd' only, got {cfg.optimizer!r}; set engine: single")
+    if cfg.crop_padding or cfg.hflip:
+        _fail("engine", "'stacked' trains without augmentation (crop_padding: 0, hflip: false); set engine: single")
+    if cfg.compile:
+        _fail("engine", "'stacked' runs eagerly (compile: false); set engine: single to compile a model")
 
 
 def _check_applicable(cfg: Config) -> None:
@@ -533,7 +556,8 @@ _NOT_IN_ID = ("data_root",)
 #: Part of every run's id. Bumped when a library change alters what a run computes (not only how fast), so
 #: results cached under the old numerics are retrained rather than reused. 2: the losses' native small-input
 #: paths (agree with the fused Functions to rounding, but rounding changes a training trajectory).
-NUMERICS_VERSION = 2
+#: 3: under label noise, temperature scaling is fitted on the validation split's true labels.
+NUMERICS_VERSION = 3
 
 
 def config_id(cfg: Config) -> str:
@@ -544,5 +568,7 @@ def config_id(cfg: Config) -> str:
     d["numerics_version"] = NUMERICS_VERSION
     if d["loss_impl"] == "auto":  # the default leaves the id as it was before the field existed
         del d["loss_impl"]
+    if d["engine"] == "single":  # likewise: ids of single-engine runs are unchanged by the field
+        del d["engine"]
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -47,22 +47,27 @@ class Dataset:
     num_classes: int
     x_val: Tensor | None = None  # a validation split carved from train (:meth:`split_validation`)
     y_val: Tensor | None = None
+    # the true labels where :meth:`with_label_noise` replaced some (None: the labels are the true ones)
+    y_train_clean: Tensor | None = None
+    y_val_clean: Tensor | None = None
 
     @property
     def input_shape(self) -> tuple:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device) -> "Dataset":
-        val = (None, None) if self.x_val is None else (self.x_val.to(device), self.y_val.to(device))
+        to = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Dataset(self.name, self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                       self.y_test.to(device), self.num_classes, *val)
+                       self.y_test.to(device), self.num_classes, to(self.x_val), to(self.y_val),
+                       to(self.y_train_clean), to(self.y_val_clean))
 
     def split_validation(self, fraction: float, seed: int) -> "Dataset":
         """Hold out a stratified ``fraction`` of the training part as a validation split (model selection,
         temperature scaling); the test split is untouched and never used for any choice."""
         tr, va = stratified_split(self.y_train, fraction, seed)
+        clean = (None, None) if self.y_train_clean is None else (self.y_train_clean[tr], self.y_train_clean[va])
         return Dataset(self.name, self.x_train[tr], self.y_train[tr], self.x_test, self.y_test, self.num_classes,
-                       self.x_train[va], self.y_train[va])
+                       self.x_train[va], self.y_train[va], *clean)
 
     def with_label_noise(self, rate: float, seed: int) -> "Dataset":
         """Symmetric label noise on the training labels: each label is, with probability ``rate``, replaced
@@ -76,7 +81,8 @@ class Dataset:
         flip = torch.rand(y.shape[0], generator=g) < rate
         shift = torch.randint(1, self.num_classes, (y.shape[0],), generator=g)  # 1..C-1: never the true class
         y[flip] = (y[flip] + shift[flip]) % self.num_classes
-        return Dataset(self.name, self.x_train, y, self.x_test, self.y_test, self.num_classes, self.x_val, self.y_val)
+        return Dataset(self.name, self.x_train, y, self.x_test, self.y_test, self.num_classes, self.x_val, self.y_val,
+                       self.y_train, None if self.y_val is None else self.y_val)
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -127,7 +127,7 @@ def protocol_checks(R, chance: float, margin: float) -> None:
         if r.verdict == REVERSED:
             return hi < 0
         if r.verdict == NO_EFFECT:
-            return -R.spec["margins"][r.metric] < lo and hi < R.spec["margins"][r.metric]
+            return -r.margin < lo and hi < r.margin
         return r.verdict == VERDICTS[-1] and not (math.isfinite(lo) and math.isfinite(hi) and lo > hi)
 
     ce = c[c.metric == "acc"].groupby("task").ce_E.first()

@@ -307,6 +307,8 @@ def forest(ax, comparisons, metric: str = "acc", methods=None, tasks=None):
     for i, r in enumerate(c.itertuples()):
         y = len(c) - 1 - i
         col = VERDICT_COLORS.get(r.verdict, "0.3")
+        if "margin" in c:  # the row's equivalence margin: a grey band behind its interval
+            ax.fill_betweenx([y - 0.35, y + 0.35], -r.margin * scale, r.margin * scale, color="0.88", lw=0, zorder=0)
         ax.errorbar([r.diff * scale], [y], xerr=[[(r.diff - r.lo) * scale], [(r.hi - r.diff) * scale]], fmt="o",
                     color=col, ms=5, capsize=3)
         labels.append(f"{r.task} · {r.method}")

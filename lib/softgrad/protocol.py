@@ -61,9 +61,9 @@ from .config import LOSS_IMPLS, Config, ConfigError, expand
 from .losses import COMPARED
 from .store import run_dir
 
-__all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "tasks", "design", "plan", "run", "analyse",
-           "agreement", "ProtocolResult", "winners", "retrain_table", "convergence_verdict", "power",
-           "spread_ratio"]
+__all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "design", "plan", "count", "run",
+           "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
+           "longer_trials", "convergence_verdict", "power", "spread_ratio"]
 
 # method -> the config settings it is made of (its knobs are set on top): the registry's compared methods
 METHODS = {name: m.run for name, m in COMPARED.items()}
@@ -81,14 +81,17 @@ DEFAULTS = {
     "seed_base": 1000,  # index i trains with seed seed_base + i
     "sample_seed": 0,
     "longer": 2.0,
-    "longer_trials": 8,
+    "longer_weight": 0.9,  # CE is trained longer on its top validation ranks carrying this share of E_T's weight
+    # metric -> margin (one number for every task, or {task: number}); declared before the data
     "margins": {"acc": 0.005, "nll": 0.02, "ece": 0.005, "nll_ts": 0.02, "ece_ts": 0.005},
+    "margin_reasons": {},  # metric -> why its margins are what they are (printed beside them)
+    "split_half": True,  # analyse the pool's two halves separately: their verdict agreement vs the prediction
     "confidence": 0.95,
     "alpha": 0.05,
     "bootstrap": 2000,
     "subsets": 500,
     "workers": 1,
-    "rerun_loss_impl": "fused",  # the robustness rerun: the whole protocol again with this implementation
+    "rerun_loss_impl": None,  # a robustness rerun: the whole protocol again with this implementation (ci test)
     "retrain_seeds": 0,  # fresh-seed retrains of each method's most frequent winner (the winner's curse)
 }
 
@@ -128,6 +131,7 @@ def check_spec(spec: dict | None) -> dict:
         _fail(unknown[0], f"unknown key; allowed: {sorted(DEFAULTS)}")
     s = {**DEFAULTS, **spec}
     s["margins"] = {**DEFAULTS["margins"], **(spec.get("margins") or {})}
+    s["margin_reasons"] = dict(spec.get("margin_reasons") or {})
     for key in ("tasks", "methods"):
         if not isinstance(s[key], dict) or not s[key]:
             _fail(key, "must be a non-empty mapping of name -> settings")
@@ -148,11 +152,14 @@ def check_spec(spec: dict | None) -> dict:
     _int(s, "select", 1)
     if s["select"] > s["trials"]:
         _fail("select", f"must be <= trials ({s['trials']}), got {s['select']}")
-    for key, lo in (("seed_base", 0), ("sample_seed", 0), ("longer_trials", 0), ("bootstrap", 100),
+    for key, lo in (("seed_base", 0), ("sample_seed", 0), ("bootstrap", 100),
                     ("subsets", 10), ("workers", 1), ("retrain_seeds", 0)):
         _int(s, key, lo)
-    if s["longer_trials"] > s["trials"]:
-        _fail("longer_trials", f"must be <= trials ({s['trials']}), got {s['longer_trials']}")
+    lw = s["longer_weight"]
+    if isinstance(lw, bool) or not isinstance(lw, (int, float)) or not 0 < lw <= 1:
+        _fail("longer_weight", f"must be a number in (0, 1] (1: every trial index), got {lw!r}")
+    if not isinstance(s["split_half"], bool):
+        _fail("split_half", f"must be true or false, got {s['split_half']!r}")
     if s["rerun_loss_impl"] is not None and s["rerun_loss_impl"] not in LOSS_IMPLS:
         _fail("rerun_loss_impl", f"must be one of {list(LOSS_IMPLS)} or null (no rerun), got {s['rerun_loss_impl']!r}")
     if isinstance(s["longer"], bool) or not isinstance(s["longer"], (int, float)) or s["longer"] < 1:
@@ -163,9 +170,28 @@ def check_spec(spec: dict | None) -> dict:
     for m, v in s["margins"].items():
         if m not in METRICS:
             _fail(f"margins.{m}", f"metric must be one of {list(METRICS)}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            _fail(f"margins.{m}", f"must be a non-negative number, got {v!r}")
+        for task, x in (v.items() if isinstance(v, dict) else [(None, v)]):
+            key = f"margins.{m}" + (f".{task}" if task is not None else "")
+            if task is not None and task not in s["tasks"]:
+                _fail(key, f"task must be one of {list(s['tasks'])}")
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x >= 0):
+                _fail(key, f"must be a non-negative number, got {x!r}")
+        if isinstance(v, dict) and set(v) != set(s["tasks"]):
+            _fail(f"margins.{m}", f"a per-task mapping must give every task, missing {sorted(set(s['tasks']) - set(v))}")
+    for m, v in s["margin_reasons"].items():
+        if m not in METRICS or not isinstance(v, str):
+            _fail(f"margin_reasons.{m}", f"must map a metric of {list(METRICS)} to a sentence, got {v!r}")
     return s
+
+
+def margin(spec: dict, metric: str, task: str | None = None) -> float:
+    """The equivalence margin of ``metric`` on ``task`` (declared in ``margins``, one number or per task);
+    ``task=None``: the margin of the across-task mean, the mean of the tasks' margins (the aggregate is the
+    mean of the tasks' Δ, so an effect at every task's margin is an effect at this one)."""
+    v = spec["margins"][metric]
+    if not isinstance(v, dict):
+        return float(v)
+    return float(v[task]) if task is not None else float(np.mean([float(v[t]) for t in spec["tasks"]]))
 
 
 def tasks(base: dict, spec: dict) -> dict[str, Config]:
@@ -238,9 +264,43 @@ def _configs(task_cfgs: dict, spec: dict) -> tuple[list[dict], list[Config]]:
                 c = _with(tc, method, {k: v for k, v in s.items() if k != "lr"}, s["lr"], spec["seed_base"] + i)
                 rows.append({"task": task, "method": method, "trial": i, "setting": s})
                 cfgs.append(c)
-                if method == "ce" and i < spec["longer_trials"] and spec["longer"] > 1:
-                    rows.append({"task": task, "method": "ce_longer", "trial": i, "setting": s})
-                    cfgs.append(c.replace(epochs=int(round(c.epochs * spec["longer"]))))
+    return rows, cfgs
+
+
+def _top_share(n: int, T: int, share: float) -> int:
+    """The number k of top validation ranks that carry at least ``share`` of E_T's selection weight in a
+    pool of n untied trials: 1 − C(n−k, T)/C(n, T) >= share (the chance a T-subset's best is among them)."""
+    w = S.selection_weights(np.arange(n, dtype=float), T)[::-1]  # rank 1 = best first
+    return int(np.searchsorted(np.cumsum(w), share - 1e-12) + 1)
+
+
+def longer_trials(pool: pd.DataFrame, spec: dict) -> dict[str, list[int]]:
+    """task -> the CE trial indices the convergence gate trains ``longer``: CE's validation ranks from the
+    top, until they carry ``longer_weight`` of E_T's selection weight (:func:`softgrad.stats.selection_weights`;
+    tied trials enter together). These are the models the estimand selects, so the gate asks whether CE's
+    own E_T grows with training, not whether random settings do."""
+    out = {}
+    for task in dict.fromkeys(pool.task):
+        g = pool[(pool.task == task) & (pool.method == "ce")].sort_values("trial")
+        w = S.selection_weights(g.val_acc.to_numpy(float), spec["select"])
+        order = np.lexsort((g.trial.to_numpy(), -w))  # heaviest first; equal weights (ties) by index
+        k = int(np.searchsorted(np.cumsum(w[order]), spec["longer_weight"] - 1e-12) + 1)
+        k = min(len(w), k + int(np.sum(np.isclose(w[order][k:], w[order][k - 1]))))  # a tie group enters whole
+        out[task] = sorted(int(t) for t in g.trial.to_numpy()[order[:k]])
+    return out
+
+
+def _longer_configs(task_cfgs: dict, spec: dict, chosen: dict[str, list[int]]) -> tuple[list[dict], list[Config]]:
+    rows, cfgs = [], []
+    if spec["longer"] <= 1:
+        return rows, cfgs
+    settings = design(spec)["ce"]
+    for task, idx in chosen.items():
+        for i in idx:
+            s = settings[i]
+            c = _with(task_cfgs[task], "ce", {}, s["lr"], spec["seed_base"] + i)
+            rows.append({"task": task, "method": "ce_longer", "trial": i, "setting": s})
+            cfgs.append(c.replace(epochs=int(round(c.epochs * spec["longer"]))))
     return rows, cfgs
 
 
@@ -268,56 +328,84 @@ def _retrain_configs(task_cfgs: dict, spec: dict, win: pd.DataFrame) -> tuple[li
 
 
 def plan(base: dict, spec: dict) -> list[Config]:
-    """Every config the protocol trains (validated), for the up-front check of a parameter file."""
+    """Every config of the pool (validated), for the up-front check of a parameter file; the runs that
+    depend on the pool's results (the gate's longer runs, the winners' retrains) are counted by :func:`count`."""
     spec = check_spec(spec)
     return _configs(tasks(base, spec), spec)[1]
+
+
+def count(base: dict, spec: dict) -> dict[str, int]:
+    """How many runs the protocol trains: ``pool``, ``longer`` (the convergence gate; which indices depends
+    on the pool, how many does not, unless validation accuracies tie), ``retrain`` (the winners' fresh seeds),
+    ``rerun`` (the whole pool and gate again under ``rerun_loss_impl``) and ``total``."""
+    spec = check_spec(spec)
+    n_tasks = len(tasks(base, spec))
+    pool = len(plan(base, spec))
+    longer = n_tasks * _top_share(spec["trials"], spec["select"], spec["longer_weight"]) if spec["longer"] > 1 else 0
+    retrain = n_tasks * len(spec["methods"]) * spec["retrain_seeds"]
+    rerun = pool + longer if spec["rerun_loss_impl"] else 0
+    return {"pool": pool, "longer": longer, "retrain": retrain, "rerun": rerun,
+            "total": pool + longer + retrain + rerun}
 
 
 @dataclasses.dataclass
 class ProtocolResult:
     spec: dict
     pool: pd.DataFrame  # one row per (task, method, trial): setting, validation and test metrics
-    comparisons: pd.DataFrame  # per (task, method, metric): E_T, Δ, Holm-level interval, verdict, P(beats CE)
-    aggregate: pd.DataFrame  # per (method, metric): mean Δ over tasks, stratified interval, verdict
+    comparisons: pd.DataFrame  # per (task, method, metric): E_T, Δ, margin, Holm-level interval, verdict, stability
+    aggregate: pd.DataFrame  # per (method, metric): mean Δ over tasks, stratified interval, verdict, stability
     budget: pd.DataFrame  # per (task, method, T): E_T of validation and test accuracy
-    convergence: pd.DataFrame  # per task: CE longer − CE at budget on the same indices (test accuracy), verdict
+    convergence: pd.DataFrame  # per task: E_T(CE trained longer) − E_T(CE at the budget), interval, verdict
     histories: pd.DataFrame  # per-epoch rows of every run
     retrain: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # per (task, method, fresh seed)
+    # verdict codes (index into VERDICTS) of every bootstrap replicate's shifted interval: one row per
+    # comparison, then one per aggregate row; columns: replicates (what a rerun's verdicts could be)
+    replicate_verdicts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.int8))
+
+
+def _train(rows: list[dict], cfgs: list[Config], out, spec: dict, executor: str, progress, desc: str) -> tuple:
+    """Train (or read back) ``cfgs``; their final metrics joined to ``rows``, and every epoch's rows."""
+    from .runs import run_grid
+    from .store import results_frame
+
+    res = run_grid(cfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
+                   progress=progress, desc=desc)
+    keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
+    hist = results_frame(res).merge(keys[["run_id", "task", "method", "trial"]], on="run_id")
+    fin = hist[hist["final"]].set_index("run_id")
+    cols = ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "test_nll_ts_noisyval",
+            "test_ece_ts_noisyval", "ts_temperature", "train_time"]
+    return keys.join(fin[[c for c in cols if c in fin]], on="run_id"), hist
 
 
 def run(base: dict, spec: dict, profile: str, out_root: Path | None = None, progress: bool | None = None,
         executor: str | None = None, loss_impl: str | None = None, retrain: bool = True) -> ProtocolResult:
-    """Train the pool (finished runs are read back, never recomputed) and :func:`analyse` it.
+    """Train the pool, then the convergence gate's longer CE runs on the indices the estimand selects
+    (:func:`longer_trials`), then the winners' retrains (finished runs are read back, never recomputed), and
+    :func:`analyse` it all.
 
-    ``loss_impl`` (``Config.loss_impl``) trains every run with that implementation of the losses: the
-    robustness rerun (``spec['rerun_loss_impl']``) is the whole protocol again under the other one, a test of
-    the protocol, compared with :func:`agreement` (it decides no verdict). ``retrain``: also the
-    ``retrain_seeds`` fresh-seed retrains of each method's most frequent winner (the winner's curse)."""
-    from .runs import default_progress, run_grid
-    from .store import results_frame
+    ``loss_impl`` (``Config.loss_impl``) trains every run with that implementation of the losses: a robustness
+    rerun (``spec['rerun_loss_impl']``, the ci profile's test) is the whole protocol again under the other
+    one, compared with :func:`agreement` (it decides no verdict). ``retrain``: also the ``retrain_seeds``
+    fresh-seed retrains of each method's most frequent winner (the winner's curse)."""
+    from .runs import default_progress
 
     progress = default_progress() if progress is None else progress
     spec = check_spec(spec)
     out = run_dir(profile, out_root)
     executor = executor or ("processes" if spec["workers"] > 1 else "local")
+    tag = f" [{loss_impl}]" if loss_impl else ""
     task_cfgs = {t: c if loss_impl is None else c.replace(loss_impl=loss_impl) for t, c in tasks(base, spec).items()}
-    rows, cfgs = _configs(task_cfgs, spec)
-    res = run_grid(cfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
-                   progress=progress, desc="pooled trials" + (f" [{loss_impl}]" if loss_impl else ""))
-    keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
-    hist = results_frame(res).merge(keys[["run_id", "task", "method", "trial"]], on="run_id")
-    fin = hist[hist["final"]].set_index("run_id")
-    cols = ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "train_time"]
-    pool = keys.join(fin[[c for c in cols if c in fin]], on="run_id")
+    pool, hist = _train(*_configs(task_cfgs, spec), out, spec, executor, progress, "pooled trials" + tag)
+    lrows, lcfgs = _longer_configs(task_cfgs, spec, longer_trials(pool, spec))
+    if lcfgs:
+        lpool, lhist = _train(lrows, lcfgs, out, spec, executor, progress, "convergence gate" + tag)
+        pool, hist = pd.concat([pool, lpool], ignore_index=True), pd.concat([hist, lhist], ignore_index=True)
     result = analyse(pool, spec, hist)
     if retrain and spec["retrain_seeds"] > 0:
         rrows, rcfgs = _retrain_configs(task_cfgs, spec, winners(pool))
-        rres = run_grid(rcfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
-                        progress=progress, desc="winner retrains" + (f" [{loss_impl}]" if loss_impl else ""))
-        rkeys = pd.DataFrame(rrows).assign(run_id=[r["run_id"] for r in rres])
-        rh = results_frame(rres)
-        rfin = rh[rh["final"]].set_index("run_id")
-        result.retrain = retrain_table(pool, rkeys.join(rfin[[c for c in cols if c in rfin]], on="run_id"))
+        fresh, _ = _train(rrows, rcfgs, out, spec, executor, progress, "winner retrains" + tag)
+        result.retrain = retrain_table(pool, fresh)
     return result
 
 
@@ -340,12 +428,26 @@ def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[
     return g.val_acc.to_numpy(float), g[col].to_numpy(float)
 
 
+def _codes(lo, hi, margin: float, higher: bool, unconverged: bool = False) -> np.ndarray:
+    """:func:`softgrad.stats.interval_verdict` on arrays of intervals (the test rejecting exactly when the
+    interval excludes 0, as Holm's intervals do), as indices into VERDICTS; with the convergence gate."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    if not higher:
+        lo, hi = -hi, -lo
+    code = np.full(lo.shape, 3, np.int8)
+    code[hi < 0] = 1
+    code[lo > 0] = 0 if not unconverged else 3
+    code[(-margin < lo) & (hi < margin)] = 2
+    return code
+
+
 def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = None,
             spread: float = 1.0) -> ProtocolResult:
     """Every statistic of the module docstring from a pool (one row per task, method, trial with
-    ``val_acc`` and the test columns of :data:`softgrad.protocol.METRICS`). Selection reads ``val_acc`` only.
-    ``spread`` scales each bootstrap replicate's deviation from its estimate (1, the default: the bootstrap
-    as drawn; :func:`power` sets √(N/N′) to read the design at N′ trial indices)."""
+    ``val_acc`` and the test columns of :data:`softgrad.protocol.METRICS`; ``ce_longer`` rows for the gate).
+    Selection reads ``val_acc`` only. ``spread`` scales each bootstrap replicate's deviation from its
+    estimate (1, the default: the bootstrap as drawn; :func:`power` sets √(N/N′) to read the design at N′
+    trial indices)."""
     spec = check_spec(spec)
     T, B = spec["select"], spec["bootstrap"]
     tasks_ = list(dict.fromkeys(pool.task))
@@ -353,11 +455,8 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     n = int(pool.trial.max()) + 1
     rng = np.random.default_rng(spec["sample_seed"])
     boot = {t: rng.integers(0, n, (B, n)) for t in tasks_}  # one index resample per task, shared by all methods
-    conv = _convergence(pool, spec, tasks_)
+    conv = _convergence(pool, spec, tasks_, boot)
     unconverged = set(conv.task[conv.verdict == NOT_CONVERGED]) if len(conv) else set()
-
-    def gate(v: str, task: str) -> str:
-        return _gate(v, task in unconverged)
 
     rows, reps = [], []
     for metric, (col, higher) in METRICS.items():
@@ -372,7 +471,8 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
                 if spread != 1.0:  # planning only (power); the default leaves the replicates untouched
                     d_b = (m_e - ce_e) + spread * (d_b - (m_e - ce_e))
                 row = {"task": task, "method": method, "metric": metric, "method_E": m_e, "ce_E": ce_e,
-                       "diff": m_e - ce_e, "higher_is_better": higher, "trials": n, "select": T}
+                       "diff": m_e - ce_e, "margin": margin(spec, metric, task), "higher_is_better": higher,
+                       "trials": n, "select": T}
                 if metric == "acc":
                     pb = S.p_beats(vm, tm, vc, tc, T, higher, spec["subsets"], spec["sample_seed"])
                     pb_b = S.p_beats(vm[boot[task]], tm[boot[task]], vc[boot[task]], tc[boot[task]], T, higher,
@@ -382,23 +482,47 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
                 rows.append(row)
                 reps.append(d_b)
     cmp = pd.DataFrame(rows)
+    codes = np.zeros((len(cmp), B), np.int8)
     for metric, g in cmp.groupby("metric", sort=False):
         h = S.holm_intervals([reps[i] for i in g.index], spec["alpha"])
         for i, r in zip(g.index, h):
             cmp.loc[i, ["level", "lo", "hi", "p"]] = [r["level"], r["lo"], r["hi"], r["p"]]
             cmp.loc[i, "rejected"] = r["rejected"]
-            shift = reps[i] - cmp.loc[i, "diff"]  # each replicate: a plausible rerun, the interval moved with it
-            task, higher, margin = cmp.loc[i, "task"], cmp.loc[i, "higher_is_better"], spec["margins"][metric]
-            v = gate(S.interval_verdict(r["lo"], r["hi"], r["rejected"], margin, higher), task)
-            cmp.loc[i, "verdict"] = v
-            cmp.loc[i, "predicted_agreement"] = float(np.mean([gate(S.interval_verdict(
-                r["lo"] + s, r["hi"] + s, (r["lo"] + s > 0) or (r["hi"] + s < 0), margin, higher), task) == v
-                for s in shift]))
     cmp["rejected"] = cmp["rejected"].astype(bool)
+    for i, r in cmp.iterrows():
+        uc = r.task in unconverged
+        cmp.loc[i, "verdict"] = S.VERDICTS[int(_codes(r.lo, r.hi, r.margin, r.higher_is_better, uc))]
+        shift = reps[i] - r["diff"]  # each replicate: a plausible rerun, the interval moved with it
+        codes[i] = _codes(r.lo + shift, r.hi + shift, r.margin, r.higher_is_better, uc)
     cmp["ce_not_converged"] = cmp.task.isin(unconverged)
-    agg = _aggregate(cmp, reps, spec, methods, bool(unconverged))
+    agg, agg_codes = _aggregate(cmp, reps, spec, methods, bool(unconverged))
+    allc = np.vstack([codes, agg_codes])
+    for t, c in ((cmp, codes), (agg, agg_codes)):
+        _stability(t, c)
     return ProtocolResult(spec, pool, cmp, agg, _budget(pool, spec, tasks_, n), conv,
-                          histories if histories is not None else pd.DataFrame())
+                          histories if histories is not None else pd.DataFrame(), replicate_verdicts=allc)
+
+
+def _stability(t: pd.DataFrame, codes: np.ndarray) -> None:
+    """Adds ``predicted_agreement`` (the share of replicates whose shifted interval gives the row's verdict:
+    its predicted stability under a rerun), ``fragile`` (below 80%), and ``best`` / ``worst`` (the most and
+    least favourable effects the interval does not exclude, on the improvement side of the metric)."""
+    v = np.array([S.VERDICTS.index(x) for x in t.verdict], np.int8)[:, None]
+    t["predicted_agreement"] = (codes == v).mean(axis=1) if codes.size else np.nan
+    t["fragile"] = t.predicted_agreement < 0.8
+    t["best"] = np.where(t.higher_is_better, t.hi, t.lo)
+    t["worst"] = np.where(t.higher_is_better, t.lo, t.hi)
+
+
+def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
+    """The bound an interval excludes, in words, from its improvement side: "rules out a gain above +0.62
+    pts" (a higher-is-better metric) or "rules out a reduction beyond −0.031" (NLL, ECE); when the whole
+    interval lies on the losing side, "rules out any gain". ``row`` has ``lo``, ``hi``, ``higher_is_better``."""
+    lo, hi = row.lo * scale, row.hi * scale
+    if row.higher_is_better:
+        return f"rules out a gain above {hi:+.2f}{unit}" if hi > 0 else f"rules out any gain (Δ < {hi:+.2f}{unit})"
+    return (f"rules out a reduction beyond {lo:+.2f}{unit}" if lo < 0
+            else f"rules out any reduction (Δ > {lo:+.2f}{unit})")
 
 
 def _budget(pool: pd.DataFrame, spec: dict, tasks_: list, n: int) -> pd.DataFrame:
@@ -409,43 +533,32 @@ def _budget(pool: pd.DataFrame, spec: dict, tasks_: list, n: int) -> pd.DataFram
                          for t in tasks_ for m in spec["methods"] for k in range(1, max(1, n // 4) + 1)])
 
 
-def _gate(verdict: str, ce_unconverged: bool) -> str:
-    """A gain over a CE that still gains from longer training is not a gain at convergence: *reproduced*
-    becomes *inconclusive at this budget* there; every other verdict stands."""
-    return S.VERDICTS[3] if verdict == S.VERDICTS[0] and ce_unconverged else verdict
-
-
-def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str], unconverged: bool) -> pd.DataFrame:
+def _aggregate(cmp: pd.DataFrame, reps: list, spec: dict, methods: list[str],
+               unconverged: bool) -> tuple[pd.DataFrame, np.ndarray]:
     """Mean over tasks of Δ, each task's indices resampled independently (stratified), the interval at
-    confidence 1 − (1 − confidence)/m over the m methods (Bonferroni); the verdict read off that interval
-    (a *reproduced* one reported as *inconclusive at this budget* if CE has not converged on some task)."""
-
-    def gate(v: str) -> str:
-        return _gate(v, unconverged)
-
+    confidence 1 − (1 − confidence)/m over the m methods (Bonferroni), against the mean of the tasks'
+    margins; the verdict read off that interval (a *reproduced* one reported as *inconclusive at this
+    budget* if CE has not converged on some task). Also the replicates' verdict codes."""
     conf = 1 - (1 - spec["confidence"]) / max(1, len(methods))
-    rows = []
+    rows, codes = [], []
     for (method, metric), g in cmp.groupby(["method", "metric"], sort=False):
         r = np.mean([reps[i] for i in g.index], axis=0)
         lo, hi = S.percentile_interval(r, conf)
         higher = bool(g.higher_is_better.iloc[0])
-        diff = float(g["diff"].mean())
-        verdict = gate(S.interval_verdict(lo, hi, lo > 0 or hi < 0, spec["margins"][metric], higher))
-        shift = r - diff
-        predicted = float(np.mean([gate(S.interval_verdict(lo + x, hi + x, lo + x > 0 or hi + x < 0,
-                                                           spec["margins"][metric], higher)) == verdict
-                                   for x in shift]))
+        diff, m = float(g["diff"].mean()), margin(spec, metric)
+        verdict = S.VERDICTS[int(_codes(lo, hi, m, higher, unconverged))]
+        codes.append(_codes(lo + (r - diff), hi + (r - diff), m, higher, unconverged))
         rows.append({"method": method, "metric": metric, "diff": diff, "lo": lo, "hi": hi, "level": conf,
-                     "tasks": len(g), "higher_is_better": higher, "verdict": verdict,
-                     "predicted_agreement": predicted, "ce_not_converged": unconverged})
-    return pd.DataFrame(rows)
+                     "margin": m, "tasks": len(g), "higher_is_better": higher, "verdict": verdict,
+                     "ce_not_converged": unconverged})
+    return pd.DataFrame(rows), np.array(codes, np.int8).reshape(len(rows), -1)
 
 
 def convergence_verdict(lo: float, hi: float, margin: float) -> str:
-    """The convergence check's rule on the interval of (CE trained longer − CE at the budget), test accuracy:
-    *converged* when it lies inside ±margin (the accuracy margin of the comparisons), *not converged* when it
+    """The convergence gate's rule on the interval of E_T(CE trained longer) − E_T(CE at the budget), test
+    accuracy: *converged* when it lies inside ±margin (the task's accuracy margin), *not converged* when it
     lies above 0 (longer training gains), *longer training hurts* when it lies below 0 (CE overfits past
-    the budget: the budget is not too short for CE), else *undetermined*."""
+    the budget: the budget acts as early stopping, the same for every method), else *undetermined*."""
     if -margin < lo and hi < margin:
         return CONVERGED
     if lo > 0:
@@ -455,22 +568,29 @@ def convergence_verdict(lo: float, hi: float, margin: float) -> str:
     return UNDETERMINED
 
 
-def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str]) -> pd.DataFrame:
-    rows = []
-    rng = np.random.default_rng(spec["sample_seed"])
+def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str], boot: dict) -> pd.DataFrame:
+    """The gate on the estimand: E_T of CE's test accuracy with its top validation ranks (:func:`longer_trials`)
+    trained ``longer`` × the epochs — ranked by their own validation accuracy, the rest of the pool as at the
+    budget — minus E_T at the budget, under the analysis's paired index bootstrap."""
+    rows, T = [], spec["select"]
+    cols = ["task", "trials", "weight", "budget_E", "longer_E", "diff", "lo", "hi", "margin", "verdict"]
     for task in tasks_:
-        a = pool[(pool.task == task) & (pool.method == "ce_longer")].set_index("trial").test_acc
-        b = pool[(pool.task == task) & (pool.method == "ce")].set_index("trial").test_acc
-        idx = sorted(set(a.index) & set(b.index))
-        if len(idx) < 2:
+        lg = pool[(pool.task == task) & (pool.method == "ce_longer")].set_index("trial")
+        if lg.empty:
             continue
-        d = (a.loc[idx] - b.loc[idx]).to_numpy(float)
-        r = d[rng.integers(0, len(d), (spec["bootstrap"], len(d)))].mean(axis=1)
+        vb, tb = _pool_arrays(pool, task, "ce", "test_acc")
+        idx = lg.index.to_numpy(int)
+        vl, tl = vb.copy(), tb.copy()
+        vl[idx], tl[idx] = lg.val_acc.to_numpy(float), lg.test_acc.to_numpy(float)
+        b = boot[task]
+        e_b, e_l = float(S.expected_selected(vb, tb, T)), float(S.expected_selected(vl, tl, T))
+        r = S.expected_selected(vl[b], tl[b], T) - S.expected_selected(vb[b], tb[b], T)
         lo, hi = S.percentile_interval(r, spec["confidence"])
-        rows.append({"task": task, "trials": len(idx), "budget_mean": float(b.loc[idx].mean()),
-                     "longer_mean": float(a.loc[idx].mean()), "diff": float(d.mean()), "lo": lo, "hi": hi,
-                     "verdict": convergence_verdict(lo, hi, spec["margins"]["acc"])})
-    return pd.DataFrame(rows, columns=["task", "trials", "budget_mean", "longer_mean", "diff", "lo", "hi", "verdict"])
+        m = margin(spec, "acc", task)
+        rows.append({"task": task, "trials": len(idx), "weight": float(S.selection_weights(vb, T)[idx].sum()),
+                     "budget_E": e_b, "longer_E": e_l, "diff": e_l - e_b, "lo": lo, "hi": hi, "margin": m,
+                     "verdict": convergence_verdict(lo, hi, m)})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def power(pool: pd.DataFrame, spec: dict, sizes) -> pd.DataFrame:
@@ -537,3 +657,98 @@ def agreement(a: ProtocolResult, b: ProtocolResult) -> dict:
     return {"table": t, "n": len(t), "agree": int(t.agree.sum()), "rate": float(t.agree.mean()), "swaps": swaps,
             "inconclusive": float((t.verdict == S.VERDICTS[3]).mean()),
             "predicted": float(t.predicted_agreement.mean())}
+
+
+def _subpool(pool: pd.DataFrame, idx) -> pd.DataFrame:
+    """The rows of trial indices ``idx`` (their gate rows too), renumbered 0…len(idx)−1 in that order."""
+    new = {int(t): k for k, t in enumerate(idx)}
+    p = pool[pool.trial.isin(new)].copy()
+    p["trial"] = p.trial.map(new)
+    return p
+
+
+def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
+    """The pool's two halves analysed separately — two independent pools of N/2 trial indices (a random
+    halving, seeded by ``sample_seed``) — and the share of their verdicts that agree, beside the bootstrap's
+    prediction for two independent pools of N/2: the full pool read at N/2 (:func:`analyse` with spread √2),
+    each replicate's verdicts (comparisons and across tasks, jointly, so their correlation is kept) paired
+    with another replicate's; ``predicted`` is the mean agreement of ``pairs`` random pairs and ``band`` its
+    central 95% (where a measured rate should fall if the intervals hold every source of variation).
+    Returns ``{'rate', 'n', 'agree', 'swaps', 'predicted', 'band', 'halves', 'table'}``."""
+    spec = check_spec(spec)
+    n = int(pool.trial.max()) + 1
+    perm = np.random.default_rng([spec["sample_seed"], 2]).permutation(n)
+    a, b = (analyse(_subpool(pool, h), spec) for h in (perm[: n // 2], perm[n // 2: 2 * (n // 2)]))
+    m = agreement(a, b)
+    codes = analyse(pool, spec, spread=math.sqrt(n / (n // 2))).replicate_verdicts
+    rng = np.random.default_rng([spec["sample_seed"], 3])
+    i, j = rng.integers(0, codes.shape[1], (2, pairs))
+    keep = i != j
+    rates = (codes[:, i[keep]] == codes[:, j[keep]]).mean(axis=0)
+    return {"rate": m["rate"], "n": m["n"], "agree": m["agree"], "swaps": m["swaps"],
+            "predicted": float(rates.mean()), "band": tuple(float(x) for x in np.quantile(rates, [0.025, 0.975])),
+            "halves": (a, b), "table": m["table"]}
+
+
+SHORT = {"temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
+         "as_softmax": "AS-Softmax"}
+POINTS = {"acc", "ece", "ece_ts"}  # metrics shown in percentage points
+
+
+def ci_text(r, metric: str | None = None) -> str:
+    """"+0.12 [−0.26, +0.41]" in the metric's display unit (points for accuracy and ECE)."""
+    get = (lambda k: r[k]) if isinstance(r, pd.Series) else (lambda k: getattr(r, k))  # noqa: E731 (Series.diff)
+    sc = 100 if (metric or get("metric")) in POINTS else 1
+    return f"{get('diff') * sc:+.2f} [{get('lo') * sc:+.2f}, {get('hi') * sc:+.2f}]"
+
+
+def _names(ms) -> str:
+    ms = [SHORT.get(m, m) for m in ms]
+    return ms[0] if len(ms) == 1 else ", ".join(ms[:-1]) + " and " + ms[-1]
+
+
+def bottom_line(R: ProtocolResult) -> str:
+    """The finding in two or three quotable sentences (Markdown), read off the across-task verdicts: what
+    beat CE on test accuracy and by how much, what was ruled out (the bound each interval excludes), what
+    stayed open, and calibration before and after temperature scaling."""
+    a = R.aggregate.set_index(["metric", "method"])
+    acc = a.loc["acc"]
+    by = {v: list(acc.index[acc.verdict == v]) for v in S.VERDICTS}
+    pts = lambda m, k="acc": ci_text(a.loc[(k, m)], k)  # noqa: E731
+    out = []
+    if by[S.VERDICTS[0]]:
+        out.append("**" + "; ".join(f"{SHORT.get(m, m)} beat tuned cross-entropy on test accuracy by {pts(m)} points"
+                                    for m in by[S.VERDICTS[0]]) + "** (mean over tasks, interval in brackets).")
+    else:
+        out.append("**No loss beat tuned cross-entropy on test accuracy.**")
+    said = []
+    if by[S.VERDICTS[2]]:
+        said.append(f"{_names(by[S.VERDICTS[2]])} showed no detectable effect (each interval rules out a gain above "
+                    + ", ".join(f"{100 * acc.loc[m].hi:+.2f}" for m in by[S.VERDICTS[2]]) + " points)")
+    if by[S.VERDICTS[1]]:
+        said.append(f"{_names(by[S.VERDICTS[1]])} lost to it (" + ", ".join(pts(m) for m in by[S.VERDICTS[1]]) + " points)")
+    if by[S.VERDICTS[3]]:
+        said.append(f"{_names(by[S.VERDICTS[3]])} stayed inconclusive (gains up to "
+                    + ", ".join(f"{100 * acc.loc[m].hi:+.2f}" for m in by[S.VERDICTS[3]])
+                    + " points are not ruled out, nor losses down to "
+                    + ", ".join(f"{100 * acc.loc[m].lo:+.2f}" for m in by[S.VERDICTS[3]]) + ")")
+    if said:
+        out.append(said[0][0].upper() + "; ".join(said)[1:] + ".")
+    ece = a.loc["ece"]
+    worse, better = list(ece.index[ece.verdict == S.VERDICTS[1]]), list(ece.index[ece.verdict == S.VERDICTS[0]])
+    cal = []
+    if worse:
+        cal.append("worse for " + ", ".join(f"{SHORT.get(m, m)} ({pts(m, 'ece')} points)" for m in worse))
+    if better:
+        cal.append("better for " + ", ".join(f"{SHORT.get(m, m)} ({pts(m, 'ece')} points)" for m in better))
+    ts = a.loc["ece_ts"]
+    ts_by = {v: list(ts.index[ts.verdict == v]) for v in S.VERDICTS}
+    after = []
+    for v, word in ((S.VERDICTS[0], "better"), (S.VERDICTS[1], "worse"), (S.VERDICTS[2], "within the margin of CE's"),
+                    (S.VERDICTS[3], "undecided")):
+        if ts_by[v]:
+            after.append(f"{word} for {_names(ts_by[v])}")
+    out.append("Before temperature scaling, calibration (ECE) was " + ("; ".join(cal) if cal else
+               "no different from CE's beyond the margin for any method with a definite verdict")
+               + "; after it, " + "; ".join(after) + ".")
+    return " ".join(out)

@@ -13,6 +13,12 @@ not lose the others, and the call then raises :class:`RunFailures`. On Ray each 
 one GPU when the cluster has GPUs (``gpus_per_run``); the driver writes every returned result into
 ``out``, so a cluster without a shared file system still ends with all results.
 
+Configs with ``engine: stacked`` are grouped by :func:`softgrad.stacked.group` (same method and task; seeds,
+learning rates, weight decays and knobs may differ) and each group trains as one stacked model
+(:func:`run_stack`), one task of the executor per stack (split so that every worker gets one); each member is
+written as an ordinary run result. ``max_stack`` (or ``$SOFTGRAD_MAX_STACK``) caps a stack's size (members
+never depend on it).
+
 Storage (paths, atomic writes, loading) is :mod:`softgrad.store`.
 """
 
@@ -29,7 +35,7 @@ from .common import REPO_ROOT, params_file
 from .store import ( atomic_write_json, clean_stale_tmp, load_run, provenance, result_path,
                     results_frame, run_dir)
 
-__all__ = ["EXECUTORS", "RunFailures", "check_executor", "run_one", "run_grid", "run_params", "notebook_params", "default_progress", "REPO_ROOT", "load_run"]
+__all__ = ["EXECUTORS", "RunFailures", "check_executor", "run_one", "run_stack", "run_grid", "run_params", "notebook_params", "default_progress", "REPO_ROOT", "load_run"]
 
 EXECUTORS = ("local", "processes", "ray")
 
@@ -77,12 +83,46 @@ def run_one(cfg: Config, out: Path, progress: bool = True, stop_after_epoch: int
     if world()[1] != 0:  # data-parallel: rank 0 writes the result
         return {"run_id": rid, "config": cfg.to_dict(), **res, "provenance": {"device": res.get("device")}}
     prov = provenance()
-    prov.update(device=res.pop("device"), device_name=res.pop("device_name"), started=started,
+    prov.update(device=res.pop("device"), device_name=res.pop("device_name"), engine="single", started=started,
                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_time=time.time() - t0)
     result = {"run_id": rid, "config": cfg.to_dict(), **res, "provenance": prov}
     atomic_write_json(path, result)
     (out / f"{rid}.ckpt").unlink(missing_ok=True)
     return result
+
+
+def run_stack(cfgs: list[Config], out: Path, progress: bool = True, stop_after_epoch: int | None = None) -> list[dict]:
+    """The results of ``cfgs`` (``engine: stacked``, one :func:`softgrad.stacked.stack_key`): finished ones read
+    from ``out``, the others trained as stacks (:func:`softgrad.stacked.train_stack`, resuming from a stack's
+    checkpoint in ``out``), each member written as an ordinary run (provenance: ``engine``, ``stack_size``;
+    ``wall_time`` is the stack's wall time divided by its size)."""
+    from .stacked import train_stack
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for c in cfgs:
+        path = result_path(out, config_id(c))
+        if path.exists():
+            results[config_id(c)] = json.loads(path.read_text())
+    todo = [c for c in cfgs if config_id(c) not in results]
+    t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    def store(part: list[Config], res: list[dict]) -> None:
+        nonlocal t0
+        base = provenance()
+        wall, t0 = time.time() - t0, time.time()
+        for c, r in zip(part, res):
+            prov = dict(base)
+            prov.update(device=r.pop("device"), device_name=r.pop("device_name"), engine="stacked",
+                        stack_size=r.pop("stack_size"), started=started,
+                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_time=wall / len(part))
+            result = {"run_id": config_id(c), "config": c.to_dict(), **r, "provenance": prov}
+            atomic_write_json(result_path(out, config_id(c)), result)
+            results[config_id(c)] = result
+
+    train_stack(todo, ckpt_dir=out, progress=progress, stop_after_epoch=stop_after_epoch, on_part=store)
+    return [results[config_id(c)] for c in cfgs]
 
 
 def _todo(configs: list[Config], out: Path) -> list[Config]:
@@ -101,10 +141,27 @@ def _one(cfg_dict: dict, out: str) -> dict:  # module-level: picklable for proce
     return run_one(from_dict(cfg_dict), Path(out), progress=False)
 
 
+def _stack(cfg_dicts: list[dict], out: str) -> list[dict]:  # module-level: picklable
+    from .config import from_dict
+
+    return run_stack([from_dict(d) for d in cfg_dicts], Path(out), progress=False)
+
+
+def _units(todo: list[Config], max_stack: int | None, parts: int) -> list[tuple[str, list[Config]]]:
+    """The executor's tasks: ('one', [cfg]) per single-engine config, ('stack', cfgs) per stack."""
+    from .stacked import MAX_STACK, group
+
+    units = [("one", [c]) for c in todo if c.engine != "stacked"]
+    stacked = [c for c in todo if c.engine == "stacked"]
+    max_stack = max_stack or int(os.environ.get("SOFTGRAD_MAX_STACK", MAX_STACK))
+    return units + [("stack", s) for s in group(stacked, max_stack, parts)] if stacked else units
+
+
 def run_grid(configs: list[Config], out: Path, executor: str = "local", workers: int | None = None,
              address: str | None = None, gpus_per_run: float | None = None, progress: bool = True,
-             desc: str = "runs") -> list[dict]:
-    """Run (or load) ``configs`` with ``executor``; returns their results in the order given.
+             desc: str = "runs", max_stack: int | None = None) -> list[dict]:
+    """Run (or load) ``configs`` with ``executor``; returns their results in the order given. Configs with
+    ``engine: stacked`` train in stacks of at most ``max_stack`` (default :data:`softgrad.stacked.MAX_STACK`).
 
     Raises :class:`RunFailures` after all runs were tried if any failed (the others are saved).
     """
@@ -119,16 +176,20 @@ def run_grid(configs: list[Config], out: Path, executor: str = "local", workers:
     done: dict[str, dict] = {}  # results in hand (under DDP only rank 0 writes them to disk)
     bar = tqdm(total=len(todo), desc=f"{desc} ({len(configs) - len(todo)} cached, {executor})", disable=not progress)
     if executor == "local":
-        for cfg in todo:
+        for kind, cfgs in _units(todo, max_stack, 1):
             try:
-                done[config_id(cfg)] = run_one(cfg, out, progress=progress)
+                if kind == "one":
+                    done[config_id(cfgs[0])] = run_one(cfgs[0], out, progress=progress)
+                else:
+                    done.update((r["run_id"], r) for r in run_stack(cfgs, out, progress=progress))
             except Exception as e:  # keep going; report at the end
-                failures.append((cfg, e))
-            bar.update(1)
+                failures += [(c, e) for c in cfgs]
+            bar.update(len(cfgs))
     elif executor == "processes":
-        _processes(todo, out, workers or max(1, (os.cpu_count() or 2) // 2), bar, failures)
+        workers = workers or max(1, (os.cpu_count() or 2) // 2)
+        _processes(_units(todo, max_stack, workers), out, workers, bar, failures)
     else:
-        _ray(todo, out, address, gpus_per_run, workers, bar, failures)
+        _ray(_units(todo, max_stack, workers or 1), out, address, gpus_per_run, workers, bar, failures)
     bar.close()
     if failures:
         for cfg, e in failures:
@@ -137,22 +198,28 @@ def run_grid(configs: list[Config], out: Path, executor: str = "local", workers:
     return [done.get(config_id(c)) or json.loads(result_path(out, config_id(c)).read_text()) for c in configs]
 
 
-def _processes(todo, out, workers, bar, failures):
+def _submit(submit, kind, cfgs, out):
+    if kind == "one":
+        return submit(_one, cfgs[0].to_dict(), str(out))
+    return submit(_stack, [c.to_dict() for c in cfgs], str(out))
+
+
+def _processes(units, out, workers, bar, failures):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: a fresh interpreter per worker (fork + torch threads can deadlock)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_one, c.to_dict(), str(out)): c for c in todo}
+        futs = {_submit(pool.submit, kind, cfgs, out): cfgs for kind, cfgs in units}
         for f in as_completed(futs):
             try:
                 f.result()
             except Exception as e:  # keep going; report at the end
-                failures.append((futs[f], e))
-            bar.update(1)
+                failures += [(c, e) for c in futs[f]]
+            bar.update(len(futs[f]))
 
 
-def _ray(todo, out, address, gpus_per_run, workers, bar, failures):
+def _ray(units, out, address, gpus_per_run, workers, bar, failures):
     try:
         import ray
     except ImportError as e:
@@ -162,20 +229,21 @@ def _ray(todo, out, address, gpus_per_run, workers, bar, failures):
         ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kw)
     if gpus_per_run is None:
         gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    task = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_one)
-    pending = {task.remote(c.to_dict(), str(out)): c for c in todo}
+    remote = {f: ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(f) for f in (_one, _stack)}
+    pending = {_submit(lambda f, *a: remote[f].remote(*a), kind, cfgs, out): cfgs for kind, cfgs in units}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         ref = done[0]
-        cfg = pending.pop(ref)
+        cfgs = pending.pop(ref)
         try:
             res = ray.get(ref)
-            path = result_path(out, res["run_id"])
-            if not path.exists():  # the worker wrote elsewhere (no shared file system)
-                atomic_write_json(path, res)
+            for r in res if isinstance(res, list) else [res]:
+                path = result_path(out, r["run_id"])
+                if not path.exists():  # the worker wrote elsewhere (no shared file system)
+                    atomic_write_json(path, r)
         except Exception as e:  # a failed task: keep going
-            failures.append((cfg, e))
-        bar.update(1)
+            failures += [(c, e) for c in cfgs]
+        bar.update(len(cfgs))
 
 
 def plan_params(p: dict, sweeps: list[str] | None = None, overrides: dict | None = None,

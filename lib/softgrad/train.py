@@ -283,11 +283,20 @@ class _Run:
         for split, r in m.items():
             row.update({f"{split}_{k}": v for k, v in r.items() if not k.startswith("_")})
         if final and "val" in m:  # temperature scaling: T fitted on validation NLL, applied to test
-            t = fit_temperature(m["val"]["_logits"], self.ds.y_val)
+            # Under label noise T is fitted on the validation split's *true* labels (a small clean calibration
+            # set): the test labels are clean, and a T fitted to noisy labels learns the noise rate, not the
+            # model's miscalibration. The fit on the noisy labels is kept beside it (``*_ts_noisyval``).
+            clean = self.ds.y_val_clean
+            t = fit_temperature(m["val"]["_logits"], self.ds.y_val if clean is None else clean)
             row["ts_temperature"] = t
             for split in ("val", "test"):
                 row.update({f"{split}_{k}_ts": v for k, v in
                             scaled_metrics(m[split]["_logits"], m[split]["_y"], t).items()})
+            if clean is not None:
+                tn = fit_temperature(m["val"]["_logits"], self.ds.y_val)
+                row["ts_temperature_noisyval"] = tn
+                row.update({f"test_{k}_ts_noisyval": v for k, v in
+                            scaled_metrics(m["test"]["_logits"], m["test"]["_y"], tn).items()})
         if self.track is not None:
             self.ts.per_sample["pt"].append([round(v, 5) for v in m["train"]["_pt"][self.track].tolist()])
         return row, m["test"]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["REDUCTIONS", "IMPLEMENTATIONS", "FUSED_MIN_NUMEL", "check_range", "check_targets", "implementation",
-           "use_native", "Param", "Warmup", "Method", "Schedule", "SCHEDULE_SHAPES", "per_sample", "reduced", "reduce_losses", "symmetric_logits",
+           "use_native", "is_value", "Param", "Warmup", "Method", "Schedule", "SCHEDULE_SHAPES", "per_sample", "reduced", "reduce_losses", "symmetric_logits",
            "row_gradient"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -209,6 +209,14 @@ def prep(logits: Tensor, target: Tensor, weight: Tensor | None, ignore_index: in
 def use_native(logits: Tensor) -> bool:
     """The native/fused switch, in one place: the native compositions below :data:`FUSED_MIN_NUMEL` logits."""
     return logits.numel() < FUSED_MIN_NUMEL
+
+
+def is_value(param, value: float) -> bool:
+    """Whether a method parameter is the Python number ``value`` (a shortcut such as "beta = 1 is CE"). A
+    parameter may also be a per-row column, a float tensor of shape ``(M, 1)`` for logits ``(M, C)``, one
+    value per row, broadcast over the classes (the stacked trainer, :mod:`softgrad.stacked`, passes one per
+    member); a column never takes a shortcut, so its rows get exactly the formula of the scalar setting."""
+    return not isinstance(param, Tensor) and param == value
 
 
 def target_index(t: Tensor, cdim: int, n_classes: int) -> Tensor:

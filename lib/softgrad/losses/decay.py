@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from .core import (Method, Param, Schedule, Warmup, ce_native, check_range, per_sample, per_sample_weight,
+from .core import (Method, Param, Schedule, Warmup, ce_native, check_range, is_value, per_sample, per_sample_weight,
                    row_gradient, softmax_logp_t, target_index, with_value)
 
 __all__ = ["gradient_decay", "gradient_decay_warmup", "METHOD"]
@@ -22,10 +22,17 @@ __all__ = ["gradient_decay", "gradient_decay_warmup", "METHOD"]
 def _gradient_decay_native(z, t, weight, ignore_index, reduction, cdim, beta=1.0):
     # the identity J_beta(z, t) = CE(z + ln(beta) e_t, t) + ln(beta) (tested): one scatter-add into the target
     # column (out of place; its backward passes the gradient through), then the fused CE.
-    if beta == 1.0:
+    if is_value(beta, 1.0):
         return ce_native(z, t, weight, ignore_index, reduction, cdim)
-    lb = math.log(beta)
     idx = target_index(t, cdim, z.shape[cdim])
+    if isinstance(beta, Tensor):  # a per-row column (M, 1) for logits (M, C): ln beta per row
+        lb = torch.log(beta.double()).to(z.dtype)  # as math.log: in double, then rounded
+        out = ce_native(z.scatter_add(cdim, idx, lb.expand(idx.shape)), t, weight, ignore_index, reduction, cdim)
+        w = per_sample_weight(z, t, weight, ignore_index, cdim)
+        lbw = lb.reshape(-1) * w  # sum_n w_n ln beta_n over sum_n w_n for the mean
+        shift = lbw if reduction == "none" else lbw.sum() if reduction == "sum" else lbw.sum() / w.sum()
+        return with_value(out, out.detach() + shift)
+    lb = math.log(beta)
     out = ce_native(z.scatter_add(cdim, idx, z.new_full(idx.shape, lb)), t, weight, ignore_index, reduction, cdim)
     if reduction == "mean":  # sum_n w_n (CE_n + ln beta) / sum_n w_n
         return with_value(out, out.detach() + lb)
@@ -66,7 +73,8 @@ class _GradientDecay(torch.autograd.Function):
 
 
 def _fused(r, beta=1.0):
-    return _GradientDecay.apply(r.z, r.target, r.w, beta)
+    # a per-row column (M, 1) enters the row-wise formulas as (M,)
+    return _GradientDecay.apply(r.z, r.target, r.w, beta.reshape(-1) if isinstance(beta, Tensor) else beta)
 
 
 def gradient_decay(logits: Tensor, target: Tensor, beta: float = 1.0, *, weight: Tensor | None = None,

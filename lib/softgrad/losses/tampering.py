@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import REDUCTION_ENUM, Method, Param, ce_native, flatten, per_sample, per_sample_weight, target_fixup, with_value
+from .core import (REDUCTION_ENUM, Method, Param, ce_native, flatten, is_value, per_sample, per_sample_weight,
+                   target_fixup, with_value)
 
 __all__ = ["sgt", "METHOD"]
 
@@ -38,7 +39,7 @@ class _SGTSmoothed(torch.autograd.Function):
         z, t, total_weight, *weight = ctx.saved_tensors
         weight = weight[0] if weight else None
         ignore_index, reduction, alpha, eps = ctx.args
-        la = torch.log_softmax(z * alpha if alpha != 1.0 else z, 1)
+        la = torch.log_softmax(z if is_value(alpha, 1.0) else z * alpha, 1)
         G = torch.ops.aten.nll_loss_backward(g, la, t, weight, REDUCTION_ENUM[reduction], ignore_index, total_weight)
         # G = (1 - eps) G_nll - (eps / C) (g / total weight) valid_n w_c
         s = g * (eps / z.shape[1])
@@ -54,7 +55,7 @@ def _sgt_native(z, t, weight, ignore_index, reduction, cdim, alpha=1.0, label_sm
     # softmax(alpha z) - onehot, the SGT gradient (that of CE(alpha z) / alpha), with its own
     # weighting, ignoring and reduction; its value is then replaced by the forward value CE(z). One extra
     # node (the clone's, which passes the gradient through), no Python Function. With smoothing, _SGTSmoothed.
-    if alpha == 1.0:
+    if is_value(alpha, 1.0):
         return ce_native(z, t, weight, ignore_index, reduction, cdim, label_smoothing)
     if label_smoothing:
         out = _SGTSmoothed.apply(*flatten(z, t), weight, ignore_index, reduction, alpha, label_smoothing)
@@ -82,7 +83,7 @@ class _SGT(torch.autograd.Function):
         # p' = p^alpha / sum p^alpha = softmax(alpha log p). log p <= 0, so exp(alpha log p) <= 1
         # never overflows and needs no max-subtraction; build it in place in logp's buffer (not
         # exposed to anyone) and keep the row sums, so backward is one multiply.
-        e = logp.mul_(alpha).exp_() if alpha != 1.0 else logp.exp_()
+        e = logp.exp_() if is_value(alpha, 1.0) else logp.mul_(alpha).exp_()
         wsum = float(C) if weight is None else weight.sum()
         a = (1.0 - eps) * w + (eps / C) * wsum * valid
         ctx.save_for_backward(e, e.sum(dim=1), target, valid, w, a, *(() if weight is None else (weight,)))

@@ -11,24 +11,24 @@ import math
 import torch
 from torch import Tensor
 
-from .core import Method, Param, ce_native, per_sample, row_gradient, softmax_logp_t
+from .core import Method, Param, ce_native, is_value, per_sample, row_gradient, softmax_logp_t
 
 __all__ = ["temperature_ce", "METHOD"]
 
 
 def _temperature_native(z, t, weight, ignore_index, reduction, cdim, beta=1.0, label_smoothing=0.0):
     # CE(beta z): PyTorch's fused CE does the weighting, ignoring, smoothing and reduction
-    return ce_native(z * beta if beta != 1.0 else z, t, weight, ignore_index, reduction, cdim, label_smoothing)
+    return ce_native(z if is_value(beta, 1.0) else z * beta, t, weight, ignore_index, reduction, cdim, label_smoothing)
 
 
 
 class _TemperatureCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, target: Tensor, w: Tensor, beta: float) -> Tensor:
-        p, logp_t = softmax_logp_t(z * beta if beta != 1.0 else z, target.unsqueeze(1))
+        p, logp_t = softmax_logp_t(z if is_value(beta, 1.0) else z * beta, target.unsqueeze(1))
         loss = -logp_t * w
         ctx.save_for_backward(p, target, w)
-        ctx.beta = beta
+        ctx.beta = beta.reshape(-1) if isinstance(beta, Tensor) else beta  # a per-row column (M, 1) -> (M,)
         return loss
 
     @staticmethod
