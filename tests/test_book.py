@@ -320,3 +320,32 @@ def test_claims_table_links_resolve(book):
 def test_mathjax_is_vendored_not_cdn(book):
     html = (book / "notebooks" / "01_temperature.html").read_text()
     assert "cdn.jsdelivr" not in html and "_static/mathjax/tex-chtml.js" in html
+
+
+def test_chapter06_figures_draw_data_clear_of_their_legends():
+    """The figures chapter 06 draws with softgrad.plots, on a synthetic pool: every panel has data, no legend
+    covers it, and the accuracy axis stops at 100%."""
+    import numpy as np
+    import pandas as pd
+
+    from softgrad import plots
+
+    rng = np.random.default_rng(0)
+    tasks, methods = ["a", "b", "c"], ["ce", "temperature", "gradient_decay", "noisy", "sgt", "as_softmax"]
+    budget = pd.DataFrame([{"task": t, "method": m, "T": T, "test_acc": 0.95 + 0.02 * (1 - 1 / T) + rng.normal(0, 0.002)}
+                           for t in tasks for m in methods for T in range(1, 9)])
+    hist = pd.DataFrame([{"task": t, "method": m, "trial": i, "epoch": e, "val_acc": min(1.0, 0.99 + rng.normal(0, 0.02))}
+                         for t in tasks for m, n in (("ce", 20), ("ce_longer", 40)) for i in range(8)
+                         for e in range(0, n + 1, 4)])
+    pool = pd.DataFrame([{"task": t, "method": m, "trial": i, "train_time": 1 + j + rng.random()}
+                         for t in tasks for j, m in enumerate(methods) for i in range(8)])
+    conv = plots.convergence_figure(hist, tasks, 2.0)
+    assert all(ax.get_ylim()[1] <= 100 for ax in conv.axes)
+    figs = [conv, plots.budget_figure(budget, tasks, {t: 0.005 for t in tasks})[0], plots.time_figure(pool, methods)]
+    for fig in figs:
+        meta = plots.figure_data(fig)
+        assert all(a["data"] > 0 and a["legend_covers"] == 0 for a in meta["axes"]), meta
+    fig, ax = plots.plt.subplots()
+    ax.barh(["steps", "time"], [0, 0])  # chapter 08's AS-Speed ratios where AS-Speed never got there
+    ax.axvline(1.2)
+    assert plots.figure_data(fig)["data_artists"] == 0

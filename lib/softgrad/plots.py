@@ -366,13 +366,12 @@ def claim_intervals(items):
 # Chapter 06's figures (drawn here so that their layout is tested and shared; the notebook shows them)
 
 
-def convergence_figure(histories, tasks, trials: int):
-    """Validation accuracy of CE over epochs, trained for the budget (solid) and twice as long (dashed), mean ±
-    std over the first ``trials`` trial indices, one panel per task. The band is clipped to [0, 1] and each
-    panel's y-axis stops at its data (an accuracy axis never runs past 1)."""
-    import numpy as np
-
-    h = histories[histories.method.isin(["ce", "ce_longer"]) & histories.val_acc.notna() & (histories.trial < trials)]
+def convergence_figure(histories, tasks, longer: float = 2.0):
+    """Validation accuracy of CE over epochs at the budget (solid, method ``ce``) and trained ``longer`` × as
+    long (dashed, ``ce_longer``), mean ± std over the trials in ``histories`` (the caller picks them: the ones the
+    convergence gate trains longer), one panel per task. The band is clipped to [0, 1] and each panel's y-axis
+    stops at its data (an accuracy axis never runs past 100%)."""
+    h = histories[histories.method.isin(["ce", "ce_longer"]) & histories.val_acc.notna()]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         lo_all, hi_all = [], []
@@ -382,7 +381,7 @@ def convergence_figure(histories, tasks, trials: int):
             if not len(s):
                 continue
             lo, hi = (s["mean"] - s["std"]).clip(0, 1), (s["mean"] + s["std"]).clip(0, 1)
-            ax.plot(s.index, 100 * s["mean"], style, color="k", label="budget" if m == "ce" else "2× budget")
+            ax.plot(s.index, 100 * s["mean"], style, color="k", label="budget" if m == "ce" else f"{longer:g}× budget")
             ax.fill_between(s.index, 100 * lo, 100 * hi, color="k", alpha=0.1, lw=0)
             lo_all.append(lo.min())
             hi_all.append(hi.max())
@@ -393,39 +392,41 @@ def convergence_figure(histories, tasks, trials: int):
         ax.set_title(t)
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("validation accuracy (%)")
-    axes[0][0].legend(loc="lower right")
+    axes[0][0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
 
-def budget_figure(budget, tasks, methods=None):
+def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | None = None):
     """E_T against the search budget T as the difference to CE's E_T (test accuracy, points), one panel per task:
     the curves of absolute E_T lie within a few tenths of a point of each other at T ≥ 4, where the comparison is
-    made, so the difference is what is drawn (CE's own E_T is in each panel's title). The legend sits below the
-    panels. Returns ``(fig, crossings)``: the "method on task" pairs whose curve changes sign (crosses CE's)."""
+    made, so the difference is drawn (CE's own E_T at T = 1 and the largest T is in each panel's title), with
+    the task's margin (``margins``: task -> margin, a fraction) as a grey band. ``labels``: method -> legend
+    name. The legend sits below the panels. Returns ``(fig, crossings)``: "method on task" for each curve that
+    changes sign (crosses CE's)."""
     import numpy as np
 
+    labels = labels or {}
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False, sharey=True)
     crossings = []
     for ax, t in zip(axes[0], tasks):
         b = budget[budget.task == t]
         ce = b[b.method == "ce"].set_index("T").test_acc
+        if margins and t in margins:
+            ax.axhspan(-100 * margins[t], 100 * margins[t], color="0.9", lw=0)
         ax.axhline(0.0, color="k", lw=0.8)
-        for m, g in b.groupby("method", sort=False):
-            if m == "ce" or (methods is not None and m not in methods):
-                continue
+        for m, g in b[b.method != "ce"].groupby("method", sort=False):
             d = (g.set_index("T").test_acc - ce).dropna()
-            ax.plot(d.index, 100 * d.to_numpy(), "o-", ms=3, color=COLORS.get(m), label=m)
+            ax.plot(d.index, 100 * d.to_numpy(), "o-", ms=3, color=COLORS.get(m), label=labels.get(m, m))
             sign = np.sign(d.to_numpy())
             if len(set(sign[sign != 0])) > 1:
-                crossings.append(f"{m} on {t}")
+                crossings.append(f"{labels.get(m, m)} on {t}")
         ax.set_title(f"{t} (CE: {100 * ce.iloc[0]:.1f} → {100 * ce.iloc[-1]:.1f}%)", fontsize=10)
         ax.set_xlabel("search budget T (trials)")
     axes[0][0].set_ylabel("E_T(method) − E_T(CE)\n(test accuracy, points)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, names = axes[0][0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
-               bbox_to_anchor=(0.5, 0.0))
+    fig.legend(handles, names, loc="lower center", ncol=max(1, len(names)), frameon=False, bbox_to_anchor=(0.5, 0.0))
     return fig, crossings
 
 
