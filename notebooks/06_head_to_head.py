@@ -258,9 +258,9 @@ for k, x in vals.items():
 # {glue:text}`h2h_split_n:d`, {glue:text}`h2h_split_swaps:d` reproduced↔reversed swaps). The bootstrap
 # predicts {glue:text}`h2h_split_pred_pct:.0f`% for two independent pools of that size, 95% band
 # [{glue:text}`h2h_split_lo_pct:.0f`%, {glue:text}`h2h_split_hi_pct:.0f`%]: {glue:md}`h2h_split_reading`
-# The rounding test this replaces (the whole pool rerun with the losses' other implementation) agreed more
-# often than the bootstrap predicted in every regeneration (91–92% against 80–82%); it stays a test of the
-# `ci` profile. {glue:md}`h2h_power_text`
+# The rounding-level rerun this replaces (the whole pool again under the losses' other implementation)
+# redraws only rounding, not seeds or settings, so it agrees more often than two independent pools; it stays
+# a test of the `ci` profile (end of the page). {glue:md}`h2h_power_text`
 
 # %% tags=["hide-input", "nbval-ignore-output"]
 allv = pd.concat([R.comparisons, R.aggregate])
