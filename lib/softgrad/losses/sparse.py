@@ -12,13 +12,46 @@ from torch import Tensor
 
 from .core import Method, Param, per_sample, target_fixup
 
-__all__ = ["sparse_softmax", "sparsemax", "entmax15", "SPARSE_SOFTMAX", "SPARSEMAX", "ENTMAX15"]
+__all__ = ["sparse_softmax", "sparsemax", "entmax15", "top_k", "SPARSE_SOFTMAX", "SPARSEMAX", "ENTMAX15"]
+
+#: Rows of at most this many classes take :func:`top_k`'s stable-sort form, wider rows its topk-and-repair form
+#: (the same set; measured with ``benchmarks/ties.py``: at C = 10 the sort is one op where dispatch dominates,
+#: at C = 1000 it costs ~20x ``topk``).
+SORT_MAX_CLASSES = 64
+
+
+def top_k(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest logits of each row of ``z (M, C)`` and their class indices, ``(M, k)`` each, kept by
+    the authors' rule: among equal logits the lower class index is kept (TensorFlow's ``tf.math.top_k``, which
+    Sparse-softmax's authors call in bojone/SPACES ``compute_seq2seq_loss``). ``torch.topk`` returns the same
+    values but leaves the order of ties unspecified (it keeps indices [8, 6, 7] of ``zeros(1, 10)`` on a CPU,
+    and CUDA may keep others), so the kept *set*, and with it the gradient, differed on rows with a tie at the
+    k-th place. Equality is IEEE equality (``-0.0 == 0.0``; NaN logits are not supported). Deterministic, no
+    host synchronisation (works under ``torch.compile(fullgraph=True)``), ``1 <= k <= C``.
+
+    The *set* is what the losses use; its order is by value (ties in index order in the sort form)."""
+    C = z.shape[1]
+    if C <= SORT_MAX_CLASSES:
+        # a stable descending sort keeps equal values in index order; for a narrow row one sort costs about
+        # what one topk does
+        vals, idx = torch.sort(z, dim=1, descending=True, stable=True)
+        return vals[:, :k], idx[:, :k]
+    vals, idx = z.topk(k, dim=1)
+    # topk's values are exact, so every logit above the k-th value v_k is in its set; only the slots holding
+    # v_k itself can name the wrong classes. Refill them with the lowest indices i where z_i == v_k: the
+    # largest keys of  -i (z_i == v_k) / -C - i (otherwise), all distinct, so this topk has no tie to break.
+    vk = vals[:, k - 1:]
+    ar = torch.arange(C, device=z.device, dtype=torch.int32)
+    first = torch.where(z == vk, -ar, -C - ar).topk(k, dim=1).indices
+    m = (vals > vk).sum(dim=1, keepdim=True)  # the slots above v_k come first in topk's sorted output
+    j = torch.arange(k, device=z.device)
+    return vals, torch.where(j < m, idx, first.gather(1, (j - m).clamp(min=0)))
 
 
 class _SparseSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, target: Tensor, w: Tensor, k: int, keep_target: bool) -> Tensor:
-        vals, idx = z.topk(k, dim=1)  # O(NC) read, no (N, C) write
+        vals, idx = top_k(z, k)  # the authors' tie rule; O(NC) reads, no (N, C) float write
         z_t = z.gather(1, target.unsqueeze(1))
         if keep_target:  # K = top-k U {t}: append z_t (as -inf when it is already among the top-k)
             in_top = (idx == target.unsqueeze(1)).any(dim=1, keepdim=True)
