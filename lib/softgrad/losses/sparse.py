@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-from .core import Method, Param, per_sample, target_fixup
+from .core import Method, Param, per_sample, target_fixup, weighted_probabilities
 
 __all__ = ["sparse_softmax", "sparsemax", "entmax15", "top_k", "SPARSE_SOFTMAX", "SPARSEMAX", "ENTMAX15"]
 
@@ -85,11 +85,31 @@ def sparse_softmax(logits: Tensor, target: Tensor, k: int = 5, keep_target: bool
     ``keep_target=True`` uses ``K = top-k(z) U {t}`` instead (a variant: the target always competes;
     both agree on every row whose target is among the top-k). ``k >= C`` is CE.
     logits ``(N, C[, d...])`` -> target's shape.
+
+    Ties: ``K`` is chosen by the authors' rule, lower class index first among equal logits (their
+    ``tf.math.top_k``; :func:`top_k`). Where logits tie at the k-th place only the lower indices are kept, a
+    target among them included: ``z = 0`` (10 classes), ``t = 0``, ``k = 3`` keeps {0, 1, 2} and the gradient
+    is -2/3 at 0 and 1/3 at 1 and 2, on every device and dtype. The loss value does not depend on the rule.
+
+    Class-probability targets ``q`` (the logits' shape): ``sum_c w_c q_c (logsumexp_{i in K_c} z_i - z_c)``, the
+    expectation under ``q`` of the loss above (``K_c = K``, or ``K U {c}`` with ``keep_target``); without
+    ``keep_target`` and class weights it is ``lse(top-k) - sum_c q_c z_c``, the authors' formula with its target
+    term averaged over ``q``. A one-hot ``q`` is the index target; ``k >= C`` is PyTorch's class-probability CE.
     """
     k = SPARSE_SOFTMAX.params["k"].check("k", k)
     keep_target = SPARSE_SOFTMAX.params["keep_target"].check("keep_target", keep_target)
     return per_sample(SPARSE_SOFTMAX, logits, target, weight, ignore_index, {"k": k, "keep_target": keep_target})
 
+
+
+def _sparse_softmax_probabilities(z, q, weight, k=5, keep_target=False):
+    idx = top_k(z.detach(), min(k, z.shape[1]))[1]  # the set (no gradient through the choice)
+    lse = torch.logsumexp(z.gather(1, idx), dim=1, keepdim=True)  # its gradient reaches the kept set only
+    if keep_target:  # K_c = top-k U {c}: lse for a class outside the top-k adds its own term
+        kept = torch.zeros_like(z, dtype=torch.bool).scatter_(1, idx, True)
+        lse = torch.where(kept, lse, torch.logaddexp(lse, z))
+    # (lse - z_c) per class, then weighted: no cancellation between W lse and sum w q z at large logits
+    return (weighted_probabilities(q, weight) * (lse - z)).sum(dim=1)
 
 
 def _sparsemax(z: Tensor) -> Tensor:
@@ -137,17 +157,56 @@ class _EntmaxLoss(torch.autograd.Function):
         return g * (gout * w).unsqueeze(1), None, None, None
 
 
+class _EntmaxProbabilityLoss(torch.autograd.Function):
+    """The Fenchel-Young loss for a target distribution ``q``: ``L = Omega(p) - Omega(q) + (p - q) . z``, gradient
+    ``p - q``, times the row weight ``W = sum_c w_c q_c``. For a one-hot ``q`` it is :class:`_EntmaxLoss`."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, q: Tensor, w: Tensor, kind: str) -> Tensor:
+        p = _sparsemax(z) if kind == "sparsemax" else _entmax15(z)
+        if kind == "sparsemax":
+            omega = (1 - (p * p).sum(dim=1)) / 2 - (1 - (q * q).sum(dim=1)) / 2
+        else:
+            omega = (1 - (p * p.sqrt()).sum(dim=1)) / 0.75 - (1 - (q * q.sqrt()).sum(dim=1)) / 0.75
+        g = p.sub_(q)  # p - q, in p's buffer
+        loss = (omega + (g * z).sum(dim=1)) * w
+        ctx.save_for_backward(g, w)
+        return loss
+
+    @staticmethod
+    def backward(ctx, gout: Tensor):
+        g, w = ctx.saved_tensors
+        return g * (gout * w).unsqueeze(1), None, None, None
+
+
+def _projection_probabilities(kind):
+    def probabilities(z, q, weight):
+        w = q.sum(dim=1) if weight is None else (q * weight).sum(dim=1)
+        return _EntmaxProbabilityLoss.apply(z, q.detach(), w.detach(), kind)
+    return probabilities
+
+
 def sparsemax(logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ignore_index: int = -100) -> Tensor:
     """Sparsemax loss (Martins & Astudillo 2016). ``(N, C[, d...])`` -> target's shape.
 
-    Equal to the ``entmax`` package's ``sparsemax_loss`` (tested), computed here so it compiles."""
+    Equal to the ``entmax`` package's ``sparsemax_loss`` (tested), computed here so it compiles. The projection
+    is unique, so ties among logits need no rule. For a target distribution ``q`` Martins & Astudillo (their
+    eq. for label proportions) give ``-q . z + 1/2 sum_{j in S} (z_j^2 - tau^2) + 1/2 |q|^2``, which is the
+    Fenchel-Young form ``Omega(p) - Omega(q) + (p - q) . z`` with ``Omega(p) = (1 - |p|^2) / 2`` (gradient
+    ``p - q``); softgrad computes that, times the sample weight ``sum_c w_c q_c`` (``weight[t]`` for a one-hot
+    ``q``, which gives the index target's loss). The target receives no gradient.
+    """
     return per_sample(SPARSEMAX, logits, target, weight, ignore_index, {})
 
 
 def entmax15(logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ignore_index: int = -100) -> Tensor:
     """1.5-entmax loss (Peters, Niculae, Martins 2019). ``(N, C[, d...])`` -> target's shape.
 
-    Equal to the ``entmax`` package's ``entmax15_loss`` (tested), computed here so it compiles."""
+    Equal to the ``entmax`` package's ``entmax15_loss`` (tested), computed here so it compiles. The projection is
+    unique, so ties among logits need no rule. For a target distribution ``q``, the Fenchel-Young loss (Peters,
+    Niculae, Martins 2019, defined there for any ``q`` in the simplex) with ``Omega(p) = (1 - sum p^1.5) / 0.75``,
+    times the sample weight ``sum_c w_c q_c`` as for :func:`sparsemax`. The target receives no gradient.
+    """
     return per_sample(ENTMAX15, logits, target, weight, ignore_index, {})
 
 
@@ -155,8 +214,8 @@ def entmax15(logits: Tensor, target: Tensor, *, weight: Tensor | None = None, ig
 SPARSE_SOFTMAX = Method(
     "sparse_softmax", sparse_softmax, params={"k": Param(5, 1, kind="int"), "keep_target": Param(False, kind="bool")},
     fused=lambda r, k=5, keep_target=False: _SparseSoftmax.apply(r.z, r.target, r.w, min(k, r.z.shape[1]), keep_target),
-    label="sparse-softmax (top-k)", color="tab:brown", paper="Sun et al. 2021, arXiv 2112.12433")
+    probabilities=_sparse_softmax_probabilities, label="sparse-softmax (top-k)", color="tab:brown", paper="Sun et al. 2021, arXiv 2112.12433")
 SPARSEMAX = Method("sparsemax", sparsemax, fused=lambda r: _EntmaxLoss.apply(r.z, r.target, r.w, "sparsemax"),
-                   label="sparsemax", color="tab:pink", paper="Martins & Astudillo 2016")
+                   probabilities=_projection_probabilities("sparsemax"), label="sparsemax", color="tab:pink", paper="Martins & Astudillo 2016")
 ENTMAX15 = Method("entmax15", entmax15, fused=lambda r: _EntmaxLoss.apply(r.z, r.target, r.w, "entmax15"),
-                  label="1.5-entmax", color="tab:gray", paper="Peters, Niculae, Martins 2019")
+                  probabilities=_projection_probabilities("entmax15"), label="1.5-entmax", color="tab:gray", paper="Peters, Niculae, Martins 2019")
