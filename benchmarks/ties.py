@@ -5,7 +5,8 @@ against the same loss with plain ``torch.topk`` (the library's path before the t
 Usage::
 
     python benchmarks/ties.py                                   # 128x10, 4096x10, 8192x1000, k = 5
-    python benchmarks/ties.py --crossover 10 32 64 128 256      # sort form vs repair form by class count
+    python benchmarks/ties.py --crossover 8 16 24 32 48         # sort form vs repair form by class count
+    python benchmarks/ties.py --compiled                        # + torch.compile(loss) rows of both
 
 Each cell is the median over ``--repeats`` samples of forward + backward on float32 logits (``reduction='mean'``),
 interleaved, a sample being a ~2 ms burst of calls (``benchmarks/losses.py``'s method). Rows:
@@ -13,7 +14,8 @@ interleaved, a sample being a ~2 ms burst of calls (``benchmarks/losses.py``'s m
 - ``topk (unordered ties)``: ``torch.topk`` in place of ``top_k`` (the old path; ties kept arbitrarily);
 - ``top_k (authors' ties)``: the library as it is (the sort form up to ``SORT_MAX_CLASSES`` classes, the repair
   form above);
-- ``--crossover``: both forms forced at each class count, to place ``SORT_MAX_CLASSES``.
+- ``--crossover``: both forms forced at each class count, to place ``SORT_MAX_CLASSES``;
+- ``--compiled``: the first two again under ``torch.compile(fullgraph=True)`` (compile time excluded).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def selection(kind: str):
         sparse.top_k, sparse.SORT_MAX_CLASSES = old_fn, old_max
 
 
-def bench(shapes, k: int, repeats: int, kinds: dict) -> list[dict]:
+def bench(shapes, k: int, repeats: int, kinds: dict, compiled: bool = False) -> list[dict]:
     dev = torch.device("cpu")
     rows = []
     for n, c in shapes:
@@ -62,17 +64,22 @@ def bench(shapes, k: int, repeats: int, kinds: dict) -> list[dict]:
         t = torch.randint(0, c, (n,), generator=g)
         loss = L.make_loss("sparse_softmax", k=min(k, c))
 
-        def run(kind=None):
+        def run(kind=None, fn=loss):
             def f():
                 z.grad = None
                 if kind is None:
                     F.cross_entropy(z, t).backward()
                 else:
                     with selection(kind):
-                        loss(z, t).backward()
+                        fn(z, t).backward()
             return f
 
         fns = {"F.cross_entropy": run()} | {label: run(kind) for label, kind in kinds.items()}
+        if compiled:
+            torch._dynamo.reset()
+            for label, kind in kinds.items():  # one compiled module per selection: each traces its own top_k
+                fns[f"{label} (compiled)"] = run(kind, torch.compile(L.make_loss("sparse_softmax", k=min(k, c)),
+                                                                     fullgraph=True))
         for f in fns.values():
             f(), f()
         inner = inner_calls(fns["F.cross_entropy"], dev)
@@ -93,6 +100,7 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="*", default=[f"{n}x{c}" for n, c in SHAPES])
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=31)
+    ap.add_argument("--compiled", action="store_true", help="add torch.compile(loss) rows")
     ap.add_argument("--crossover", nargs="*", type=int, default=None, metavar="C",
                     help="compare the sort and repair forms at these class counts (N = 4096 and 128)")
     a = ap.parse_args(argv)
@@ -102,13 +110,13 @@ def main(argv=None):
     else:
         shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
         kinds = {"topk (unordered ties)": "topk", "top_k (authors' ties)": "auto"}
-    rows = bench(shapes, a.k, a.repeats, kinds)
+    rows = bench(shapes, a.k, a.repeats, kinds, a.compiled)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
           f"SORT_MAX_CLASSES {sparse.SORT_MAX_CLASSES}")
     first = next(iter(kinds))
-    print(f"{'N x C':>10} {'k':>3} {'loss':24} {'median ms':>10} {'x ' + first:>24} {'x F.ce':>7}")
+    print(f"{'N x C':>10} {'k':>3} {'loss':35} {'median ms':>10} {'x ' + first:>24} {'x F.ce':>7}")
     for r in rows:
-        print(f"{str(r['N']) + 'x' + str(r['C']):>10} {r['k']:>3} {r['loss']:24} {r['median_ms']:10.3f} "
+        print(f"{str(r['N']) + 'x' + str(r['C']):>10} {r['k']:>3} {r['loss']:35} {r['median_ms']:10.3f} "
               f"{r['x_first']:24.2f} {r['x_ce']:7.2f}")
     return rows
 

@@ -15,9 +15,9 @@ from .core import Method, Param, per_sample, target_fixup, weighted_probabilitie
 __all__ = ["sparse_softmax", "sparsemax", "entmax15", "top_k", "SPARSE_SOFTMAX", "SPARSEMAX", "ENTMAX15"]
 
 #: Rows of at most this many classes take :func:`top_k`'s stable-sort form, wider rows its topk-and-repair form
-#: (the same set; measured with ``benchmarks/ties.py``: at C = 10 the sort is one op where dispatch dominates,
-#: at C = 1000 it costs ~20x ``topk``).
-SORT_MAX_CLASSES = 64
+#: (the same set; ``benchmarks/ties.py --crossover``: the sort is faster up to 16 classes, the repair from 24,
+#: and a sort costs ~20x ``topk`` at C = 1000).
+SORT_MAX_CLASSES = 20
 
 
 def top_k(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
