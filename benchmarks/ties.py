@@ -7,8 +7,11 @@ Usage::
     python benchmarks/ties.py                                   # 128x10, 4096x10, 8192x1000, k = 5
     python benchmarks/ties.py --crossover 8 16 24 32 48         # sort form vs repair form by class count
     python benchmarks/ties.py --compiled                        # + torch.compile(loss) rows of both
+    python benchmarks/ties.py --logits bf16                     # logits rounded to bf16: many ties at the k-th place
 
-Each cell is the median over ``--repeats`` samples of forward + backward on float32 logits (``reduction='mean'``),
+Each cell is the median over ``--repeats`` samples of forward + backward on float32 logits (``reduction='mean'``;
+``--logits``: ``randn`` * 3, the same rounded to bf16, or all zeros, a zero-initialised head; the share of rows
+with a tie at the k-th place is printed),
 interleaved, a sample being a ~2 ms burst of calls (``benchmarks/losses.py``'s method). Rows:
 
 - ``topk (unordered ties)``: ``torch.topk`` in place of ``top_k`` (the old path; ties kept arbitrarily);
@@ -55,13 +58,17 @@ def selection(kind: str):
         sparse.top_k, sparse.SORT_MAX_CLASSES = old_fn, old_max
 
 
-def bench(shapes, k: int, repeats: int, kinds: dict, compiled: bool = False) -> list[dict]:
+def bench(shapes, k: int, repeats: int, kinds: dict, compiled: bool = False, logits: str = "randn") -> list[dict]:
     dev = torch.device("cpu")
     rows = []
     for n, c in shapes:
         g = torch.Generator().manual_seed(0)
-        z = (torch.randn(n, c, generator=g) * 3).requires_grad_(True)
+        z = torch.randn(n, c, generator=g) * 3
+        z = {"randn": z, "bf16": z.bfloat16().float(), "zeros": torch.zeros_like(z)}[logits].requires_grad_(True)
         t = torch.randint(0, c, (n,), generator=g)
+        kk = min(k, c)
+        v = z.detach().topk(min(kk + 1, c), dim=1).values
+        tied = float((v[:, -1] == v[:, kk - 1]).float().mean()) if kk < c else 0.0
         loss = L.make_loss("sparse_softmax", k=min(k, c))
 
         def run(kind=None, fn=loss):
@@ -90,7 +97,7 @@ def bench(shapes, k: int, repeats: int, kinds: dict, compiled: bool = False) -> 
         med = {name: statistics.median(ts) for name, ts in times.items()}
         first = next(iter(kinds))
         for name, m in med.items():
-            rows.append({"N": n, "C": c, "k": min(k, c), "loss": name, "median_ms": m * 1e3,
+            rows.append({"N": n, "C": c, "k": min(k, c), "tied_rows": tied, "loss": name, "median_ms": m * 1e3,
                          "x_first": m / med[first], "x_ce": m / med["F.cross_entropy"]})
     return rows
 
@@ -101,6 +108,7 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=31)
     ap.add_argument("--compiled", action="store_true", help="add torch.compile(loss) rows")
+    ap.add_argument("--logits", choices=["randn", "bf16", "zeros"], default="randn")
     ap.add_argument("--crossover", nargs="*", type=int, default=None, metavar="C",
                     help="compare the sort and repair forms at these class counts (N = 4096 and 128)")
     a = ap.parse_args(argv)
@@ -110,13 +118,13 @@ def main(argv=None):
     else:
         shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
         kinds = {"topk (unordered ties)": "topk", "top_k (authors' ties)": "auto"}
-    rows = bench(shapes, a.k, a.repeats, kinds, a.compiled)
+    rows = bench(shapes, a.k, a.repeats, kinds, a.compiled, a.logits)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
-          f"SORT_MAX_CLASSES {sparse.SORT_MAX_CLASSES}")
+          f"SORT_MAX_CLASSES {sparse.SORT_MAX_CLASSES}, logits {a.logits}")
     first = next(iter(kinds))
-    print(f"{'N x C':>10} {'k':>3} {'loss':35} {'median ms':>10} {'x ' + first:>24} {'x F.ce':>7}")
+    print(f"{'N x C':>10} {'k':>3} {'tied':>5} {'loss':35} {'median ms':>10} {'x ' + first:>24} {'x F.ce':>7}")
     for r in rows:
-        print(f"{str(r['N']) + 'x' + str(r['C']):>10} {r['k']:>3} {r['loss']:35} {r['median_ms']:10.3f} "
+        print(f"{str(r['N']) + 'x' + str(r['C']):>10} {r['k']:>3} {r['tied_rows']:5.0%} {r['loss']:35} {r['median_ms']:10.3f} "
               f"{r['x_first']:24.2f} {r['x_ce']:7.2f}")
     return rows
 

@@ -21,10 +21,13 @@ DTYPES = [torch.float64, torch.float32, torch.bfloat16]
 TOL = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 1e-2}  # bf16: the gradient is returned in bf16
 
 
-@pytest.fixture(params=["sort", "repair"])
+@pytest.fixture(params=["sort", "repair", "repair-all-rows"])
 def form(request, monkeypatch):
-    """Each test runs on both forms of top_k, whatever the class count: the stable sort and topk with the repair."""
+    """Each test runs on every form of top_k, whatever the class count: the stable sort; topk with the repair of
+    the tied rows only (a CPU, eager); and topk with the repair run on every row (CUDA, torch.compile)."""
     monkeypatch.setattr(sparse, "SORT_MAX_CLASSES", 1 << 62 if request.param == "sort" else 0)
+    if request.param == "repair-all-rows":
+        monkeypatch.setattr(sparse, "_tied_rows_only", lambda z: False)
     return request.param
 
 

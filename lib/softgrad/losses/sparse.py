@@ -27,25 +27,52 @@ def top_k(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
     values but leaves the order of ties unspecified (it keeps indices [8, 6, 7] of ``zeros(1, 10)`` on a CPU,
     and CUDA may keep others), so the kept *set*, and with it the gradient, differed on rows with a tie at the
     k-th place. Equality is IEEE equality (``-0.0 == 0.0``; NaN logits are not supported). Deterministic, no
-    host synchronisation (works under ``torch.compile(fullgraph=True)``), ``1 <= k <= C``.
+    device synchronisation, works under ``torch.compile(fullgraph=True)``; ``1 <= k <= C``.
 
-    The *set* is what the losses use; its order is by value (ties in index order in the sort form)."""
+    The *set* is what the losses use; its order is by value (ties in index order in the sort form).
+    Two forms, the same set: up to :data:`SORT_MAX_CLASSES` classes a stable descending sort; above, ``topk``
+    (k + 1 of them) with a repair of the rows whose k-th and (k+1)-th values tie (:func:`_repair_ties`). The
+    repair reads each such row once more; on a CPU outside ``torch.compile`` it runs on those rows only (the
+    tie flags are host memory there: reading them synchronises nothing), elsewhere on every row."""
     C = z.shape[1]
     if C <= SORT_MAX_CLASSES:
         # a stable descending sort keeps equal values in index order; for a narrow row one sort costs about
         # what one topk does
         vals, idx = torch.sort(z, dim=1, descending=True, stable=True)
         return vals[:, :k], idx[:, :k]
-    vals, idx = z.topk(k, dim=1)
-    # topk's values are exact, so every logit above the k-th value v_k is in its set; only the slots holding
-    # v_k itself can name the wrong classes. Refill them with the lowest indices i where z_i == v_k: the
-    # largest keys of  -i (z_i == v_k) / -C - i (otherwise), all distinct, so this topk has no tie to break.
+    if k >= C:
+        return z.topk(C, dim=1)  # every class is kept: the set has no tie to break
+    vals, idx = z.topk(k + 1, dim=1)
+    # topk's values are exact, so the set is wrong only where the k-th value ties with the (k+1)-th
+    tie = vals[:, k] == vals[:, k - 1]
+    vals, idx = vals[:, :k], idx[:, :k]
+    if _tied_rows_only(z):
+        tied = tie.nonzero().squeeze(1)
+        if tied.numel() == 0:
+            return vals, idx
+        idx = idx.clone()
+        idx[tied] = _repair_ties(z[tied], vals[tied], idx[tied], k)
+        return vals, idx
+    return vals, _repair_ties(z, vals, idx, k)  # rows without a tie come back unchanged
+
+
+def _tied_rows_only(z: Tensor) -> bool:
+    """Repair only the rows with a tie (selected with a host read): on a CPU outside torch.compile, where the read
+    synchronises nothing. On a GPU it would, and under torch.compile it would break the graph."""
+    return z.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _repair_ties(z: Tensor, vals: Tensor, idx: Tensor, k: int) -> Tensor:
+    """topk's indices with the slots that hold the k-th value v_k refilled by the lowest indices i where
+    z_i == v_k: the largest keys of  -i (z_i == v_k) / -C - i (otherwise), all distinct, so this topk has no
+    tie to break. Every logit above v_k is in topk's set and comes first in its sorted output."""
+    C = z.shape[1]
     vk = vals[:, k - 1:]
     ar = torch.arange(C, device=z.device, dtype=torch.int32)
     first = torch.where(z == vk, -ar, -C - ar).topk(k, dim=1).indices
-    m = (vals > vk).sum(dim=1, keepdim=True)  # the slots above v_k come first in topk's sorted output
+    m = (vals > vk).sum(dim=1, keepdim=True)
     j = torch.arange(k, device=z.device)
-    return vals, torch.where(j < m, idx, first.gather(1, (j - m).clamp(min=0)))
+    return torch.where(j < m, idx, first.gather(1, (j - m).clamp(min=0)))
 
 
 class _SparseSoftmax(torch.autograd.Function):
