@@ -56,7 +56,7 @@ curves = {
     "sparsemax": ("sparsemax", {}),
 }
 profiles = {label: target_gradient_profile(name, p, num_classes=C, **kw) for label, (name, kw) in curves.items()}
-fig, ax = plt.subplots(figsize=(7, 4.5))
+fig, ax = plt.subplots(figsize=(9.5, 4.5))
 for label, g in profiles.items():
     name = curves[label][0]
     ls = "--" if ("β=3" in label or "β=10" in label) else "-"
@@ -65,7 +65,7 @@ ax.set_xlabel("target probability $p_t$")
 ax.set_ylabel("target gradient $|\\partial L/\\partial z_t|$")
 ax.set_yscale("log")
 ax.set_ylim(1e-3, 4)
-ax.legend(ncol=2)
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
 ax.set_title(f"Target-gradient profiles, C = {C} classes")
 show(fig, "00_profiles", profile, NB, runs=0)
 

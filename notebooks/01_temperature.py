@@ -47,7 +47,7 @@
 # {glue:text}`t_p5_slope:.2f` (predicted > 0), all three under full-batch gradient descent. Each claim's
 # interval over seeds, its rule and its verdict are in the last section and in chapter 07.
 #
-# **Reproduction decisions.**
+# :::{dropdown} Reproduction decisions
 # - A fixed learning rate is not neutral across β (the logit-space step is ∝ ηβ²), so accuracy is shown for each
 #   η of a decade grid rather than at one η (`params/*/01_temperature.yaml`, sweep `beta`).
 # - $\lVert\beta z_0\rVert$ is β times the mean L2 norm of the initial logits over the training set, measured at
@@ -59,6 +59,7 @@
 #   the text says so where it happens.
 # - P2, P4 and P5 are measured under full-batch gradient descent on a linear softmax model (the setting of the
 #   paper's gradient-flow argument; the section says why), not on the minibatch MLP.
+# :::
 #
 # **Against tuned CE.** Under chapter 06's equal-budget protocol the mean test-accuracy difference to CE is
 # {glue:text}`06_head_to_head.ipynb::h2h_agg_temperature_acc_diff:.4f` [{glue:text}`06_head_to_head.ipynb::h2h_agg_temperature_acc_lo:.4f`, {glue:text}`06_head_to_head.ipynb::h2h_agg_temperature_acc_hi:.4f`]:
@@ -195,6 +196,8 @@ glue("t_p3_cv_raw", cv(raw), display=False)
 # all 1,437 training images of scikit-learn's digits), no momentum or weight decay, a constant learning rate,
 # and a linear softmax model (`depth: 0`), whose logits move in proportion to ηβ² exactly as the argument
 # assumes. Sweeps `flow_p2`, `flow_p4`, `flow_p5`; one "epoch" is one full-batch step.
+#
+# :::{dropdown} How P2, P4 and P5 are read
 # - **P2**: the learning time, i.e. the steps until the training loss CE(βz) first falls to
 #   `p2_loss_fraction` × ln C (its value at zero logits is ln C), against 1/(ηβ²), at small ‖βz₀‖ (head
 #   init scale 0.01): predicted slope 1 on log-log axes. (Accuracy is no clock here: the argmax of the
@@ -209,6 +212,7 @@ glue("t_p3_cv_raw", cv(raw), display=False)
 #   depends only weakly on ‖βz₀‖*: the steps until the training accuracy reaches `p5_learned` (evaluated every 10 steps), read on the
 #   same saturated runs; "weakly" is fixed in advance as a log-log slope within ±0.3 (a tenfold larger
 #   ‖βz₀‖ changes the time by less than a factor 2).
+# :::
 
 # %% tags=["hide-input"]
 flow = {name: df[df.sweep == name] for name in ["flow_p2", "flow_p4", "flow_p5"]}
@@ -254,8 +258,9 @@ def p5_time_slope(m):
 print(f"P2: {len(fp2)} runs, {int(fp2.t.isna().sum())} never reached a training loss of {thr:.3f}; P5: linear phase never ended in "
       f"{int(fp5.ell.isna().sum())} of {len(fp5)} runs")
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-flow", "caption": "{glue:md}`fig_01_flow_num` Full-batch gradient descent on a linear softmax model (digits). Left (P2): steps until the training loss falls to 0.9 ln C, against 1/(ηβ²). Middle (P4): the largest learning rate of the grid with monotone descent, against β. Right (P5): length of the linear phase (circles, left axis) and steps to learn (squares, right axis) against ‖βz₀‖; filled markers: initial loss above 2 ln C, the saturated runs both slopes are read from. Dashed lines: the predicted slopes of P2 and P4. {glue:md}`fig_01_flow_src`"}}
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-flow", "caption": "{glue:md}`fig_01_flow_num` Full-batch gradient descent on a linear softmax model (digits). Top left (P2): steps until the training loss falls to 0.9 ln C, against 1/(ηβ²). Top right (P4): the largest learning rate of the grid with monotone descent, against β. Bottom (P5): the length of the linear phase (left) and the steps to learn (right) against ‖βz₀‖; filled markers: initial loss above 2 ln C, the saturated runs both slopes are read from. Dashed lines: the predicted slopes of P2 and P4. {glue:md}`fig_01_flow_src`"}}
+fig, axes = plt.subplots(2, 2, figsize=(11, 7.2))
+axes = axes.ravel()
 m2, m4, m5 = t_p2.means(), t_p4.means(), t_p5.means()
 for b, sub in fp2.groupby("beta"):
     axes[0].loglog(1 / (sub.lr * b ** 2), sub.t, "o", ms=4, alpha=0.6, label=f"β={b:g}")
@@ -264,7 +269,7 @@ axes[0].loglog(np.sort(x), fp2.t.median() * np.sort(x) / x.median(), "k--", lw=0
 axes[0].set_xlabel("1/(ηβ²)")
 axes[0].set_ylabel(f"steps to training loss {thr:.2f}")
 axes[0].set_title(f"P2: slope {p2_slope(m2):.2f} (predicted 1)")
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=7, loc="best")
 ok = m4["monotone"].unstack("lr")
 largest = ok.apply(lambda r: r.index[r.to_numpy() >= 0.5].max() if (r >= 0.5).any() else np.nan, axis=1)
 for s_ in t_p4.seeds:
@@ -278,20 +283,19 @@ axes[1].minorticks_off()
 axes[1].set_xlabel("β")
 axes[1].set_ylabel("largest η with monotone descent")
 axes[1].set_title(f"P4: slope {p4_slope(m4):.2f} (predicted −2)")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=7, loc="best")
 big = fp5.L0 > 2 * np.log(n_classes)
-ax5 = axes[2].twinx()
-axes[2].loglog(fp5.z0[big], fp5.ell[big], "o", ms=4, color="tab:blue", label="linear phase (left axis)")
-axes[2].loglog(fp5.z0[~big], fp5.ell[~big], "o", ms=4, mfc="none", color="tab:blue")
-ax5.loglog(fp5.z0[big], fp5.t_learn[big], "s", ms=4, color="tab:red", label="time to learn, saturated (right axis)")
-ax5.loglog(fp5.z0[~big], fp5.t_learn[~big], "s", ms=4, mfc="none", color="tab:red")
-axes[2].set_xlabel("‖βz₀‖")
-axes[2].set_ylabel("steps in the linear phase")
-ax5.set_ylabel(f"steps to train acc {P['extra']['p5_learned']}")
-axes[2].set_title(f"P5: slopes {p5_slope(m5):.2f} (phase, > 0) and {p5_time_slope(m5):.2f} (time, |·| < 0.3)", fontsize=9)
-h1, l1 = axes[2].get_legend_handles_labels()
-h2, l2 = ax5.get_legend_handles_labels()
-axes[2].legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+for ax, col, marker, color, ylabel, title in [
+        (axes[2], "ell", "o", "tab:blue", "steps in the linear phase", f"P5, the loss falls linearly: slope {p5_slope(m5):.2f} (> 0)"),
+        (axes[3], "t_learn", "s", "tab:red", f"steps to training accuracy {P['extra']['p5_learned']}",
+         f"P5, time to learn: slope {p5_time_slope(m5):.2f} (|·| < 0.3)")]:
+    ax.loglog(fp5.z0[big], fp5[col][big], marker, ms=4, color=color, label="saturated (initial loss > 2 ln C)")
+    ax.loglog(fp5.z0[~big], fp5[col][~big], marker, ms=4, mfc="none", color=color, label="not saturated")
+    ax.set_xlabel("‖βz₀‖")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+fig.tight_layout()
 show(fig, "01_flow", profile, NB, runs=sum(f.run_id.nunique() for f in flow.values()))
 
 # %% [markdown]
@@ -300,9 +304,11 @@ show(fig, "01_flow", profile, NB, runs=sum(f.run_id.nunique() for f in flow.valu
 # together); the interval is the 2.5–97.5 % percentile range. Claims read at the end of training are read
 # again at the middle epoch, and the change must be small (*settled*: within the claim's margin or a tenth of
 # the effect, `softgrad.claims.settled`); the rules were
-# fixed in `softgrad.claims.CLAIMS` before these numbers were computed. Chapter 07 collects the verdicts.
+# fixed in `softgrad.claims.CLAIMS` before these numbers were computed. Chapter 07 collects the verdicts
+# ([its claims table](07_paper_claims.ipynb)); this chapter's table, with the statistic behind each claim, is
+# the collapsed output below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 E = int(P["base"]["epochs"])
 E2 = (E + 1) // 2
 fin, mid = A.final(df), C.at_epoch(df, E2)

@@ -42,12 +42,13 @@
 # {glue:text}`gd_acc_best:.4f`, CE
 # {glue:text}`gd_acc_ce:.4f`).
 #
-# **Reproduction decisions.**
+# :::{dropdown} Reproduction decisions
 # - Confidence, ECE and MCE use the plain softmax $p$, not $\hat p$ (which can exceed 1 when β < 1).
 # - The warm-up schedule is unknown: β rises from `warmup_start` to the target over `warmup_epochs`, with
 #   `warmup_shape` linear or log-linear; both shapes and two lengths are swept.
 # - Curriculum groups are terciles of the training samples' $p_t$ under the β = 1 model after one epoch;
 #   `track_samples` fixed samples are followed (seed 0).
+# :::
 #
 # **Against tuned CE.** Under chapter 06's equal-budget protocol the mean test-accuracy difference to CE is
 # {glue:text}`06_head_to_head.ipynb::h2h_agg_gradient_decay_acc_diff:.4f` [{glue:text}`06_head_to_head.ipynb::h2h_agg_gradient_decay_acc_lo:.4f`, {glue:text}`06_head_to_head.ipynb::h2h_agg_gradient_decay_acc_hi:.4f`]:
@@ -186,8 +187,10 @@ glue("gd_fixed_best_acc", float(fixed.groupby("setting").test_acc.mean().max()),
 # the effect, `softgrad.claims.settled`); the rules were
 # fixed in `softgrad.claims.CLAIMS` before these numbers were computed. The curriculum claim reads epoch 1
 # only: its terciles come from the CE (β = 1) model of the same seed after epoch 1.
+# Chapter 07 collects the verdicts ([its claims table](07_paper_claims.ipynb)); this chapter's table, with
+# the statistic behind each claim, is the collapsed output below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 E = int(P["base"]["epochs"])
 E2 = (E + 1) // 2
 

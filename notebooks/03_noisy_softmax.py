@@ -39,11 +39,12 @@
 # {glue:text}`ns_acc_largest:.4f`. The last-epoch gradient norm of Noisy
 # Softmax relative to softmax was {glue:text}`ns_gradnorm_ratio:.2f`.
 #
-# **Reproduction decisions.**
+# :::{dropdown} Reproduction decisions
 # - The scale is computed as $\lVert W_y\rVert\lVert x\rVert-W_y^\top x$ (no arccos), clamped at 0, in float32.
 # - ξ has unit variance (`noise_std`); gradients flow through the scale by default (`noise_detach_scale`
 #   switches that off).
 # - Ablations use one α for every noise kind; the paper tuned them separately.
+# :::
 #
 # **Against tuned CE.** Under chapter 06's equal-budget protocol the mean test-accuracy difference to CE is
 # {glue:text}`06_head_to_head.ipynb::h2h_agg_noisy_acc_diff:.4f` [{glue:text}`06_head_to_head.ipynb::h2h_agg_noisy_acc_lo:.4f`, {glue:text}`06_head_to_head.ipynb::h2h_agg_noisy_acc_hi:.4f`]:
@@ -150,8 +151,10 @@ glue("ns_acc_negative", float(t.loc["annealed / negative", "mean"]), display=Fal
 # the effect, `softgrad.claims.settled`); the rules were
 # fixed in `softgrad.claims.CLAIMS` before these numbers were computed. The saturation claim is about late
 # training, so it reads the last epoch.
+# Chapter 07 collects the verdicts ([its claims table](07_paper_claims.ipynb)); this chapter's table, with
+# the statistic behind each claim, is the collapsed output below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 E = int(P["base"]["epochs"])
 E2 = (E + 1) // 2
 

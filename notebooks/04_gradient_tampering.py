@@ -40,11 +40,12 @@
 # ({glue:text}`sgt_acc_best:.4f` vs CE
 # {glue:text}`sgt_acc_ce:.4f`).
 #
-# **Reproduction decisions.**
+# :::{dropdown} Reproduction decisions
 # - SGT is a `torch.autograd.Function` (forward CE, backward $\mathrm{softmax}(\alpha\log p)-q$), not the official
 #   hook, which is only correct when the AMP loss scale equals N².
 # - With label smoothing ε, $q=(1-\varepsilon)\,\mathrm{onehot}+\varepsilon/C$ as in the official code (the paper's
 #   text says ε/(K−1)).
+# :::
 #
 # **Against tuned CE.** Under chapter 06's equal-budget protocol the mean test-accuracy difference to CE is
 # {glue:text}`06_head_to_head.ipynb::h2h_agg_sgt_acc_diff:.4f` [{glue:text}`06_head_to_head.ipynb::h2h_agg_sgt_acc_lo:.4f`, {glue:text}`06_head_to_head.ipynb::h2h_agg_sgt_acc_hi:.4f`]:
@@ -175,8 +176,10 @@ glue("gd_traj64_ok", all(v < TRAJ_TOL for k, v in gap64.items() if k.startswith(
 # the effect, `softgrad.claims.settled`); the rules were
 # fixed in `softgrad.claims.CLAIMS` before these numbers were computed. Both read the runs without label
 # smoothing.
+# Chapter 07 collects the verdicts ([its claims table](07_paper_claims.ipynb)); this chapter's table, with
+# the statistic behind each claim, is the collapsed output below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 E = int(P["base"]["epochs"])
 E2 = (E + 1) // 2
 

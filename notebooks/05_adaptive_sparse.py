@@ -41,7 +41,7 @@
 # {glue:text}`as_corr_as:.2f`, softmax
 # {glue:text}`as_corr_ce:.2f`.
 #
-# **Reproduction decisions.**
+# :::{dropdown} Reproduction decisions
 # - The mask is the official `as_sm.py` comparison, $p_t-p_i\le\delta$, evaluated on float32 (or wider)
 #   probabilities, so a rival tied with the target is always kept (at δ = 0 too: a zero-initialised head gets
 #   CE's loss at step 0, as the official code does).
@@ -52,6 +52,7 @@
 # - The δ warm-up code is not public: δ anneals linearly from 1 to δ over the first `delta_ratio` of training
 #   (a reconstruction).
 # - Accumulation windows never span epochs; the running gradient is divided by k.
+# :::
 #
 # **Against tuned CE.** Under chapter 06's equal-budget protocol the mean test-accuracy difference to CE is
 # {glue:text}`06_head_to_head.ipynb::h2h_agg_as_softmax_acc_diff:.4f` [{glue:text}`06_head_to_head.ipynb::h2h_agg_as_softmax_acc_lo:.4f`, {glue:text}`06_head_to_head.ipynb::h2h_agg_as_softmax_acc_hi:.4f`]:
@@ -204,8 +205,10 @@ print(f"fixed δ={d0:g}: {A.final(sw[sw.delta == d0]).test_acc.mean():.4f}")
 # `softgrad.claims.CLAIMS` before these numbers were computed. AS-Speed's claims read each run until it
 # reaches the target accuracy (a run that never does counts as infinitely slow); the tracking claim reads
 # every epoch. The wall-clock ratio is this machine's and moves between reruns, so nbval does not compare it.
+# Chapter 07 collects the verdicts ([its claims table](07_paper_claims.ipynb)); this chapter's table, with
+# the statistic behind each claim, is the collapsed output below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 sp = speed[speed.setting.isin(["softmax (CE)", k_speed])].fillna({"time_to": np.inf, "steps_to": np.inf})
 t_speed = C.seed_table(sp, ["setting"], ["time_to", "steps_to"])
 ratio = lambda col: (lambda m: float(m[col].loc["softmax (CE)"] / m[col].loc[k_speed]))
@@ -217,7 +220,7 @@ est = {"as_speed_steps": C.estimate("as_speed_steps", ratio("steps_to"), [t_spee
 glue("as_speed_steps_ratio", est["as_speed_steps"]["est"], display=False)
 C.publish(est)
 
-# %% tags=["nbval-ignore-output", "hide-input"]
+# %% tags=["nbval-ignore-output", "hide-input", "hide-output"]
 # wall-clock time differs from run to run: nbval does not compare this cell's output
 est_time = {"as_speed_time": C.estimate("as_speed_time", ratio("time_to"), [t_speed])}
 glue("as_speed_speedup", est_time["as_speed_time"]["est"], display=False)

@@ -71,3 +71,52 @@ def repo_url() -> str | None:
         m = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?$", git("remote", "get-url", "origin"))
         slug = m.group(1) if m else None
     return f"https://github.com/{slug}" if slug else None
+
+
+DATASET_NAMES = {"mnist10k": "MNIST-10k", "digits": "digits 8×8", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
+                 "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "synthetic": "synthetic",
+                 "teacher": "teacher"}
+FULL_BATCH = 4096  # a batch this large holds the whole training set of the small datasets: full-batch GD
+
+
+def _model_text(c) -> str:
+    if c.model == "mlp":
+        return "linear softmax" if c.depth == 0 else f"MLP {c.depth}×{c.width}"
+    return c.model
+
+
+def _run_text(c) -> str:
+    """One run's setting in a few words: data, model, optimiser, length."""
+    ds = DATASET_NAMES.get(c.dataset, c.dataset) + (f", {c.label_noise:.0%} label noise" if c.label_noise else "")
+    if c.batch_size >= FULL_BATCH:
+        return f"{ds} · {_model_text(c)} · full-batch GD, {c.epochs} steps"
+    return f"{ds} · {_model_text(c)} · {c.epochs} epochs"
+
+
+def setup_text(params: dict, sweeps) -> str:
+    """The runs of ``sweeps`` of a chapter, in a few words ("MNIST-10k · MLP 2×256 · 8 epochs · 5 seeds"):
+    ``params`` are the papermill parameters the chapter was executed with (``base``, ``sweeps``), so the text
+    describes the runs it read. Distinct settings are joined by "; "."""
+    from .config import expand
+
+    parts: dict[str, set] = {}
+    for name in sweeps:
+        for c in expand(params.get("base") or {}, (params.get("sweeps") or {})[name]):
+            parts.setdefault(_run_text(c), set()).add(c.seed)
+    return "; ".join(f"{k} · {len(s)} seed{'s' if len(s) != 1 else ''}" for k, s in parts.items())
+
+
+def protocol_setup_text(params: dict) -> str:
+    """Chapter 06's runs in a few words, from the parameters it was executed with (``extra.protocol`` over
+    ``base``): its tasks, trial indices, search budget T and epochs."""
+    from .config import expand
+    from .protocol import DEFAULTS
+
+    # the defaults filled in; read, not validated (an executed notebook of an older specification stays readable)
+    spec = {**DEFAULTS, **((params.get("extra") or {}).get("protocol") or {})}
+    tasks = {name: expand(params.get("base") or {}, over or {})[0] for name, over in (spec.get("tasks") or {}).items()}
+    epochs = "/".join(str(e) for e in sorted({c.epochs for c in tasks.values()}))
+    what = "; ".join(f"{DATASET_NAMES.get(c.dataset, c.dataset)} {_model_text(c)}"
+                     + (f", {c.label_noise:.0%} label noise" if c.label_noise else "") for c in tasks.values())
+    return (f"{len(tasks)} tasks ({what}), {spec.get('trials')} trial indices per task, T = {spec.get('select')}, "
+            f"{epochs} epochs")

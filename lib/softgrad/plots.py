@@ -62,20 +62,133 @@ def figure_dir(profile: str) -> Path:
     return d
 
 
-def save(fig, name: str, profile: str, notebook: str) -> Path:
-    """Stamp ``fig`` with its source (notebook and parameter file) and save it as PNG.
+def _is_data(artist, ax) -> bool:
+    """Whether ``artist`` draws data of ``ax``: in its data coordinates, with at least one finite, non-degenerate
+    element. Reference lines and bands (``axvline``, ``axhspan``: axes-relative transforms) and text do not."""
+    import numpy as np
+    from matplotlib.collections import Collection
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    if not artist.get_visible():
+        return False
+    if isinstance(artist, Line2D):
+        if artist.get_transform() != ax.transData:
+            return False
+        xy = np.asarray(artist.get_xydata(), float)
+        return bool(len(xy) and np.isfinite(xy).all(axis=1).any())
+    if isinstance(artist, Rectangle):  # bars: a zero-width bar draws nothing
+        if artist.get_data_transform() != ax.transData:
+            return False
+        w, h = artist.get_width(), artist.get_height()
+        return bool(np.isfinite([w, h, *artist.get_xy()]).all() and w != 0 and h != 0)
+    if isinstance(artist, Patch):
+        if artist.get_data_transform() != ax.transData:
+            return False
+        v = artist.get_path().vertices
+        return bool(len(v) and np.isfinite(v).all(axis=1).any())
+    if isinstance(artist, Collection):
+        off = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
+        if artist.get_offset_transform() == ax.transData and len(off) and np.isfinite(off).all(axis=1).any():
+            return True  # scatter markers
+        if artist.get_transform() != ax.transData:
+            return False
+        for path in artist.get_paths():  # error bars, fill_between: finite and of non-zero extent
+            v = path.vertices
+            v = v[np.isfinite(v).all(axis=1)]
+            if len(v) and np.ptp(v, axis=0).max() > 0:
+                return True
+        return False
+    return isinstance(artist, AxesImage)
+
+
+def _covered(artist, ax, bb) -> int:
+    """How many of a data artist's points (markers and vertices, line segments sampled every few pixels) or
+    bars lie inside the display-space box ``bb`` (a legend's)."""
+    import numpy as np
+    from matplotlib.collections import Collection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if isinstance(artist, Patch):  # a bar under the legend, even where none of its corners is
+        e = artist.get_window_extent()
+        return int(e.x0 < bb.x1 and bb.x0 < e.x1 and e.y0 < bb.y1 and bb.y0 < e.y1)
+    if isinstance(artist, Line2D):
+        xy = np.asarray(artist.get_xydata(), float)
+    elif isinstance(artist, Collection):
+        off = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
+        xy = off if artist.get_offset_transform() == ax.transData and len(off) else np.concatenate(
+            [p.vertices for p in artist.get_paths()] or [np.empty((0, 2))])
+    else:
+        return 0
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if not len(xy):
+        return 0
+    pts = ax.transData.transform(xy)
+    if isinstance(artist, Line2D) and artist.get_linestyle() not in ("None", "", " ") and len(pts) > 1:
+        t = np.linspace(0, 1, 16)[:, None, None]
+        pts = (pts[:-1] * (1 - t) + pts[1:] * t).reshape(-1, 2)
+    x, y = pts.T
+    return int(((x > bb.x0) & (x < bb.x1) & (y > bb.y0) & (y < bb.y1)).sum())
+
+
+def figure_data(fig) -> dict:
+    """What a figure shows, for the book's rendering test (:func:`save` stores it in the PNG): per axes, how
+    many artists draw data (``data``) and how many data points or bar corners its legend covers
+    (``legend_covers``); ``data_artists``, the total. An axes with no data, or a legend over data, is a defect
+    the test reports. Draws the figure."""
+    fig.canvas.draw()
+    axes = []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        arts = [a for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images) if _is_data(a, ax)]
+        covers, leg = 0, ax.get_legend()
+        if leg is not None and leg.get_visible():
+            bb = leg.get_window_extent()
+            covers = sum(_covered(a, ax, bb) for a in arts)
+        axes.append({"title": ax.get_title() or ax.get_ylabel(), "data": len(arts), "legend_covers": covers})
+    return {"data_artists": sum(a["data"] for a in axes), "axes": axes}
+
+
+def save(fig, name: str, profile: str, notebook: str) -> bytes:
+    """Stamp ``fig`` with its source (notebook and parameter file), save it as PNG, and return the PNG's bytes.
+
+    The stamp goes below everything else the figure draws (its axis labels included), right-aligned. The PNG
+    carries :func:`figure_data` as JSON in its ``softgrad`` text field, which the book's rendering test reads.
 
     No commit or time in the stamp: a figure changes only when what it shows changes, so regenerating the
     results twice leaves the committed figures as they are (the executed notebook and the runs' provenance
     record the commit)."""
-    fig.text(0.99, -0.01, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml", ha="right",
-             va="top", fontsize=6, color="0.5")
-    path = figure_dir(profile) / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    import io
+    import json
+
+    meta = figure_data(fig)  # draws the figure
+    w, h = fig.get_size_inches()
+    bb = fig.get_tightbbox(fig.canvas.get_renderer())  # inches: everything drawn so far
+    fig.text(bb.x1 / w, (bb.y0 - 0.03) / h, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml",
+             ha="right", va="top", fontsize=6, color="0.5")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight",
+                metadata={"Software": None, "softgrad": json.dumps(meta, sort_keys=True)})
+    png = buf.getvalue()
+    (figure_dir(profile) / f"{name}.png").write_bytes(png)
+    return png
 
 
-_FIGURES: dict[str, int] = {}  # notebook -> figures shown so far (the fallback numbering of figure_number)
+def png_metadata(png: bytes) -> dict | None:
+    """The :func:`figure_data` a PNG written by :func:`save` carries (None if it carries none)."""
+    import io
+    import json
+
+    from PIL import Image
+
+    text = Image.open(io.BytesIO(png)).text.get("softgrad")
+    return json.loads(text) if text else None
+
+
+_FIGURES: dict[str, int] = {}  # notebook -> figures shown so far: the figure numbers (show)
 
 
 def figure_number(notebook: str, name: str) -> str | None:
@@ -100,20 +213,26 @@ def show(fig, name: str, profile: str, notebook: str, runs: int | None = None) -
 
         # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-<name>", "caption": "{glue:md}`fig_<name>_num` What it shows. {glue:md}`fig_<name>_src`"}}
 
-    ``fig_<name>_num`` is "Figure C.k" (:func:`figure_number`): C the chapter, k the figure's place in it, so
-    numbers restart with each chapter (the book turns Sphinx's book-wide numbering off).
-    ``fig_<name>_src`` names the notebook, the parameter file and the number of training runs behind it."""
+    ``fig_<name>_num`` is "Figure C.k": C the chapter, k the figure's place among the figures the notebook has
+    shown so far, so numbers restart with each chapter and a figure a notebook does not draw (nothing to plot:
+    the page says so in words instead) leaves no gap. ``fig_<name>_number`` ("C.k") is the same number for other
+    chapters' references (chapter 07 reads it back). ``fig_<name>_src`` names the notebook, the parameter file
+    and the number of training runs behind it. The image shown is the saved PNG, its metadata included."""
+    import base64
+
     from IPython.display import Markdown, display
     from myst_nb import glue
 
-    save(fig, name, profile, notebook)
+    png = save(fig, name, profile, notebook)
     _FIGURES[notebook] = _FIGURES.get(notebook, 0) + 1
-    glue(f"fig_{name}_num", Markdown(f"**Figure {figure_number(notebook, name) or f'{int(notebook[:2])}.{_FIGURES[notebook]}'}.**"),
-         display=False)
+    number = f"{int(notebook[:2])}.{_FIGURES[notebook]}"
+    glue(f"fig_{name}_num", Markdown(f"**Figure {number}.**"), display=False)
+    glue(f"fig_{name}_number", number, display=False)
     n = f" from {runs} training run{'s' if runs != 1 else ''}" if runs is not None else ""
     glue(f"fig_{name}_src", Markdown(f"Made by `notebooks/{notebook}.py` with `params/{profile}/{notebook}.yaml`{n}."),
          display=False)
-    display(fig)
+    # the saved bytes (with their metadata), and the text form a displayed figure has (what nbval compares)
+    display({"image/png": base64.b64encode(png).decode(), "text/plain": repr(fig)}, raw=True)
     plt.close(fig)  # returns nothing: a cell's value would be a second output inside the figure
 
 
@@ -215,7 +334,7 @@ def claim_intervals(items):
     import math
 
     n = len(items)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 0.62 * n + 0.6), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.5 * n + 0.5), squeeze=False)
     for ax, (label, est, rule, verdict, note, scale, unit) in zip(axes[:, 0], items):
         f = lambda k: math.nan if est.get(k) is None else float(est[k]) * scale
         e, lo, hi = f("est"), f("lo"), f("hi")
@@ -240,4 +359,89 @@ def claim_intervals(items):
         for s in ("top", "right", "left"):
             ax.spines[s].set_visible(False)
     fig.tight_layout(h_pad=0.4)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 06's figures (drawn here so that their layout is tested and shared; the notebook shows them)
+
+
+def convergence_figure(histories, tasks, longer: float = 2.0):
+    """Validation accuracy of CE over epochs at the budget (solid, method ``ce``) and trained ``longer`` × as
+    long (dashed, ``ce_longer``), mean ± std over the trials in ``histories`` (the caller picks them: the ones the
+    convergence gate trains longer), one panel per task. The band is clipped to [0, 1] and each panel's y-axis
+    stops at its data (an accuracy axis never runs past 100%)."""
+    h = histories[histories.method.isin(["ce", "ce_longer"]) & histories.val_acc.notna()]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        lo_all, hi_all = [], []
+        for m, style in (("ce", "-"), ("ce_longer", "--")):
+            s = h[(h.task == t) & (h.method == m)].groupby("epoch").val_acc.agg(["mean", "std"])
+            s = s[s.index > 0].fillna({"std": 0.0})
+            if not len(s):
+                continue
+            lo, hi = (s["mean"] - s["std"]).clip(0, 1), (s["mean"] + s["std"]).clip(0, 1)
+            ax.plot(s.index, 100 * s["mean"], style, color="k", label="budget" if m == "ce" else f"{longer:g}× budget")
+            ax.fill_between(s.index, 100 * lo, 100 * hi, color="k", alpha=0.1, lw=0)
+            lo_all.append(lo.min())
+            hi_all.append(hi.max())
+        if lo_all:
+            lo, hi = min(lo_all), max(hi_all)
+            pad = 0.03 * (hi - lo or 0.01)
+            ax.set_ylim(100 * max(0.0, lo - pad), 100 * min(1.0, hi + pad))
+        ax.set_title(t)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("validation accuracy (%)")
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | None = None):
+    """E_T against the search budget T as the difference to CE's E_T (test accuracy, points), one panel per task:
+    the curves of absolute E_T lie within a few tenths of a point of each other at T ≥ 4, where the comparison is
+    made, so the difference is drawn (CE's own E_T at T = 1 and the largest T is in each panel's title), with
+    the task's margin (``margins``: task -> margin, a fraction) as a grey band. ``labels``: method -> legend
+    name. The legend sits below the panels. Returns ``(fig, crossings)``: "method on task" for each curve that
+    changes sign (crosses CE's)."""
+    import numpy as np
+
+    labels = labels or {}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False, sharey=True)
+    crossings = []
+    for ax, t in zip(axes[0], tasks):
+        b = budget[budget.task == t]
+        ce = b[b.method == "ce"].set_index("T").test_acc
+        if margins and t in margins:
+            ax.axhspan(-100 * margins[t], 100 * margins[t], color="0.9", lw=0)
+        ax.axhline(0.0, color="k", lw=0.8)
+        for m, g in b[b.method != "ce"].groupby("method", sort=False):
+            d = (g.set_index("T").test_acc - ce).dropna()
+            ax.plot(d.index, 100 * d.to_numpy(), "o-", ms=3, color=COLORS.get(m), label=labels.get(m, m))
+            sign = np.sign(d.to_numpy())
+            if len(set(sign[sign != 0])) > 1:
+                crossings.append(f"{labels.get(m, m)} on {t}")
+        ax.set_title(f"{t} (CE: {100 * ce.iloc[0]:.1f} → {100 * ce.iloc[-1]:.1f}%)", fontsize=10)
+        ax.set_xlabel("search budget T (trials)")
+    axes[0][0].set_ylabel("E_T(method) − E_T(CE)\n(test accuracy, points)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=max(1, len(names)), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    return fig, crossings
+
+
+def time_figure(pool, methods):
+    """Training time of each method relative to CE on the same task (median over the pool), bars grouped by
+    method, one colour per task; the legend to the right of the axes, clear of the bars."""
+    p = pool[pool.method != "ce_longer"]
+    tt = p.groupby(["task", "method"], sort=False).train_time.median()
+    rel = (tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()).unstack("task")
+    fig, ax = plt.subplots(figsize=(7.5, 0.12 * len(rel) * max(1, rel.shape[1]) + 1.0))
+    rel.loc[[m for m in methods if m in rel.index]].plot.barh(ax=ax)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("training time relative to CE (×)")
+    ax.set_ylabel("method")
+    ax.invert_yaxis()
+    ax.legend(title="task", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return fig
