@@ -38,7 +38,7 @@
 # the interval excludes 0 on the improving / other side. Otherwise *inconclusive at this budget*, and the text
 # says which gains and losses it leaves open. A gain counts only where CE has converged: CE is also trained
 # {glue:text}`h2h_longer:g`× longer on the trials the search would keep, and its E_T must not grow by more
-# than the margin (next section).
+# than the margin (next section). The words are defined in the [glossary](../glossary).
 
 # %% tags=["parameters"]
 profile = "ci"
@@ -56,7 +56,8 @@ from myst_nb import glue
 from softgrad import protocol
 from softgrad import stats as S
 from softgrad.book import page_header
-from softgrad.plots import COLORS, VERDICT_BACKGROUND, forest, show, table, verdict_legend
+from softgrad.plots import (COLORS, VERDICT_BACKGROUND, budget_figure, convergence_figure, forest, show, table,
+                            time_figure, verdict_legend)
 from softgrad.protocol import POINTS, SHORT, bound_text, ci_text
 from softgrad.runs import notebook_params
 
@@ -160,27 +161,8 @@ glue("h2h_n_converged", int((conv.verdict == protocol.CONVERGED).sum()), display
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "{glue:md}`fig_06_convergence_num` Validation accuracy of CE over epochs on the trials the gate trains longer (CE's top validation ranks), at the budget (solid) and at twice the epochs (dashed), mean ± std over those trials, one panel per task. {glue:md}`fig_06_convergence_src`"}}
 gate = R.pool[R.pool.method == "ce_longer"][["task", "trial"]]
-h = R.histories[R.histories.method.isin(["ce", "ce_longer"]) & R.histories.val_acc.notna()]
-h = h.merge(gate, on=["task", "trial"])
-fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
-for ax, t in zip(axes[0], tasks):
-    lo_y, hi_y = [], []
-    for m, style in (("ce", "-"), ("ce_longer", "--")):
-        s = h[(h.task == t) & (h.method == m)].groupby("epoch").val_acc.agg(["mean", "std"]).fillna(0.0)
-        s = s[s.index > 0]
-        ax.plot(s.index, 100 * s["mean"], style, color="k", label="budget" if m == "ce" else f"{spec['longer']:g}× budget")
-        ax.fill_between(s.index, 100 * (s["mean"] - s["std"]), 100 * np.minimum(1, s["mean"] + s["std"]),
-                        color="k", alpha=0.1)
-        lo_y.append(100 * (s["mean"] - s["std"]).min())
-        hi_y.append(100 * np.minimum(1, s["mean"] + s["std"]).max())
-    if lo_y:
-        pad = 0.05 * (max(hi_y) - min(lo_y) + 1e-9)
-        ax.set_ylim(min(lo_y) - pad, min(100.0, max(hi_y) + pad))  # the data's range, never past 100%
-    ax.set_title(t)
-    ax.set_xlabel("epoch")
-axes[0][0].set_ylabel("validation accuracy (%)")
-axes[0][0].legend(fontsize=8, loc="lower right")
-fig.tight_layout()
+h = R.histories.merge(gate, on=["task", "trial"])  # the trials the gate trains longer, at both budgets
+fig = convergence_figure(h, tasks, spec["longer"])
 show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
 
 # %% [markdown]
@@ -258,9 +240,9 @@ for k, x in vals.items():
 # {glue:text}`h2h_split_n:d`, {glue:text}`h2h_split_swaps:d` reproduced↔reversed swaps). The bootstrap
 # predicts {glue:text}`h2h_split_pred_pct:.0f`% for two independent pools of that size, 95% band
 # [{glue:text}`h2h_split_lo_pct:.0f`%, {glue:text}`h2h_split_hi_pct:.0f`%]: {glue:md}`h2h_split_reading`
-# The rounding test this replaces (the whole pool rerun with the losses' other implementation) agreed more
-# often than the bootstrap predicted in every regeneration (91–92% against 80–82%); it stays a test of the
-# `ci` profile. {glue:md}`h2h_power_text`
+# The rounding-level rerun this replaces (the whole pool again under the losses' other implementation)
+# redraws only rounding, not seeds or settings, so it agrees more often than two independent pools; it stays
+# a test of the `ci` profile (end of the page). {glue:md}`h2h_power_text`
 
 # %% tags=["hide-input", "nbval-ignore-output"]
 allv = pd.concat([R.comparisons, R.aggregate])
@@ -346,25 +328,7 @@ display(table(pd.DataFrame(mrows)))
 # {glue:md}`h2h_crossings`.
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-budget", "caption": "{glue:md}`fig_06_budget_num` E_T(method) − E_T(CE) of test accuracy (points) against the search budget T, each method and task, from the pool (closed form); the grey band is the task's margin. {glue:md}`fig_06_budget_src`"}}
-fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False, sharey=True)
-crossings = []
-for ax, t in zip(axes[0], tasks):
-    b = R.budget[R.budget.task == t]
-    ce_curve = b[b.method == "ce"].set_index("T").test_acc
-    m_ = protocol.margin(spec, "acc", t)
-    ax.axhspan(-100 * m_, 100 * m_, color="0.9", lw=0)
-    ax.axhline(0, color="k", lw=0.8)
-    for m, g in b[b.method != "ce"].groupby("method", sort=False):
-        d = (g.set_index("T").test_acc - ce_curve)
-        ax.plot(d.index, 100 * d, "o-", ms=3, color=COLORS.get(m), label=SHORT.get(m, m))
-        sgn = np.sign(d.to_numpy())
-        if len(set(sgn[sgn != 0])) > 1:
-            crossings.append(f"{SHORT.get(m, m)} on {t}")
-    ax.set_title(t)
-    ax.set_xlabel("search budget T (trials)")
-axes[0][0].set_ylabel("Δ E_T test accuracy (points)")
-fig.tight_layout()
-axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+fig, crossings = budget_figure(R.budget, tasks, {t: protocol.margin(spec, "acc", t) for t in tasks}, SHORT)
 glue("h2h_crossings", Markdown(", ".join(crossings) if crossings else "no curve crosses zero in this range"),
      display=False)
 show(fig, "06_budget", P["profile"], NB, runs=len(R.pool))
@@ -412,15 +376,7 @@ for k, f in (("mean", "mean"), ("min", "min"), ("max", "max")):
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-time", "caption": "{glue:md}`fig_06_time_num` Training time of each method relative to CE on the same task (median over the pool of trials; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
 pool = R.pool[R.pool.method != "ce_longer"]
-tt = pool.groupby(["task", "method"], sort=False).train_time.median()
-rel = (tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()).unstack("task")
-fig, ax = plt.subplots(figsize=(7.5, 3.2))
-rel.loc[[m for m in spec["methods"] if m in rel.index]].plot.barh(ax=ax)
-ax.axvline(1.0, color="k", lw=0.8)
-ax.set_xlabel("training time relative to CE (×)")
-ax.set_ylabel("method")
-ax.legend(title="task", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-fig.tight_layout()
+fig = time_figure(pool, list(spec["methods"]))
 show(fig, "06_time", P["profile"], NB, runs=len(pool))
 
 # %% [markdown]

@@ -11,16 +11,20 @@
 #
 # Every method in this book is an `nn.CrossEntropyLoss` drop-in: `softgrad.losses.make_loss(name, **params)`
 # returns a module with CE's options (`weight`, `ignore_index`, `reduction`, `label_smoothing` where the method
-# defines it) that accepts `(N, C)`, `(C,)` and `(N, C, d1, ..., dk)` logits. This page runs four ways of
-# using them, each on a tiny model and real data (scikit-learn's 8×8 digits) on the CPU, so the examples are
+# defines it) that accepts `(N, C)`, `(C,)` and `(N, C, d1, ..., dk)` logits, and targets of class indices or,
+# as `nn.CrossEntropyLoss` does, of class probabilities (mixup, cutmix, distillation). This page runs four ways
+# of using them, each on a tiny model and real data (scikit-learn's 8×8 digits) on the CPU, so the examples are
 # executed every time the book is built and cannot rot:
 #
 # 1. a plain PyTorch loop;
-# 2. a [timm](https://github.com/huggingface/pytorch-image-models) model, optimizer and scheduler;
+# 2. a [timm](https://github.com/huggingface/pytorch-image-models) model, optimizer, scheduler and Mixup
+#    (class-probability targets);
 # 3. a Hugging Face `transformers.Trainer` whose `compute_loss` is overridden;
 # 4. AS-Softmax with AS-Speed's adaptive gradient accumulation (Lv et al. 2025).
 #
-# Each prints the training loss before and after a few dozen steps and the held-out accuracy.
+# Each prints the training loss before and after a few dozen steps and the held-out accuracy. Section 5 states
+# where a method's result depends on a rule the papers leave implicit: ties among logits, and targets that are
+# distributions.
 
 # %% tags=["parameters"]
 profile = "ci"
@@ -90,34 +94,41 @@ print(f"gradient decay β=0.3: loss {first:.2f} → {loss.item():.2f} (J_β = CE
 trained["plain loop, gradient decay"] = (first, loss.item(), accuracy(model))
 
 # %% [markdown]
-# ## 2. timm: model, optimizer and scheduler from timm, the loss from softgrad
-# timm's training script builds its loss from flags; in your own timm loop the loss is any module.
+# ## 2. timm: model, optimizer, scheduler and Mixup from timm, the loss from softgrad
+# timm's training script builds its loss from flags; in your own timm loop the loss is any module. timm's
+# `Mixup` (and CutMix: `cutmix_alpha`) turns the labels into class probabilities, label smoothing included, and
+# feeds them to the loss as `nn.CrossEntropyLoss` takes them: a float target of the logits' shape.
 
 # %% tags=["nbval-ignore-output"]
+import numpy as np
 import timm
+from timm.data import Mixup
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 
 torch.manual_seed(SEED)
+np.random.seed(SEED)  # Mixup draws its mixing weights from NumPy's global generator
 model = timm.create_model("resnet10t", pretrained=False, num_classes=10, in_chans=1)
 opt = create_optimizer_v2(model, opt="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4)
 sched = CosineLRScheduler(opt, t_initial=STEPS)
-loss_fn = make_loss("temperature", beta=2.0, label_smoothing=0.1)
+mixup = Mixup(mixup_alpha=0.2, label_smoothing=0.1, num_classes=10)  # targets: (64, 10) class probabilities
+loss_fn = make_loss("temperature", beta=2.0)  # CE(βz, q); the smoothing is in q now
 g = torch.Generator().manual_seed(SEED)
 first = None
 model.train()
 for step in range(STEPS):
     idx = torch.randint(0, len(X_train), (64,), generator=g)
-    loss = loss_fn(model(X_train[idx]), Y_train[idx])
+    x, q = mixup(X_train[idx], Y_train[idx])  # mixes the batch in place (a copy: indexing copies)
+    loss = loss_fn(model(x), q)
     opt.zero_grad()
     loss.backward()
     opt.step()
     sched.step_update(step + 1)
     first = loss.item() if first is None else first
 model.eval()
-print(f"timm resnet10t, temperature β=2 with label smoothing: loss {first:.2f} → {loss.item():.2f}; "
+print(f"timm resnet10t, Mixup (label smoothing 0.1) into temperature β=2: loss {first:.2f} → {loss.item():.2f}; "
       f"test accuracy {accuracy(model):.2f}")
-trained["timm, temperature"] = (first, loss.item(), accuracy(model))
+trained["timm + Mixup, temperature"] = (first, loss.item(), accuracy(model))
 
 # %% [markdown]
 # ## 3. Hugging Face `Trainer`: override `compute_loss`
@@ -214,3 +225,74 @@ from softgrad.goldens import trained_checks
 
 trained_checks(trained, chance=0.1, margin=0.5, initial_loss=float(torch.log(torch.tensor(10.0))))
 print(f"AS-Speed accumulated (fewer optimizer steps than micro-batches, k never shrank, 1 ≤ k ≤ 4): {as_speed_ok}")
+
+# %% [markdown]
+# ## 5. Ties and class-probability targets: the rules, next to the authors'
+#
+# **Ties.** Sparse-softmax keeps the k largest logits. Its authors take them with TensorFlow's `top_k`
+# (bojone/SPACES, `compute_seq2seq_loss`), which keeps the lower class index among equal logits; `torch.topk`
+# leaves that order unspecified (on one CPU it keeps indices 8, 6 and 7 of ten zeros, and CUDA may keep others).
+# The loss value is the same either way; the gradient is not, wherever logits tie at the k-th place, which is
+# common in bf16 and at a zero-initialised head. softgrad keeps the authors' rule on every device and dtype
+# (`softgrad.losses.sparse.top_k`; with `keep_target=True` too). The other methods have no rank to break:
+#
+# | method | selection | tie rule (softgrad = the authors') |
+# |---|---|---|
+# | Sparse-softmax | the k largest logits | lower class index kept (`tf.math.top_k`) |
+# | AS-Softmax | keep class i iff p_t − p_i ≤ δ (`as_sm.py`) | a threshold, not a rank: a rival tied with the target, or exactly δ below it, is kept at every δ |
+# | sparsemax, 1.5-entmax | a projection | unique: ties need no rule |
+# | CE, temperature, gradient decay, SGT, Noisy Softmax | none | — |
+#
+# The smallest case: ten equal logits, target 0, k = 3. The authors keep classes 0, 1 and 2, the target among them:
+
+# %%
+from softgrad.losses import sparse_softmax
+
+z = torch.zeros(1, 10, dtype=torch.float64, requires_grad=True)
+loss = sparse_softmax(z, torch.tensor([0]), k=3)
+loss.backward()
+print(f"loss {loss.item():.6f} (log 3 = {float(torch.log(torch.tensor(3.0))):.6f}); "
+      f"gradient {[round(v, 4) for v in z.grad[0].tolist()]}")
+
+# %% [markdown]
+# **Class-probability targets** (timm's Mixup and CutMix, distillation) are read as `nn.CrossEntropyLoss`
+# reads them: `weight` multiplies each class's term, `label_smoothing` mixes the target with the uniform
+# distribution, and `'mean'` divides by the number of samples. Where a paper defines a loss for a distribution,
+# softgrad uses it; where it defines one for a target class only, softgrad uses its expectation under the target
+# distribution, which is the mixup criterion λ·L(z, a) + (1 − λ)·L(z, b) and, for CE, PyTorch's own definition:
+#
+# | method | loss for a target distribution q |
+# |---|---|
+# | CE | PyTorch's: −Σ_c w_c q_c log p_c |
+# | temperature | CE(βz, q) |
+# | SGT | forward CE(z, q), backward softmax(αz) − q (the paper's p′ − q) |
+# | gradient decay, Sparse-softmax | Σ_c w_c q_c L(z, c), the expectation of the one-class loss |
+# | sparsemax, 1.5-entmax | the papers' Fenchel–Young loss Ω(p) − Ω(q) + (p − q)·z |
+# | AS-Softmax, Noisy Softmax | refused with the reason: the mask, and the noise, are defined by one target class |
+#
+# A one-hot q gives the index target's loss and gradient for every method that takes a distribution:
+
+# %%
+import torch.nn.functional as F
+
+from softgrad.losses import LOSSES
+
+gz = torch.Generator().manual_seed(SEED)
+z = torch.randn(32, 10, generator=gz, dtype=torch.float64) * 3
+y = torch.randint(0, 10, (32,), generator=gz)
+same, refused = {}, {}
+for name in LOSSES:
+    fn = make_loss(name, reduction="none")
+    za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    try:
+        a = fn(za, F.one_hot(y, 10).double())
+    except ValueError as e:
+        refused[name] = str(e)
+        continue
+    b = fn(zb, y)
+    a.sum().backward()
+    b.sum().backward()
+    same[name] = torch.allclose(a, b, rtol=1e-12, atol=1e-12) and torch.allclose(za.grad, zb.grad, rtol=1e-12, atol=1e-12)
+print(f"one-hot class probabilities give the index target's loss and gradient: {same}")
+for name, reason in refused.items():
+    print(f"refused, {name}: {reason}")

@@ -2,7 +2,8 @@
 
 - AS-Softmax against the official ``as_sm.py`` formulation (github.com/aopolin-lv/AS-Softmax): masked logits
   ``where((p_t - p) <= delta, z, -inf)`` fed to cross-entropy; ties are kept at every delta, for every C.
-- Sparse-softmax against the co-author's public formulation ``logsumexp(top-k(z)) - z_t`` (Sun et al. 2021).
+- Sparse-softmax against the co-author's public formulation ``logsumexp(top-k(z)) - z_t`` (Sun et al. 2021), its
+  top-k taken as their ``tf.nn.top_k`` takes it (lower index first among equal logits), on rows with ties.
 - Every neutral setting equals ``F.cross_entropy`` over its options: (N, C, d1, d2) inputs, unbatched (C,),
   ``weight``, ``ignore_index``, ``reduction`` and ``label_smoothing`` where the method defines it.
 - ``torch.compile(fullgraph=True)`` captures every loss, forward and backward, with eager's results (a
@@ -34,9 +35,16 @@ def official_as_softmax_loss(z, t, delta):
     return F.cross_entropy(masked, t, reduction="none")
 
 
+def tf_top_k_values(z, k):
+    """``tf.nn.top_k(z, k)[0]`` with its gradient: the k largest values, equal values in index order (a stable
+    descending sort), so the gradient reaches the lower indices among ties, as in TensorFlow."""
+    return z.sort(dim=1, descending=True, stable=True).values[:, :k]
+
+
 def authors_sparse_softmax_loss(z, t, k):
-    """Sparse-softmax as its authors' code computes it: logsumexp over the top-k logits minus z_t."""
-    return torch.logsumexp(z.topk(k, dim=1).values, dim=1) - z.gather(1, t.unsqueeze(1)).squeeze(1)
+    """Sparse-softmax as its authors' code computes it (bojone/SPACES ``compute_seq2seq_loss``): logsumexp over
+    ``tf.nn.top_k``'s values minus z_t."""
+    return torch.logsumexp(tf_top_k_values(z, k), dim=1) - z.gather(1, t.unsqueeze(1)).squeeze(1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -69,10 +77,12 @@ def test_as_softmax_keeps_tied_rivals_for_every_class_count(dtype):
         assert float(z.grad[0, C - 1]) < 0, C
 
 
-@pytest.mark.parametrize("k", [1, 3, 7])
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 7])
 def test_sparse_softmax_equals_authors_code(k):
     g = torch.Generator().manual_seed(1)
     z = torch.randn(64, 7, generator=g, dtype=torch.float64)
+    z[:24] = torch.randint(0, 3, (24, 7), generator=g).double()  # ties, many at the k-th place
+    z[24:28] = 0.0
     t = torch.randint(0, 7, (64,), generator=g)
     za = z.clone().requires_grad_(True)
     zb = z.clone().requires_grad_(True)
@@ -82,7 +92,7 @@ def test_sparse_softmax_equals_authors_code(k):
     b.sum().backward()
     torch.testing.assert_close(za.grad, zb.grad)
     # keep_target differs only on rows whose target is outside the top-k
-    outside = ~(z.topk(k, dim=1).indices == t.unsqueeze(1)).any(dim=1)
+    outside = ~(z.sort(dim=1, descending=True, stable=True).indices[:, :k] == t.unsqueeze(1)).any(dim=1)
     kt = L.sparse_softmax(z, t, k=k, keep_target=True)
     torch.testing.assert_close(kt[~outside], a.detach()[~outside])
     assert k == 7 or bool((kt[outside] > a.detach()[outside]).all())  # adding z_t to K raises the lse

@@ -16,7 +16,7 @@ import shlex
 
 import yaml
 
-from .store import git
+from .store import git, git_dirty
 
 
 def rerun_commands(notebook: str, profile: str) -> list[list[str]]:
@@ -39,14 +39,14 @@ def page_header(notebook: str, P: dict):
     """A MyST block for the top of a chapter: what it ran with, and how to rerun it.
 
     ``P`` is the validated parameter dict (:func:`softgrad.runs.notebook_params`). The commit is the one the
-    notebook was executed at ("+ local changes" when the working tree differed from it).
+    notebook was executed at ("+ local changes" when a file that changes results differed from it:
+    :func:`softgrad.store.git_dirty`, the flag every run's provenance records).
     """
     from IPython.display import Markdown
 
     profile = P["profile"]
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    # outputs/ is what regenerating writes: only changed code, parameters or book sources count as local changes
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)outputs"))
+    dirty = git_dirty()  # outputs/ is what regenerating writes: only what changes results counts
     shown = {k: P[k] for k in ("base", "sweeps", "extra") if P.get(k)}
     text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=100).rstrip() if shown else "{}"
     cmds = "\n".join(shlex.join(c) for c in rerun_commands(notebook, profile))

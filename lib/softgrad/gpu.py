@@ -180,9 +180,11 @@ def protocol(dev: str, res: Path, dry: bool) -> dict:
     spec = {**p["extra"]["protocol"], "trials": 512, "workers": 1, "rerun_loss_impl": None}
     if dry:
         base.update(epochs=1, eval_every=1)
-        spec.update(trials=4, select=2, longer_trials=1, bootstrap=100, subsets=10, retrain_seeds=0,
-                    tasks={k: {**v, "epochs": 1, "eval_every": 1} if "epochs" in v else v
-                           for k, v in list(spec["tasks"].items())[-1:]})
+        spec.update(trials=4, select=2, longer_weight=0.5, bootstrap=100, subsets=10, retrain_seeds=0,
+                    split_half=False, tasks={k: {**v, "epochs": 1, "eval_every": 1} if "epochs" in v else v
+                                             for k, v in list(spec["tasks"].items())[-1:]})
+        spec["margins"] = {m: {t: v[t] for t in spec["tasks"]} if isinstance(v, dict) else v
+                           for m, v in spec.get("margins", {}).items()}  # per-task margins of the kept task
     os.environ.setdefault("SOFTGRAD_MAX_STACK", "512")
     root = res if dry else None  # the pool's runs: <root>/gpu/runs (outputs/gpu/runs on the GPU)
     t0 = time.perf_counter()

@@ -25,18 +25,22 @@ moved with rounding. Per task:
    across-task mean (indices resampled within each task), Bonferroni over the methods.
    P(method beats CE) over shared random T-subsets (:func:`softgrad.stats.p_beats`) with its bootstrap
    interval; budget curves E_T for T = 1…N/4 from the same pool.
-5. **Convergence**: CE trained ``longer`` × the epochs on the first ``longer_trials`` indices (same
-   settings and seeds); the paired difference (longer − budget) with a bootstrap interval, and its verdict
-   (:func:`convergence_verdict`). A claim that a method beats CE counts only where CE has not been shown to
-   gain from training longer: on a task where it has, a *reproduced* verdict is reported as *inconclusive at
-   this budget* (``ce_not_converged`` says so beside it).
+5. **Convergence, on the estimand** (:func:`longer_trials`, :func:`convergence_verdict`): CE trained
+   ``longer`` × the epochs (same settings and seeds) on its top validation ranks that carry ``longer_weight`` of
+   E_T's selection weight — the models a search keeps — and E_T(longer) − E_T(budget) under the comparisons'
+   own index resamples. A claim that a method beats CE counts only where CE has not been shown to gain from
+   training longer: on a task where it has, a *reproduced* verdict is reported as *inconclusive at this
+   budget* (``ce_not_converged`` says so beside it). Where longer training hurts, the budget is an
+   early-stopping choice, the same for every method.
 6. **The winner's curse**: E_T reports the selected trials' own test scores, which favours settings whose
    result varies with the seed. Each method's most frequent winner (the trial of highest validation accuracy:
    the one a T-subset keeps most often) is retrained with ``retrain_seeds`` fresh seeds (seed, data order,
    label noise and split all new); :attr:`ProtocolResult.retrain` sets its own test score beside theirs.
-7. **Predicted agreement**: for each verdict, the share of bootstrap replicates (each a plausible rerun)
-   whose shifted interval gives the same verdict — what a rerun's agreement rate should be if the intervals
-   hold every source of variation.
+7. **Margins, bounds and stability**: each metric's equivalence margin is declared per task (``margins``, with
+   ``margin_reasons``); every interval is reported with the bound it excludes (:func:`bound_text`) and the
+   share of bootstrap replicates (each a plausible rerun) whose shifted interval gives the same verdict —
+   its predicted stability (``predicted_agreement``; below 80%: ``fragile``). :func:`split_half` analyses the
+   pool's two halves as two independent pools and sets their agreement beside the bootstrap's prediction.
 8. **Power** (:func:`power`): the same analysis with each replicate's deviation scaled by √(N/N′) — what the
    verdicts and their predicted agreement would be with N′ trial indices, the estimates taken as the truth;
    :func:`spread_ratio` checks the 1/√N′ scaling on sub-pools. It plans a design and decides no verdict.

@@ -134,7 +134,7 @@ class _Member:
         self._x, self._x_test, self._y_test, self._y, self._tr, self._va = x, x_test, y_test, y, tr, va
         self.loss_fn = L.make_loss(cfg.loss, **cfg.loss_params)
         self.schedule = _param_schedule(cfg)
-        self.ds = type("MemberData", (), {"y_val": None if va is None else y[va]})()
+        self.ds = type("MemberData", (), {"y_val": None if va is None else y[va], "y_val_clean": None})()
 
     @property
     def splits(self):  # one split's tensors at a time (K members' copies of the training set would not fit)
@@ -186,8 +186,11 @@ class _Stack:
             ts = TrainState(history=[], per_sample={"index": track.tolist() if track is not None else [], "pt": []},
                             state={"k": 1, "remaining": 0}, epoch=0, step_loss={"step": [], "loss": []},
                             reliability=None, init=[self.P[n].detach()[k].clone() for n in self.names])
-            self.members.append(_Member(c, m, self.x, base.x_test, base.y_test, y.to(device), tr.to(device),
-                                        None if va is None else va.to(device), self.amp, ts, track))
+            mb = _Member(c, m, self.x, base.x_test, base.y_test, y.to(device), tr.to(device),
+                         None if va is None else va.to(device), self.amp, ts, track)
+            if c.label_noise > 0 and va is not None:  # the true labels: temperature scaling fits on them
+                mb.ds.y_val_clean = base.y_train[va].to(device)
+            self.members.append(mb)
         self.y = torch.stack([mb._y for mb in self.members])  # (K, N_base) labels of each member (its noise)
         self.tr = torch.stack([mb._tr for mb in self.members])  # (K, N) training indices into base
         self.bufs: list[Tensor] | None = None

@@ -4,7 +4,8 @@ Layout: ``outputs/<profile>/runs/<run_id>.json`` (a finished result, written ato
 run is in progress, ``<run_id>.ckpt`` (its last epoch checkpoint; ignored by git). ``run_id`` is
 :func:`~softgrad.config.config_id` of the resolved config. Each result holds ``config``, ``run_id``,
 ``history`` (per-epoch metrics), ``final``, ``per_sample``, ``reliability`` and ``provenance`` (git
-commit and dirty flag, package versions, the lock file's hash, device, start/end time, wall time).
+commit and dirty flag (:func:`git_dirty`), package versions, the lock file's hash, device, start/end time,
+wall time).
 
 This module only stores and reads; :mod:`softgrad.runs` executes. Data flows one way:
 ``config -> store -> train -> runs``.
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from .common import LOCK_FILE, REPO_ROOT, outputs_root
 
-__all__ = ["REPO_ROOT", "LOCK_FILE", "run_dir", "result_path", "atomic_write_json", "atomic_torch_save",
-           "clean_stale_tmp", "provenance", "file_hash", "lock_hash", "load_run", "results_frame"]
+__all__ = ["REPO_ROOT", "LOCK_FILE", "RESULT_SOURCES", "run_dir", "result_path", "atomic_write_json",
+           "atomic_torch_save", "clean_stale_tmp", "provenance", "git_dirty", "file_hash", "lock_hash", "load_run",
+           "results_frame"]
 
 
 # temporary files are named <final name>.tmp<pid>; a dead pid means a killed writer
@@ -103,11 +105,27 @@ def clean_stale_tmp(folder: Path) -> list[Path]:
     return removed
 
 
-def git(*args) -> str:
+def git(*args, cwd: Path | None = None) -> str:
+    """``git *args`` in ``cwd`` (default: the repository), stripped stdout; '' where git fails or is missing."""
     try:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(["git", *args], cwd=cwd or REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+#: What changes a run's result, relative to the repository root: the library, the notebooks, the parameter files
+#: and the environment. Not outputs/ (what regenerating rewrites: a fresh clone's regeneration rewrites tracked
+#: executed notebooks and figures there), nor the book's sources, tests or benchmarks.
+RESULT_SOURCES = ("lib", "notebooks", "params", "requirements-lock.txt", "pyproject.toml")
+
+
+def git_dirty(root: Path | None = None) -> bool:
+    """Whether the working tree of ``root`` (default: the repository) differs from its commit in a file that changes
+    results (:data:`RESULT_SOURCES`): an edit, staged or not, or a file git does not track yet (a new parameter
+    file or module; ignored files such as ``__pycache__`` do not count). The one definition of "local changes",
+    for a run's provenance and a book page's header (:func:`softgrad.book.page_header`)."""
+    return bool(git("status", "--porcelain", "--untracked-files=all", "--", *RESULT_SOURCES, cwd=root))
 
 
 def file_hash(path: Path) -> str:
@@ -131,7 +149,7 @@ def provenance() -> dict:
     from . import __version__
 
     return {"git_commit": git("rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "git_dirty": git_dirty(),
             "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": numpy.__version__, "softgrad": __version__,
             "lock_sha256": lock_hash(), "platform": platform.platform(), "threads": torch.get_num_threads()}

@@ -29,6 +29,12 @@ checked factory :func:`make_loss`. ``weight`` (C,) multiplies each sample's loss
 the mean divides by the summed weights, as in PyTorch; with label smoothing the smoothing term is weighted
 per class, also as in PyTorch. Two implementations of each formula (native compositions for small inputs,
 fused one-pass Functions for large ones) agree to rounding: see :mod:`softgrad.losses.core`.
+
+A target of class probabilities (the logits' shape: mixup, cutmix, distillation) is read as PyTorch reads it
+(``weight`` per class term, ``label_smoothing`` mixed into it, 'mean' over samples) by every method that
+defines a loss for a distribution (each function's docstring says how); ``as_softmax`` refuses it with the
+reason. Selection by rank keeps its authors' tie rule: Sparse-softmax keeps the lower class index among equal
+logits (:func:`~.sparse.top_k`), on every device and dtype.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from .core import (Method, Param, Schedule, Warmup, ce_native, check_range, per_sample, per_sample_weight, prep,
-                   row_gradient, rows, softmax_logp_t, target_index, use_native)
+from .core import (Method, Param, Schedule, Warmup, ce_native, check_range, is_probability_target, per_sample,
+                   per_sample_weight, prep, row_gradient, rows, softmax_logp_t, target_index,
+                   use_native)
 
 __all__ = ["as_softmax", "as_softmax_multilabel", "zero_loss_mask", "delta_warmup", "as_speed_next_k", "METHOD"]
 
@@ -72,15 +73,24 @@ def as_softmax(logits: Tensor, target: Tensor, delta: float = 0.1, *, weight: Te
     """Adaptive Sparse Softmax (Lv et al., arXiv 2508.03175; official ``as_sm.py``).
 
     Keep class ``i`` iff ``p_t - p_i <= delta`` with ``p = softmax(z)`` (no gradient through the
-    mask; ties are kept); the others are set to ``-inf`` and the loss is CE on the masked logits.
+    mask); the others are set to ``-inf`` and the loss is CE on the masked logits.
     ``delta = 1`` is CE. A sample whose target beats every rival by more than ``delta`` has loss and
     gradient exactly 0. Gradient ``keep_i (p~_i - 1[i=t])``, ``p~`` the softmax over kept classes.
+
+    Ties: the mask is a comparison with a threshold, not a choice by rank, so it has no order to break: a
+    rival whose probability equals the target's (``p_t - p_i = 0``) is kept at every ``delta``, ``delta = 0``
+    included, and every rival exactly ``delta`` below is kept too (``<=``, as the official ``as_sm.py``
+    compares). The mask compares probabilities computed in float32 (float64 for float64 logits), so logits
+    that tie in bf16 tie in it.
+
+    The target must hold class indices: the mask is defined by one target class ``t``, and the paper and its
+    code define no loss for a target distribution (mixup, distillation); a class-probability target raises.
 
     logits ``(N, C[, d...])``, target ``(N[, d...])`` -> loss of the target's shape; with
     ``return_zero_mask`` also the bool mask of :func:`zero_loss_mask` (what AS-Speed counts).
     """
     delta = METHOD.params["delta"].check("delta", delta)
-    if not return_zero_mask:
+    if not return_zero_mask or is_probability_target(target):  # (the latter raises: no probability targets)
         return per_sample(METHOD, logits, target, weight, ignore_index, {"delta": delta})
     if use_native(logits):
         z, t, w, cdim = prep(logits, target, weight, ignore_index)
@@ -105,7 +115,7 @@ def as_softmax_multilabel(logits: Tensor, labels: Tensor, delta: float = 0.1) ->
 
     ``L = log(1 + sum_{i in neg, kept} e^{z_i}) + log(1 + sum_{j in pos, kept} e^{-z_j})``;
     with ``p = softmax(z)`` over all labels (no gradient): a negative ``i`` is kept iff
-    ``min_pos p - p_i <= delta``, a positive ``j`` iff ``p_j - max_neg p <= delta``.
+    ``min_pos p - p_i <= delta``, a positive ``j`` iff ``p_j - max_neg p <= delta`` (ties kept, as single-label).
     logits ``(N, C)``, labels ``(N, C)`` in {0, 1} -> ``(N,)``. ``delta = 1`` is the unmasked loss.
     """
     delta = METHOD.params["delta"].check("delta", delta)
@@ -164,6 +174,8 @@ def profile(p: Tensor, num_classes: int, params: dict, **_) -> Tensor:
 
 METHOD = Method(
     "as_softmax", as_softmax, params={"delta": Param(0.1, 0.0, 1.0)}, neutral={"delta": 1.0},
-    native=_as_softmax_native, fused=_fused, profile=profile, warmup=Warmup("delta", "delta", _warmup),
+    native=_as_softmax_native, fused=_fused, profile=profile,
+    no_probabilities="its mask keeps class i iff p_t - p_i <= delta for one target class t; the paper and its code "
+                     "define no loss for a target distribution", warmup=Warmup("delta", "delta", _warmup),
     zero_loss=True, run={"loss": "as_softmax"}, knob={"delta": [0.05, 0.95, "linear"]}, label="AS-Softmax δ",
     color="tab:red", paper="Lv et al. 2025, arXiv 2508.03175")

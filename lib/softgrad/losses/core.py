@@ -2,8 +2,10 @@
 implementations use, the shared backward of the fused Functions, and the registry's record types.
 
 Notation (shapes): logits ``z`` are ``(N, C)``, ``(C,)`` or ``(N, C, d1, ..., dk)`` (class dimension 1, as
-``nn.CrossEntropyLoss``); ``target`` holds integer class ids of shape ``(N,)``, ``()`` or ``(N, d1, ..., dk)``.
-Rows are flattened samples: ``p = softmax(z)``, ``q`` the (optionally label-smoothed) target distribution.
+``nn.CrossEntropyLoss``); ``target`` holds integer class ids of shape ``(N,)``, ``()`` or ``(N, d1, ..., dk)``,
+or class probabilities of the logits' shape (a floating-point target, as ``nn.CrossEntropyLoss`` reads it:
+:func:`probability_per_sample`). Rows are flattened samples: ``p = softmax(z)``, ``q`` the (optionally
+label-smoothed) target distribution.
 
 Speed: two implementations of one formula, chosen by size (:data:`FUSED_MIN_NUMEL`, :func:`use_native`).
 Small inputs (a training batch of a small classifier: 128 x 10) cost per-op overhead, not memory traffic, so
@@ -34,8 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["REDUCTIONS", "IMPLEMENTATIONS", "FUSED_MIN_NUMEL", "check_range", "check_targets", "implementation",
-           "use_native", "is_value", "Param", "Warmup", "Method", "Schedule", "SCHEDULE_SHAPES", "per_sample", "reduced", "reduce_losses", "symmetric_logits",
-           "row_gradient"]
+           "use_native", "is_value", "Param", "Warmup", "Method", "Schedule", "SCHEDULE_SHAPES", "per_sample", "reduced",
+           "reduce_losses", "symmetric_logits", "row_gradient", "is_probability_target", "probability_per_sample",
+           "weighted_probabilities"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -301,7 +304,10 @@ def row_gradient(r: Tensor, target: Tensor, w: Tensor, n_inputs: int, target_val
 def per_sample(m: "Method", logits: Tensor, target: Tensor, weight, ignore_index: int, params: dict) -> Tensor:
     """Per-sample losses (the target's shape; ignored samples 0) of method ``m`` with checked ``params``:
     the native composition for small inputs (or where the method has no fused form, or ``m.native_only``
-    says so for these parameters), else the fused Function on rows."""
+    says so for these parameters), else the fused Function on rows. A target of class probabilities takes
+    :func:`probability_per_sample`."""
+    if is_probability_target(target):
+        return probability_per_sample(m, logits, target, weight, params)
     if m.native is not None and (m.fused is None or m.native_only(params) or use_native(logits)):
         z, t, w, cdim = prep(logits, target, weight, ignore_index)
         return m.native(z, t, w, ignore_index, "none", cdim, **params)
@@ -314,7 +320,7 @@ def reduced(m: "Method", logits: Tensor, target: Tensor, weight, ignore_index: i
     """``reduction`` of the per-sample losses, as ``nn.CrossEntropyLoss``: 'mean' divides by the summed weights
     of non-ignored samples (0/0 -> nan, as PyTorch). For small inputs, one native composition ending in
     ``F.cross_entropy``'s fused reduction (the same value)."""
-    if m.native is not None and reduction != "none" and (m.fused is None or use_native(logits)):
+    if m.native is not None and reduction != "none" and not is_probability_target(target) and (m.fused is None or use_native(logits)):
         z, t, w, cdim = prep(logits, target, weight, ignore_index)
         return m.native(z, t, w, ignore_index, reduction, cdim, **params)
     out = m.fn(logits, target, weight=weight, ignore_index=ignore_index, **params)  # checks the parameters
@@ -322,16 +328,69 @@ def reduced(m: "Method", logits: Tensor, target: Tensor, weight, ignore_index: i
 
 
 def reduce_losses(out: Tensor, target: Tensor, weight, ignore_index: int, reduction: str) -> Tensor:
-    """Per-sample losses ``out`` (the target's shape) reduced as ``nn.CrossEntropyLoss`` reduces them."""
+    """Per-sample losses ``out`` (the target's shape) reduced as ``nn.CrossEntropyLoss`` reduces them. With class
+    probabilities 'mean' divides by the number of samples (N d1 ... dk), not by a weight sum, as PyTorch does."""
     if reduction == "none":
         return out
     if reduction == "sum":
         return out.sum()
+    if is_probability_target(target):
+        return out.sum() / out.numel()
     valid = target != ignore_index
     if weight is None:
         return out.sum() / valid.sum()
     safe = torch.where(valid, target, torch.zeros_like(target)).long()
     return out.sum() / (weight.to(out.dtype)[safe] * valid).sum()
+
+
+# --------------------------------------------------------------------------------------------
+# class-probability targets (mixup, cutmix, distillation): a floating-point target of the logits' shape
+# --------------------------------------------------------------------------------------------
+
+
+def is_probability_target(target) -> bool:
+    """A floating-point target holds class probabilities, an integer one class indices (``nn.CrossEntropyLoss``)."""
+    return isinstance(target, Tensor) and target.is_floating_point()
+
+
+def class_rows(x: Tensor) -> Tensor:
+    """``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)`` as rows ``(M, C)`` (class dimension last)."""
+    if x.dim() == 1:
+        return x.unsqueeze(0)
+    return x if x.dim() == 2 else x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def probability_per_sample(m: "Method", logits: Tensor, target: Tensor, weight, params: dict) -> Tensor:
+    """Per-sample losses of method ``m`` for a target ``q`` of class probabilities (the logits' shape), read as
+    ``F.cross_entropy`` reads one: ``label_smoothing`` mixes q with the uniform distribution
+    (``(1 - eps) q + eps / C``), ``weight`` multiplies each class's term (``m.probabilities`` applies it), and
+    ``ignore_index`` does not apply. Returns the logits' shape without the class dimension. A method that
+    defines no loss for a distribution (``m.probabilities`` None) raises a ValueError naming its reason."""
+    if m.probabilities is None:
+        raise ValueError(f"target must be an integer tensor of class indices for loss {m.name!r} "
+                         f"({m.no_probabilities}), got dtype {target.dtype}")
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() == 0:
+        check_shapes(logits, target.long())  # the index path's messages for bad logits
+    if target.shape != logits.shape:
+        want = () if logits.dim() == 1 else (logits.shape[0], *logits.shape[2:])
+        raise ValueError(f"target must be an integer tensor of class indices of shape {want} or a floating-point "
+                         f"tensor of class probabilities of the logits' shape {tuple(logits.shape)}, got "
+                         f"{target.dtype} of shape {tuple(target.shape)}")
+    check_weight(weight, logits)
+    z = class_rows(logits)
+    z = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+    q = class_rows(target).to(z.dtype)
+    params = dict(params)
+    eps = params.pop("label_smoothing", 0.0)
+    if eps:
+        q = q * (1.0 - eps) + eps / z.shape[1]
+    out = m.probabilities(z, q, None if weight is None else weight.to(z.dtype), **params)
+    return out.reshape(() if logits.dim() == 1 else (logits.shape[0], *logits.shape[2:]))
+
+
+def weighted_probabilities(q: Tensor, weight: Tensor | None) -> Tensor:
+    """``w_c q_c`` per row: each class's multiplier in a probability target's loss (PyTorch's weighting)."""
+    return q if weight is None else q * weight
 
 
 def symmetric_logits(p: Tensor, num_classes: int) -> Tensor:
@@ -429,6 +488,9 @@ class Method:
     - ``native(z, t, weight, ignore_index, reduction, cdim, **params)``: the native composition;
       ``fused(rows, **params)``: the one-pass Function on :class:`Rows` (None: always native);
       ``native_only(params)``: settings the fused path does not cover;
+    - ``probabilities(z, q, weight, **params)``: per-row losses ``(M,)`` for rows ``z (M, C)`` and a target
+      distribution ``q (M, C)`` (already label-smoothed; ``weight`` (C,) or None), where the method defines one;
+      else ``no_probabilities`` says why not (:func:`probability_per_sample` raises it);
     - ``profile(p, num_classes, params, **kw)``: the analytic target-gradient profile g(p) (float64), or None;
     - ``warmup``: its parameter's warm-up (:class:`Warmup`), or None; ``zero_loss``: the loss can be exactly 0
       per sample (what AS-Speed counts);
@@ -444,6 +506,8 @@ class Method:
     native: Callable | None = None
     fused: Callable | None = None
     native_only: Callable = lambda params: False
+    probabilities: Callable | None = None
+    no_probabilities: str = ""
     profile: Callable | None = None
     warmup: Warmup | None = None
     zero_loss: bool = False

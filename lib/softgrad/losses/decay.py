@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .core import (Method, Param, Schedule, Warmup, ce_native, check_range, is_value, per_sample, per_sample_weight,
-                   row_gradient, softmax_logp_t, target_index, with_value)
+                   row_gradient, softmax_logp_t, target_index, weighted_probabilities, with_value)
 
 __all__ = ["gradient_decay", "gradient_decay_warmup", "METHOD"]
 
@@ -87,10 +88,27 @@ def gradient_decay(logits: Tensor, target: Tensor, beta: float = 1.0, *, weight:
     ``m = -ln beta``). Gradient in the plain ``p = softmax(z)``:
     ``dJ/dz = (p - onehot) / (1 - (1 - beta) p_t)``, so ``g_beta(p) = (1-p)/(1-(1-beta)p)``.
     ``J`` can be negative for ``beta < 1``. logits ``(N, C[, d...])`` -> target's shape.
+
+    Class-probability targets ``q`` (the logits' shape; mixup, cutmix, distillation): the paper defines ``J`` for
+    one target class only. softgrad uses its expectation under ``q``, ``sum_c w_c q_c J_beta(z, c)``: the mixup
+    criterion ``lam J(z, a) + (1 - lam) J(z, b)`` (Zhang et al. 2018) for a mixed pair, an index target for a
+    one-hot ``q``, and PyTorch's class-probability CE at ``beta = 1`` (CE is linear in its target, so its
+    expectation *is* PyTorch's definition). Per class ``J_beta(z, c) = log(beta p_c + 1 - p_c) - log p_c``;
+    gradient ``sum_c w_c q_c (p - e_c) / (1 - (1 - beta) p_c)``.
     """
     beta = METHOD.params["beta"].check("beta", beta)
     return per_sample(METHOD, logits, target, weight, ignore_index, {"beta": beta})
 
+
+
+def _probabilities(z, q, weight, beta=1.0):
+    if beta == 1.0:
+        return F.cross_entropy(z, q, weight=weight, reduction="none")
+    # J_beta(z, c) = log(beta p_c + (1 - p_c)) - log p_c for every class c at once, from log p (log_softmax):
+    # 1 - p_c = -expm1(log p_c) has no cancellation where p_c is near 1, and both terms inside the log are >= 0
+    logp = torch.log_softmax(z, dim=1)
+    J = torch.log(beta * torch.exp(logp) - torch.expm1(logp)) - logp
+    return (weighted_probabilities(q, weight) * J).sum(dim=1)
 
 
 def gradient_decay_warmup(start: float, end: float, epochs: float, shape: str = "log") -> Schedule:
@@ -115,6 +133,6 @@ def profile(p: Tensor, num_classes: int, params: dict, **_) -> Tensor:
 
 METHOD = Method(
     "gradient_decay", gradient_decay, params={"beta": Param(1.0, 0.0, math.inf, True, True)}, neutral={"beta": 1.0},
-    native=_gradient_decay_native, fused=_fused, profile=profile, warmup=Warmup("beta", "beta", _warmup),
+    native=_gradient_decay_native, fused=_fused, probabilities=_probabilities, profile=profile, warmup=Warmup("beta", "beta", _warmup),
     run={"loss": "gradient_decay"}, knob={"beta": [0.03, 3.0, "log"]}, label="gradient decay β",
     color="tab:orange", paper="Zhang, Xie, Chen 2022, arXiv 2210.17145")

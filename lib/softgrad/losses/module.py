@@ -18,6 +18,12 @@ class SoftmaxLoss(nn.Module):
     AS-Softmax's zero-loss samples stay in the denominator as in the official code; 'sum'; 'none'),
     and ``label_smoothing`` for the methods that define it (ce, temperature, sgt). The method's own
     parameters are keyword arguments and can change between steps (schedules) with :meth:`set_params`.
+
+    The target holds class indices ``(N[, d...])`` or, as for ``nn.CrossEntropyLoss``, class probabilities of
+    the logits' shape (timm's Mixup/CutMix, distillation): ``weight`` then multiplies each class's term,
+    ``label_smoothing`` mixes the target with the uniform distribution, ``ignore_index`` does not apply, and
+    'mean' divides by the number of samples. Every loss but as_softmax accepts them (each function's docstring
+    gives its definition); as_softmax raises a ValueError saying why.
     """
 
     def __init__(self, name: str, reduction: str = "mean", ignore_index: int = -100, weight: Tensor | None = None,

@@ -54,8 +54,16 @@ def noisy_logits(
     logit only goes down), gaussian ``xi``, negative ``-|xi|`` (the target only goes up).
     features ``(N, D)``, weight ``(C, D)``, target ``(N,)`` -> logits ``(N, C)``.
     The noise is drawn in float32; ``detach_scale`` stops gradients through ``s``.
+
+    ``target`` must hold class indices: the method perturbs the target class's logit, and a target of class
+    probabilities (mixup, distillation) names no single class; the paper defines no other form. The perturbed
+    logits themselves can feed any loss, class-probability CE included.
     """
     alpha, noise_std = check_noise(alpha, noise, sign, noise_std)
+    if not isinstance(target, Tensor) or target.is_floating_point() or target.is_complex():
+        got = f"dtype {target.dtype}" if isinstance(target, Tensor) else repr(type(target).__name__)
+        raise ValueError(f"target must be an integer tensor of class indices for Noisy Softmax (it perturbs the "
+                         f"target class's logit; a distribution names no single class), got {got}")
     logits = features @ weight.t()
     if alpha == 0.0:
         return logits

@@ -114,11 +114,29 @@ def sgt(logits: Tensor, target: Tensor, alpha: float = 1.0, label_smoothing: flo
     with ``p' = p^alpha / sum_j p_j^alpha``, ``0 < alpha <= 1``; ``q = (1-eps) onehot + eps/C``
     (the official code's smoothing). Identity: ``softmax(alpha log p) = softmax(alpha z)``, so the
     gradient equals that of ``(1/alpha) CE(alpha z, q)``. logits ``(N, C[, d...])`` -> target's shape.
+
+    A target of class probabilities ``q`` (the logits' shape; smoothed as ``(1-eps) q + eps/C``): forward
+    ``CE(z, q)`` (PyTorch's class-probability CE), backward ``W softmax(alpha z) - w q`` with
+    ``W = sum_c w_c q_c`` (``softmax(alpha z) - q`` without class weights): the paper's ``p' - q`` with ``q`` the
+    target distribution, which is also the expectation over ``c ~ q`` of the index-target gradient. The target
+    receives no gradient (the method tampers with the logits' gradient only).
     """
     alpha = METHOD.params["alpha"].check("alpha", alpha)
     eps = METHOD.params["label_smoothing"].check("label_smoothing", label_smoothing)
     return per_sample(METHOD, logits, target, weight, ignore_index, {"alpha": alpha, "label_smoothing": eps})
 
+
+
+def _probabilities(z, q, weight, alpha=1.0):
+    # as _sgt_native without smoothing (q is already smoothed): PyTorch's class-probability CE at a tensor whose
+    # value is alpha z and whose Jacobian is the identity gives the gradient W softmax(alpha z) - w q; its value
+    # is then replaced by CE(z, q)
+    q = q.detach()
+    if alpha == 1.0:
+        return F.cross_entropy(z, q, weight=weight, reduction="none")
+    zd = z.detach()
+    out = F.cross_entropy(with_value(z.clone(), zd * alpha), q, weight=weight, reduction="none")
+    return with_value(out, F.cross_entropy(zd, q, weight=weight, reduction="none"))
 
 
 def profile(p: Tensor, num_classes: int, params: dict, **_) -> Tensor:
@@ -131,6 +149,6 @@ def profile(p: Tensor, num_classes: int, params: dict, **_) -> Tensor:
 
 METHOD = Method(
     "sgt", sgt, params={"alpha": Param(1.0, 0.0, 1.0, True, False), "label_smoothing": Param(0.0, 0.0, 1.0)},
-    neutral={"alpha": 1.0}, native=_sgt_native, fused=_fused, profile=profile, run={"loss": "sgt"},
+    neutral={"alpha": 1.0}, native=_sgt_native, fused=_fused, probabilities=_probabilities, profile=profile, run={"loss": "sgt"},
     knob={"alpha": [0.05, 1.0, "log"]}, label="gradient tampering α", color="tab:green",
     paper="Das, Wu, Zhu 2021, arXiv 2111.12495")

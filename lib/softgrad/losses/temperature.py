@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .core import Method, Param, ce_native, is_value, per_sample, row_gradient, softmax_logp_t
@@ -48,12 +49,19 @@ def temperature_ce(logits: Tensor, target: Tensor, beta: float = 1.0, label_smoo
 
     Gradient ``beta * (softmax(beta z) - q)``; target profile ``g = beta (1 - softmax(beta z)_t)``.
     logits ``(N, C[, d...])``, target ``(N[, d...])`` -> target's shape; ``beta > 0``; ``beta = 1`` is CE.
-    With ``label_smoothing`` it is ``F.cross_entropy(beta * z, t, label_smoothing=eps)``.
+    With ``label_smoothing`` it is ``F.cross_entropy(beta * z, t, label_smoothing=eps)``. A target of class
+    probabilities ``q`` (the logits' shape) gives ``CE(beta z, q)``, PyTorch's class-probability CE at ``beta z``
+    (``weight`` per class term, ``q`` smoothed as ``(1-eps) q + eps/C``); gradient ``beta (W softmax(beta z) - w q)``
+    with ``W = sum_c w_c q_c``.
     """
     beta = METHOD.params["beta"].check("beta", beta)
     eps = METHOD.params["label_smoothing"].check("label_smoothing", label_smoothing)
     return per_sample(METHOD, logits, target, weight, ignore_index, {"beta": beta, "label_smoothing": eps})
 
+
+
+def _probabilities(z, q, weight, beta=1.0):
+    return F.cross_entropy(z * beta if beta != 1.0 else z, q, weight=weight, reduction="none")
 
 
 def profile(p: Tensor, num_classes: int, params: dict, **_) -> Tensor:
@@ -66,7 +74,7 @@ def profile(p: Tensor, num_classes: int, params: dict, **_) -> Tensor:
 METHOD = Method(
     "temperature", temperature_ce,
     params={"beta": Param(1.0, 0.0, math.inf, True, True), "label_smoothing": Param(0.0, 0.0, 1.0)},
-    neutral={"beta": 1.0}, native=_temperature_native, fused=_fused,
+    neutral={"beta": 1.0}, native=_temperature_native, fused=_fused, probabilities=_probabilities,
     native_only=lambda params: bool(params.get("label_smoothing")),  # the fused Function has no smoothing
     profile=profile, run={"loss": "temperature"}, knob={"beta": [0.25, 4.0, "log"]},
     label="inverse temperature β", color="tab:blue", paper="Agarwala et al. 2020, arXiv 2010.07344")
