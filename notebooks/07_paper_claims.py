@@ -29,7 +29,7 @@
 #   Δ to CE, with a bootstrap interval over trial indices at the Holm level. *Reproduced* when the interval
 #   excludes 0 on the claimed side and CE does not still gain from training longer; *reversed* on the other
 #   side; otherwise *inconclusive at this budget*. *Stability*: the share of bootstrap reruns that give the
-#   same verdict; below 80 % the verdict is marked *fragile*.
+#   same verdict; below 80 % the verdict is marked *fragile*. Its runs: {glue:md}`claims_protocol_runs`.
 # - **D** — *direction* (a descriptive claim that a statistic lies on one side of a null value, measured on
 #   chapters 01–05's sweeps): a 95 % percentile bootstrap interval over seeds (all runs of a seed resampled
 #   together). *Reproduced* / *reversed* when it excludes the null on the claimed / other side, otherwise
@@ -43,10 +43,9 @@
 # - **I** — *identity*: both code paths trained side by side for 50 SGD steps in float64; reproduced when the
 #   relative parameter gap stays below 10⁻¹² (float32 drift is shown in chapter 04 as an observation).
 #
-# With 5 seeds a percentile bootstrap interval covers less than its nominal 95 %: a D or V verdict near its
-# rule's boundary is weaker evidence than its colour suggests. The order of the rules (*no detectable effect*
-# first) was fixed after the first regeneration showed differences that excluded the null while far smaller
-# than the margin; every other rule and margin was written down before its number was computed.
+# With 5 seeds a percentile interval covers less than its nominal 95 %: a D or V verdict near its rule's
+# boundary is weaker evidence than its colour suggests. *No detectable effect* was put first after the first
+# regeneration; every other rule and margin was written down before its number was computed.
 # %% tags=["parameters"]
 profile = "ci"
 base = None
@@ -90,6 +89,8 @@ NAMES = {"temperature": "Temperature (β)", "gradient_decay": "Gradient decay (�
 EVIDENCE = {"Temperature": "01_temperature", "Gradient decay": "02_gradient_decay", "Noisy Softmax": "03_noisy_softmax",
             "SGT": "04_gradient_tampering", "AS-Softmax": "05_adaptive_sparse", "AS-Speed": "05_adaptive_sparse"}
 PROTOCOL_RUNS = g.get("h2h_spec_text") or protocol_setup_text(ran_with["06_head_to_head"])
+glue("claims_protocol_runs", Markdown(PROTOCOL_RUNS), display=False)  # stated once, in rule P
+PROTOCOL_RUNS_SHORT = "chapter 06's pool: " + re.sub(r" \([^)]*\)", "", PROTOCOL_RUNS, count=1)  # without the task list
 # chapter 06's specification as it ran, its defaults filled in (read, not validated: an older spec stays readable)
 SPEC06 = {**protocol.DEFAULTS, **(ran_with["06_head_to_head"]["extra"].get("protocol") or {})}
 nowrap = lambda s: f'<span class="softgrad-nowrap">{s}</span>'  # an interval never wraps (softgrad.css)
@@ -145,9 +146,11 @@ def protocol_claim(paper, text, number, method, metric="acc"):
     if metric == "acc":
         note += (f"; per task: {g[f'h2h_{method}_acc_n_reproduced']} gain, {g[f'h2h_{method}_acc_n_reversed']} loss, "
                  f"{g[f'h2h_{method}_acc_n_no_detectable_effect']} no effect of {g['h2h_n_tasks']}")
+    side = "&lt;" if metric.startswith(("ece", "nll")) else "&gt;"  # the claimed side: a lower ECE or NLL is better
+    unit = " pts" if metric in POINTS else ""
     claim(paper, text, number, nowrap(interval(method, metric)) + (small(note) if note else ""),
-          f"P: Δ > 0, margin {margin}{' pts' if metric in POINTS else ''}", verdict_with_stability(method, metric),
-          "protocol", PROTOCOL_RUNS, ("06_head_to_head", "fig-06-forest"))
+          f"P {side} 0<br>{nowrap(margin + unit)}", verdict_with_stability(method, metric), "protocol",
+          PROTOCOL_RUNS_SHORT, ("06_head_to_head", "fig-06-forest"))
 
 
 def descriptive(cid):
@@ -156,7 +159,7 @@ def descriptive(cid):
     verdict, note = judge(c, est)
     end = c.reads == "end"
     claim(c.paper, c.text, c.paper_number, nowrap(fmt_interval(est, c).replace("-", "−")),
-          c.rule.short(c.unit, c.scale) + ("; S" if end else ""), verdict + (f" ({note})" if note else ""),
+          c.rule.short(c.unit, c.scale) + (" · S" if end else ""), verdict + (f" ({note})" if note else ""),
           "descriptive", setup_text(ran_with[c.chapter], SWEEPS[cid]), (c.chapter, c.evidence))
     details.append({"#": len(rows), "claim": f"{c.paper}: {c.text}", "statistic": c.statistic,
                     "estimate [95% interval]": nowrap(fmt_interval(est, c).replace("-", "−")),
@@ -173,7 +176,7 @@ def identity(paper, text, ok, runs):
 
 descriptive("t_beta_vs_init")
 protocol_claim("Temperature", "tuning β improves on β = 1 (CE)",
-               "tuning β in 10⁻²…10¹ helps every architecture (no single number in the abstract)", "temperature")
+               "tuning β from 10⁻² to 10¹ helps every architecture (no single number in the abstract)", "temperature")
 for cid in ["t_p1", "t_p2", "t_p3", "t_p4", "t_p5", "t_p5_time", "gd_calibration", "gd_curriculum"]:
     descriptive(cid)
 protocol_claim("Gradient decay", "β ≠ 1 beats CE", "gains in tables of single runs (MNIST, CIFAR, SVHN)",
@@ -240,12 +243,13 @@ cross = cross.reindex(index=[*[KINDS[k] for k in KINDS if by_kind[k]], "all"],
 glue("claims_by_kind", table(cross.rename_axis(index="kind", columns=None).reset_index()), display=False)
 
 # the front page's table: every method against tuned CE (chapter 06), accuracy and calibration
+# (a lower ECE is better: a calibration gain is a negative Δ; points, with the interval at the protocol's level)
 methods = [m for m in NAMES if f"h2h_agg_{m}_acc_verdict" in g]
+bare = lambda m, metric: nowrap(interval(m, metric).removeprefix("Δ ").removesuffix(" pts"))
 findings = pd.DataFrame([{
-    "method (knob)": NAMES[m], "Δ accuracy vs tuned CE [interval]": nowrap(interval(m, "acc")),
-    "the interval": bound(m), "accuracy verdict": verdict_with_stability(m, "acc"),
-    "Δ ECE [interval]": nowrap(interval(m, "ece")), "ECE verdict": verdict_with_stability(m, "ece"),
-    "Δ ECE after temperature scaling": nowrap(interval(m, "ece_ts")),
+    "method (knob)": NAMES[m], "Δ accuracy, points": bare(m, "acc"), "rules out": bound(m).removeprefix("rules out "),
+    "accuracy verdict": verdict_with_stability(m, "acc"), "Δ ECE, points": bare(m, "ece"),
+    "ECE verdict": verdict_with_stability(m, "ece"), "Δ ECE after temperature scaling": bare(m, "ece_ts"),
     "verdict after scaling": verdict_with_stability(m, "ece_ts")} for m in methods])
 glue("findings_glance", table(findings, styles={c: vstyle for c in ("accuracy verdict", "ECE verdict",
                                                                      "verdict after scaling")}), display=False)
@@ -258,16 +262,9 @@ print(f"{len(claims)} claims: " + ", ".join(f"{n} {k}" for k, n in counts.items(
 # ```{glue:} claims_by_kind
 # ```
 #
-# ## The five methods against tuned CE (chapter 06)
-# Across tasks, each method's difference to CE in test accuracy and in calibration (ECE, before and after
-# temperature scaling; a lower ECE is better, so a calibration gain is a negative Δ), with the interval at the
-# protocol's level and the verdict's stability. The front page shows this table.
-#
-# ```{glue:} findings_glance
-# ```
-#
 # ## The claims
-# Verdicts are colour-coded; *rule* names the rule above with the claim's numbers; *evidence* links to the
+# Verdicts are colour-coded; *rule* names the rule above with the claim's numbers (· S: it must also have
+# settled); *evidence* links to the
 # figure that holds the measurement; *runs* describes the runs the row reads (every quick-profile run is small
 # real data with a small model on CPU, far from the papers' settings; the `paper` profile carries the papers'
 # datasets where torchvision has them). The statistic behind each descriptive row, its reading epoch and the
@@ -287,9 +284,10 @@ glue("claims_details", table(pd.DataFrame(details), formats={}), display=False)
 
 # %% [markdown]
 # ## The descriptive claims, drawn
-# Each row of the figure is one descriptive claim (its number in the table), its interval against its rule.
+# Figure 7.1 (collapsed below: show the cell's output) draws each descriptive claim's interval against its
+# rule, one row per claim, numbered as in the table.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-07-claims", "caption": "{glue:md}`fig_07_claims_num` The descriptive claims of chapters 01–05, one row each (# as in the table): the estimate (dot) and its 95% bootstrap interval over seeds (bar), coloured by verdict, against the rule: the null value (grey line) with its equivalence margin (grey band) and, for a value claim, the predicted band (green). A hollow dot marks a claim read at the end of training that had not settled. {glue:md}`fig_07_claims_src`"}}
+# %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-07-claims", "caption": "{glue:md}`fig_07_claims_num` The descriptive claims of chapters 01–05, one row each (# as in the table): the estimate (dot) and its 95% bootstrap interval over seeds (bar), coloured by verdict, against the rule: the null value (grey line) with its equivalence margin (grey band) and, for a value claim, the predicted band (green). A hollow dot marks a claim read at the end of training that had not settled. {glue:md}`fig_07_claims_src`"}}
 number = {r["claim"].split(" · ", 1)[1]: r["#"] for r in rows}
 ids = [c for c in CLAIMS if f"claim_{c}" in g]
 fig = claim_intervals([(f"#{number[CLAIMS[c].text]} {CLAIMS[c].paper}: {CLAIMS[c].text}", g[f"claim_{c}"], CLAIMS[c].rule,

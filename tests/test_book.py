@@ -54,7 +54,9 @@ WIDTH, MIN_FIGURE_PX = 1280, 600
 MAX_PAGE_PX = 6500  # "about 6,000 px" of main text at 1280 px; diagnostics go in collapsed sections
 
 MEASURE = """(() => {
-  const shown = el => el.offsetParent !== null && el.getClientRects().length > 0;
+  // shown: laid out and visible (not inside a closed <details>, whose content Chromium lays out but skips)
+  const shown = el => el.offsetParent !== null && el.getClientRects().length > 0
+                      && el.checkVisibility({visibilityProperty: true, contentVisibilityAuto: true});
   const short = s => s.trim().replace(/\\s+/g, ' ').slice(0, 60);
   const overflow = [];
   for (const el of document.querySelectorAll('article pre, article table, article .cell_output, article .output')) {
@@ -81,7 +83,8 @@ MEASURE = """(() => {
     const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
     for (let node; (node = walker.nextNode());) {
       const nowrap = /nowrap|pre/.test(getComputedStyle(node.parentElement).whiteSpace);
-      const re = nowrap ? /\\S(.*\\S)?/gs : /\\S+/g;
+      // a word: up to a space, or up to and including a hyphen (a compound may break after its hyphen)
+      const re = nowrap ? /\\S(.*\\S)?/gs : /[^\\s\\-\u2010]+[\\-\u2010]?|[\\-\u2010]/g;
       for (const m of node.textContent.matchAll(re)) {
         const r = document.createRange();
         r.setStart(node, m.index);

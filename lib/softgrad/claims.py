@@ -77,14 +77,14 @@ class Rule:
         return f"interval inside [{f(self.band[0])}, {f(self.band[1])}]; {eq}"
 
     def short(self, unit: str = "", scale: float = 1.0) -> str:
-        """The rule in a table cell: its kind's letter (D direction, V value; chapter 07 states each kind once)
-        and this claim's numbers: "D: > 0 pts, margin ±1", "V: in [0.7, 1.3], margin ±0.1"."""
+        """The rule in a table cell (HTML): its kind's letter (D direction, V value; chapter 07 states each kind
+        once), the claimed side or band, and the margin on a second line: "D &gt; 0<br>±1 pts"."""
         f = lambda v: f"{v * scale:g}".replace("-", "−")  # a minus sign: a line never breaks inside a number
         u = unit.strip()
-        m = f"margin ±{f(self.margin)}"
+        m = f"±{f(self.margin)}{' ' + u if u else ''}"
         if self.kind == "direction":
-            return f"D: {'>' if self.side > 0 else '<'} {f(self.null)}{' ' + u if u else ''}, {m}"
-        return f"V: in [{f(self.band[0])}, {f(self.band[1])}]{' ' + u if u else ''}, {m}"
+            return f"D {'&gt;' if self.side > 0 else '&lt;'} {f(self.null)}<br>{m}"
+        return f"V [{f(self.band[0])}, {f(self.band[1])}]<br>{m}"
 
 
 @dataclass(frozen=True)
