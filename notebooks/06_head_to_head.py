@@ -208,9 +208,9 @@ glue("h2h_n_cells", len(acc), display=False)
 # labels, CE's E_T of ECE after scaling is {glue:text}`h2h_noisyval_ece:.1f` points instead of
 # {glue:text}`h2h_cleanval_ece:.1f` (raw: {glue:text}`h2h_noise_raw_ece:.1f`). It assumes a small clean
 # calibration set, as the noisy-label literature's trusted-data setting does; selection still reads the noisy
-# validation accuracy, as a practitioner's would.
+# validation accuracy, as a practitioner's would. The table of E_T per method and task is collapsed below.
 
-# %% tags=["hide-input", "nbval-ignore-output"]
+# %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
 cal = R.comparisons[R.comparisons.metric.isin(["ece", "ece_ts", "nll", "nll_ts"])]
 ce_rows = cal.drop_duplicates(["task", "metric"]).assign(method="ce", method_E=lambda d: d.ce_E)
 calw = pd.concat([ce_rows, cal]).pivot_table(index=["task", "method"], columns="metric", values="method_E",
@@ -306,14 +306,15 @@ display(table(PW, names={"trials": "N′", "predicted_agreement": "predicted agr
 # %% [markdown]
 # ## Diagnostics
 # What could make the verdicts above mislead, each checked on the same pool: the margins and why they are what
-# they are; whether a win is only a bigger search (budget curves); the winner's curse; cost.
+# they are; whether a win is only a bigger search (budget curves); the winner's curse; cost. Each table and
+# figure here is collapsed: open it with its toggle.
 #
 # **Margins**, declared in `params/<profile>/06_head_to_head.yaml` before this regeneration (the previous one
 # used ±0.5 points of accuracy everywhere, which on MNIST was a sixth of CE's error and on digits less than two
 # test images; the new ones were set knowing CE's levels from it, not its comparisons' intervals at these
 # margins):
 
-# %% tags=["hide-input", "nbval-ignore-output"]
+# %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
 mrows = []
 for metric in protocol.METRICS:
     sc, unit = (100, " pts") if metric in POINTS else (1, "")
@@ -327,7 +328,7 @@ display(table(pd.DataFrame(mrows)))
 # same pool; where a method's curve crosses zero, which loss is better depends on the budget:
 # {glue:md}`h2h_crossings`.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-budget", "caption": "{glue:md}`fig_06_budget_num` E_T(method) − E_T(CE) of test accuracy (points) against the search budget T, each method and task, from the pool (closed form); the grey band is the task's margin. {glue:md}`fig_06_budget_src`"}}
+# %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-budget", "caption": "{glue:md}`fig_06_budget_num` E_T(method) − E_T(CE) of test accuracy (points) against the search budget T, each method and task, from the pool (closed form); the grey band is the task's margin. {glue:md}`fig_06_budget_src`"}}
 fig, crossings = budget_figure(R.budget, tasks, {t: protocol.margin(spec, "acc", t) for t in tasks}, SHORT)
 glue("h2h_crossings", Markdown(", ".join(crossings) if crossings else "no curve crosses zero in this range"),
      display=False)
@@ -341,7 +342,7 @@ show(fig, "06_budget", P["profile"], NB, runs=len(R.pool))
 # {glue:text}`h2h_curse_min:+.2f` to {glue:text}`h2h_curse_max:+.2f`), what a reader who reuses the winning
 # settings should expect to lose. A method whose winners lose more than CE's is flattered by E_T.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-curse", "caption": "{glue:md}`fig_06_curse_num` Test accuracy of each method's most frequent winner: its own score in the pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range), one panel per task. {glue:md}`fig_06_curse_src`"}}
+# %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-curse", "caption": "{glue:md}`fig_06_curse_num` Test accuracy of each method's most frequent winner: its own score in the pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range), one panel per task. {glue:md}`fig_06_curse_src`"}}
 rt = R.retrain
 glue("h2h_retrain_seeds", int(spec["retrain_seeds"]), display=False)
 fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
@@ -374,7 +375,7 @@ for k, f in (("mean", "mean"), ("min", "min"), ("max", "max")):
 # **Cost.** Training time relative to CE on the same task (median over the pool; this machine, one thread
 # per run — an indicator; chapter 08 has the controlled measurements).
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-time", "caption": "{glue:md}`fig_06_time_num` Training time of each method relative to CE on the same task (median over the pool of trials; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
+# %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-time", "caption": "{glue:md}`fig_06_time_num` Training time of each method relative to CE on the same task (median over the pool of trials; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
 pool = R.pool[R.pool.method != "ce_longer"]
 fig = time_figure(pool, list(spec["methods"]))
 show(fig, "06_time", P["profile"], NB, runs=len(pool))
