@@ -99,12 +99,11 @@ page_header(NB, P)
 # error bars are the std over seeds. The right panel is that std alone: the paper's claim is that small β
 # can peak higher but is more seed-sensitive.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-beta-sweep", "caption": "{glue:md}`fig_01_beta_sweep_num` Left: test accuracy against β, one line per learning rate η, mean ± std over seeds. Right: that std alone. {glue:md}`fig_01_beta_sweep_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-beta-sweep", "caption": "{glue:md}`fig_01_beta_sweep_num` Left: test accuracy against β, one line per learning rate η, mean ± std over seeds. Right: that std alone (same colours; the legend below). {glue:md}`fig_01_beta_sweep_src`"}}
 sw = df[df.sweep == "beta"]
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 A.errorbars(ax, sw, "beta", "test_acc", hue="lr", logx=True, label=lambda v: f"η={v:g}")
 ax.set_ylim(0, 1)
-ax.legend(fontsize=8)
 ax.set_title("test accuracy vs β")
 s = A.summarize(sw, ["beta", "lr"])
 for lr, sub in s.reset_index().groupby("lr"):
@@ -112,7 +111,8 @@ for lr, sub in s.reset_index().groupby("lr"):
 ax2.set_xscale("log")
 ax2.set_xlabel("β (inverse temperature)")
 ax2.set_ylabel("std of test accuracy over seeds")
-ax2.legend(fontsize=8)
+fig.tight_layout(rect=(0, 0.1, 1, 1))  # one legend for both panels, below them, clear of the data
+fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=8, frameon=False)
 show(fig, "01_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 
 # %% tags=["hide-input"]

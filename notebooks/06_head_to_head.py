@@ -132,7 +132,8 @@ glue("h2h_verdicts", [[r.task, r.method, r.metric, r.verdict] for r in R.compari
 # epochs (same settings and seeds, the cosine schedule stretched) on its top validation ranks that carry
 # {glue:text}`h2h_longer_weight_pct:.0f`% of E_T's selection weight — the models a search keeps — and
 # E_T(longer) − E_T(budget) is bootstrapped over the same resampled indices as every comparison (the rest of
-# the pool counted as at the budget). *Converged*: the interval lies inside the task's accuracy margin.
+# the pool counted as at the budget; the curves over epochs are collapsed below the table). *Converged*: the
+# interval lies inside the task's accuracy margin.
 # {glue:md}`h2h_conv_summary`
 
 # %% tags=["hide-input", "nbval-ignore-output"]
@@ -159,7 +160,7 @@ glue("h2h_conv_text", "; ".join(f"{r.task}: {100 * r.diff:+.2f} [{100 * r.lo:+.2
      display=False)
 glue("h2h_n_converged", int((conv.verdict == protocol.CONVERGED).sum()), display=False)
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "{glue:md}`fig_06_convergence_num` Validation accuracy of CE over epochs on the trials the gate trains longer (CE's top validation ranks), at the budget (solid) and at twice the epochs (dashed), mean ± std over those trials, one panel per task. {glue:md}`fig_06_convergence_src`"}}
+# %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "{glue:md}`fig_06_convergence_num` Validation accuracy of CE over epochs on the trials the gate trains longer (CE's top validation ranks), at the budget (solid) and at twice the epochs (dashed), mean ± std over those trials, one panel per task. {glue:md}`fig_06_convergence_src`"}}
 gate = R.pool[R.pool.method == "ce_longer"][["task", "trial"]]
 h = R.histories.merge(gate, on=["task", "trial"])  # the trials the gate trains longer, at both budgets
 fig = convergence_figure(h, tasks, spec["longer"])
@@ -269,7 +270,7 @@ if spec["split_half"]:
                                  "95% band": f"[{100 * SH['band'][0]:.1f}%, {100 * SH['band'][1]:.1f}%]",
                                  "reproduced ↔ reversed swaps": SH["swaps"]}])))
 
-# %% tags=["hide-input", "nbval-ignore-output"] mystnb={"figure": {"name": "fig-06-power", "caption": "{glue:md}`fig_06_power_num` Plug-in power analysis of the design: the bootstrap-predicted share of verdicts a full rerun reproduces (left) and the share inconclusive (right) against the number of trial indices per task N′, from this pool's estimates with the bootstrap spread scaled by √(N/N′) (`protocol.power`). Dashed: the goals (agreement 95%, inconclusive 35%); dotted: this pool's N. {glue:md}`fig_06_power_src`"}}
+# %% tags=["hide-input", "hide-output", "nbval-ignore-output"] mystnb={"figure": {"name": "fig-06-power", "caption": "{glue:md}`fig_06_power_num` Plug-in power analysis of the design: the bootstrap-predicted share of verdicts a full rerun reproduces (left) and the share inconclusive (right) against the number of trial indices per task N′, from this pool's estimates with the bootstrap spread scaled by √(N/N′) (`protocol.power`). Dashed: the goals (agreement 95%, inconclusive 35%); dotted: this pool's N. {glue:md}`fig_06_power_src`"}}
 PW = protocol.power(R.pool, spec, [n_pool * k for k in (1, 2, 4, 8)])
 SR = protocol.spread_ratio(R.pool, spec, max(spec["select"], n_pool // 2))
 meets = PW[PW.predicted_agreement >= 0.95]

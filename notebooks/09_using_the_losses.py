@@ -245,7 +245,7 @@ print(f"AS-Speed accumulated (fewer optimizer steps than micro-batches, k never 
 #
 # The smallest case: ten equal logits, target 0, k = 3. The authors keep classes 0, 1 and 2, the target among them:
 
-# %%
+# %% tags=["hide-output"]
 from softgrad.losses import sparse_softmax
 
 z = torch.zeros(1, 10, dtype=torch.float64, requires_grad=True)
@@ -272,7 +272,7 @@ print(f"loss {loss.item():.6f} (log 3 = {float(torch.log(torch.tensor(3.0))):.6f
 #
 # A one-hot q gives the index target's loss and gradient for every method that takes a distribution:
 
-# %%
+# %% tags=["hide-output"]
 import torch.nn.functional as F
 
 from softgrad.losses import LOSSES
