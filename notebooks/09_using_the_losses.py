@@ -97,9 +97,10 @@ trained["plain loop, gradient decay"] = (first, loss.item(), accuracy(model))
 # ## 2. timm: model, optimizer, scheduler and Mixup from timm, the loss from softgrad
 # timm's training script builds its loss from flags; in your own timm loop the loss is any module. timm's
 # `Mixup` (and CutMix: `cutmix_alpha`) turns the labels into class probabilities, label smoothing included, and
-# feeds them to the loss as `nn.CrossEntropyLoss` takes them: a float target of the logits' shape.
+# feeds them to the loss as `nn.CrossEntropyLoss` takes them: a float target of the logits' shape. (The
+# training logs of this and the next example are collapsed; section 4's checks below read their results.)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["hide-output", "nbval-ignore-output"]
 import numpy as np
 import timm
 from timm.data import Mixup
@@ -135,7 +136,7 @@ trained["timm + Mixup, temperature"] = (first, loss.item(), accuracy(model))
 # The model returns logits; the subclass computes the loss from them. `num_items_in_batch` is passed by recent
 # `transformers` versions for gradient accumulation; `reduction="sum"` divided by it keeps the loss exact there.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["hide-output", "nbval-ignore-output"]
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
 

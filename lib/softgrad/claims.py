@@ -151,7 +151,7 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "qualitative", "gradient norm in the last epoch, Noisy Softmax divided by softmax",
           Rule("direction", 1.0, 0.05, side=+1), "03_noisy_softmax", "fig-03-saturation",
           reads="the last epoch (the claim is about late training)"),
-    Claim("ns_negative", "Noisy Softmax", "negative noise −σ |ξ| is worse than softmax", "qualitative",
+    Claim("ns_negative", "Noisy Softmax", "negative (one-sided) noise is worse than softmax", "qualitative",
           "test accuracy of softmax minus that of negative annealed noise", Rule("direction", 0.0, 0.005, side=+1),
           "03_noisy_softmax", "fig-03-ablation", **_PTS),
     Claim("sgt_ce", "SGT", "final training CE rises as α falls",
