@@ -188,7 +188,7 @@ trained["transformers.Trainer, SGT"] = (None, result.training_loss, accuracy(mod
 # shrinking it (`softgrad.schedules.as_speed_next_k`, the official README's rule). The count uses
 # `softgrad.losses.zero_loss_mask`, the one definition the trainer uses too.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["hide-output", "nbval-ignore-output"]
 from softgrad.losses import as_softmax, zero_loss_mask
 from softgrad.schedules import as_speed_next_k
 
