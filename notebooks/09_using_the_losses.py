@@ -271,9 +271,10 @@ print(f"loss {loss.item():.6f} (log 3 = {float(torch.log(torch.tensor(3.0))):.6f
 # | sparsemax, 1.5-entmax | the papers' Fenchel–Young loss Ω(p) − Ω(q) + (p − q)·z |
 # | AS-Softmax, Noisy Softmax | refused with the reason: the mask, and the noise, are defined by one target class |
 #
-# A one-hot q gives the index target's loss and gradient for every method that takes a distribution:
+# A one-hot q gives the index target's loss and gradient for every method that takes a distribution (the
+# check, code and output, is collapsed below):
 
-# %% tags=["hide-output"]
+# %% tags=["hide-input", "hide-output"]
 import torch.nn.functional as F
 
 from softgrad.losses import LOSSES
