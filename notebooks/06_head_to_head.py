@@ -93,6 +93,7 @@ for k, v in {"h2h_n_runs": n_runs, "h2h_trials": spec["trials"], "h2h_select": s
     glue(k, int(v), display=False)
 glue("h2h_longer", float(spec["longer"]), display=False)
 glue("h2h_bottom_line", Markdown(protocol.bottom_line(R)), display=False)
+glue("h2h_bottom_line_text", protocol.bottom_line(R).replace("**", ""), display=False)  # for other pages
 
 
 def verdict_cell(r) -> str:
@@ -100,15 +101,16 @@ def verdict_cell(r) -> str:
 
 
 agg = R.aggregate.set_index(["method", "metric"])
+nowrap = lambda t: f'<span style="white-space: nowrap">{t}</span>'  # noqa: E731 (an interval on one line)
 findings = pd.DataFrame([{
     "method": SHORT.get(m, m),
-    "Δ accuracy (points)": ci_text(agg.loc[(m, "acc")], "acc"),
+    "Δ accuracy (points)": nowrap(ci_text(agg.loc[(m, "acc")], "acc")),
     "rules out": bound_text(agg.loc[(m, "acc")], 100, " pts").replace("rules out ", ""),
     "accuracy verdict": verdict_cell(agg.loc[(m, "acc")]),
     "stability": f"{100 * agg.loc[(m, 'acc')].predicted_agreement:.0f}%",
-    "Δ ECE raw (points)": ci_text(agg.loc[(m, "ece")], "ece"),
+    "Δ ECE raw (points)": nowrap(ci_text(agg.loc[(m, "ece")], "ece")),
     "ECE verdict": verdict_cell(agg.loc[(m, "ece")]),
-    "Δ ECE after T (points)": ci_text(agg.loc[(m, "ece_ts")], "ece_ts"),
+    "Δ ECE after T (points)": nowrap(ci_text(agg.loc[(m, "ece_ts")], "ece_ts")),
     "ECE after T verdict": verdict_cell(agg.loc[(m, "ece_ts")])} for m in methods])
 glue("h2h_findings", table(findings, styles={c: vstyle for c in ("accuracy verdict", "ECE verdict",
                                                                  "ECE after T verdict")}), display=False)
