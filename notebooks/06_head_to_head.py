@@ -105,7 +105,8 @@ nowrap = lambda t: f'<span style="white-space: nowrap">{t}</span>'  # noqa: E731
 findings = pd.DataFrame([{
     "method": SHORT.get(m, m),
     "Δ accuracy (points)": nowrap(ci_text(agg.loc[(m, "acc")], "acc")),
-    "rules out": bound_text(agg.loc[(m, "acc")], 100, " pts").replace("rules out ", ""),
+    "rules out a gain above (points)": bound_text(agg.loc[(m, "acc")], 100).replace("rules out ", "").replace(
+        "a gain above ", ""),
     "accuracy verdict": verdict_cell(agg.loc[(m, "acc")]),
     "stability": f"{100 * agg.loc[(m, 'acc')].predicted_agreement:.0f}%",
     "Δ ECE raw (points)": nowrap(ci_text(agg.loc[(m, "ece")], "ece")),
