@@ -105,13 +105,13 @@ nowrap = lambda t: f'<span style="white-space: nowrap">{t}</span>'  # noqa: E731
 findings = pd.DataFrame([{
     "method": SHORT.get(m, m),
     "Δ accuracy (points)": nowrap(ci_text(agg.loc[(m, "acc")], "acc")),
-    "rules out a gain above (points)": bound_text(agg.loc[(m, "acc")], 100).replace("rules out ", "").replace(
+    "rules out gains above (points)": bound_text(agg.loc[(m, "acc")], 100).replace("rules out ", "").replace(
         "a gain above ", ""),
     "accuracy verdict": verdict_cell(agg.loc[(m, "acc")]),
     "stability": f"{100 * agg.loc[(m, 'acc')].predicted_agreement:.0f}%",
-    "Δ ECE raw (points)": nowrap(ci_text(agg.loc[(m, "ece")], "ece")),
+    "Δ ECE raw (points)": ci_text(agg.loc[(m, "ece")], "ece"),
     "ECE verdict": verdict_cell(agg.loc[(m, "ece")]),
-    "Δ ECE after T (points)": nowrap(ci_text(agg.loc[(m, "ece_ts")], "ece_ts")),
+    "Δ ECE after T (points)": ci_text(agg.loc[(m, "ece_ts")], "ece_ts"),
     "ECE after T verdict": verdict_cell(agg.loc[(m, "ece_ts")])} for m in methods])
 glue("h2h_findings", table(findings, styles={c: vstyle for c in ("accuracy verdict", "ECE verdict",
                                                                  "ECE after T verdict")}), display=False)
