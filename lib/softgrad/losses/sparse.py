@@ -172,7 +172,7 @@ class _EntmaxLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, target: Tensor, w: Tensor, kind: str) -> Tensor:
         p = _sparsemax(z) if kind == "sparsemax" else _entmax15(z)
-        omega = (1 - (p * p).sum(dim=1)) / 2 if kind == "sparsemax" else (1 - (p * p.sqrt()).sum(dim=1)) / 0.75
+        omega = _omega(p, kind)
         g = target_fixup(p, target, -torch.ones_like(w))  # p - e_t, in p's buffer
         loss = (omega + (g * z).sum(dim=1)) * w
         ctx.save_for_backward(g, w)
@@ -184,26 +184,23 @@ class _EntmaxLoss(torch.autograd.Function):
         return g * (gout * w).unsqueeze(1), None, None, None
 
 
-class _EntmaxProbabilityLoss(torch.autograd.Function):
+class _EntmaxProbabilityLoss(_EntmaxLoss):
     """The Fenchel-Young loss for a target distribution ``q``: ``L = Omega(p) - Omega(q) + (p - q) . z``, gradient
     ``p - q``, times the row weight ``W = sum_c w_c q_c``. For a one-hot ``q`` it is :class:`_EntmaxLoss`."""
 
     @staticmethod
     def forward(ctx, z: Tensor, q: Tensor, w: Tensor, kind: str) -> Tensor:
         p = _sparsemax(z) if kind == "sparsemax" else _entmax15(z)
-        if kind == "sparsemax":
-            omega = (1 - (p * p).sum(dim=1)) / 2 - (1 - (q * q).sum(dim=1)) / 2
-        else:
-            omega = (1 - (p * p.sqrt()).sum(dim=1)) / 0.75 - (1 - (q * q.sqrt()).sum(dim=1)) / 0.75
+        omega = _omega(p, kind) - _omega(q, kind)
         g = p.sub_(q)  # p - q, in p's buffer
         loss = (omega + (g * z).sum(dim=1)) * w
         ctx.save_for_backward(g, w)
-        return loss
+        return loss  # backward: _EntmaxLoss's, g (p - q) times the row weight
 
-    @staticmethod
-    def backward(ctx, gout: Tensor):
-        g, w = ctx.saved_tensors
-        return g * (gout * w).unsqueeze(1), None, None, None
+
+def _omega(p: Tensor, kind: str) -> Tensor:
+    """The regulariser's value per row: Ω(p) = (1 − Σ p²)/2 (sparsemax) or (1 − Σ p^1.5)/0.75 (1.5-entmax)."""
+    return (1 - (p * p).sum(dim=1)) / 2 if kind == "sparsemax" else (1 - (p * p.sqrt()).sum(dim=1)) / 0.75
 
 
 def _projection_probabilities(kind):
