@@ -45,3 +45,6 @@ REPRODUCED, REVERSED, NO_EFFECT, INCONCLUSIVE = VERDICTS = (
 PARTLY = "partly"
 NOT_TESTABLE = "not testable here"
 IDENTITY_FAILED = "not reproduced"
+
+#: the metrics shown in percentage points (×100) in tables, figures and text: accuracy and ECE
+POINTS = frozenset({"acc", "ece", "ece_ts"})

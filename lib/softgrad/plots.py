@@ -31,6 +31,7 @@ STYLE = {
 plt.rcParams.update(STYLE)
 
 from .losses import METHODS  # noqa: E402
+from .common import POINTS  # noqa: E402
 from .common import (IDENTITY_FAILED, INCONCLUSIVE, NO_EFFECT, NOT_TESTABLE, NOTEBOOKS_DIR, PARTLY, REPO_ROOT,  # noqa: E402
                      REPRODUCED, REVERSED, figures_dir)
 
@@ -291,7 +292,6 @@ VERDICT_BACKGROUND = {  # table cells: light tints of VERDICT_COLORS, plus the c
     NOT_TESTABLE: "background-color: #f2f2f2; color: #555"}
 METRIC_LABELS = {"acc": "test accuracy (points)", "nll": "test NLL", "ece": "test ECE (points)",
                  "nll_ts": "test NLL after temperature scaling", "ece_ts": "test ECE after temperature scaling (points)"}
-POINTS = {"acc", "ece", "ece_ts"}  # shown ×100
 
 
 def forest(ax, comparisons, metric: str = "acc", methods=None, tasks=None):

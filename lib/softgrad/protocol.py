@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats as S
+from .common import POINTS
 from .config import LOSS_IMPLS, Config, ConfigError, expand
 from .losses import COMPARED
 from .store import run_dir
@@ -696,7 +697,6 @@ def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
 
 SHORT = {"temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
          "as_softmax": "AS-Softmax"}
-POINTS = {"acc", "ece", "ece_ts"}  # metrics shown in percentage points
 
 
 def ci_text(r, metric: str | None = None) -> str:
