@@ -220,4 +220,6 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_stack(tmp_path):
     got = {f.name: strip(json.loads(f.read_text())) for f in sorted(runs.glob("*.json"))}
     want = {f.name: strip(json.loads(f.read_text())) for f in sorted((ref / "k" / "runs").glob("*.json"))}
     assert got == want and len(got) == 4
-    assert not [f for f in runs.iterdir() if f.suffix != ".json"]
+    examples = {f.name: f.read_bytes() for f in runs.glob("*.examples.npz")}  # each member's per-example results
+    assert examples == {f.name: f.read_bytes() for f in (ref / "k" / "runs").glob("*.examples.npz")}
+    assert len(examples) == 4 and not [f for f in runs.iterdir() if f.suffix != ".json" and f.name not in examples]

@@ -261,7 +261,10 @@ def test_kill_9_at_any_moment_then_rerun_equals_an_uninterrupted_sweep(tmp_path)
     assert kills >= 4
     assert cli("run", "--quiet", p, env={"SOFTGRAD_OUTPUTS": str(victim)}).returncode == 0
     assert results(runs) == results(ref / "k" / "runs")
-    assert sorted(x.name for x in runs.iterdir()) == sorted(results(runs))  # no .tmp, no .ckpt left
+    examples = {x.name: x.read_bytes() for x in runs.glob("*.examples.npz")}  # each run's per-example results
+    assert examples == {x.name: x.read_bytes() for x in (ref / "k" / "runs").glob("*.examples.npz")}
+    assert sorted(x.name for x in runs.iterdir()) == sorted([*results(runs), *examples])  # no .tmp, no .ckpt left
+    assert len(examples) == len(results(runs))
 
 
 def test_clean_stale_tmp_removes_only_dead_writers(tmp_path):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["calibration", "reliability_bins", "fit_temperature", "scaled_metrics"]
+__all__ = ["calibration", "reliability_bins", "fit_temperature", "scaled_metrics", "scaled_examples", "half_conf"]
 
 
 def _bin_sums(conf: Tensor, correct: Tensor, bins: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -58,10 +58,46 @@ def fit_temperature(logits: Tensor, y: Tensor) -> float:
     return float(math.exp(r.x))
 
 
-def scaled_metrics(logits: Tensor, y: Tensor, t: float) -> dict:
-    """NLL, ECE and MCE of ``softmax(logits / t)`` (accuracy does not change with t)."""
+def _scaled(logits: Tensor, y: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(log p_y (N, 1), confidence (N,), correct (N,)) of ``softmax(logits / t)`` in float64."""
     z = logits.double() / t
     logp = torch.log_softmax(z, 1)
     conf, pred = logp.exp().max(1)
-    ece, mce = calibration(conf, pred == y)
-    return {"nll": float(-logp.gather(1, y[:, None]).mean()), "ece": ece, "mce": mce}
+    return logp.gather(1, y[:, None]), conf, pred == y
+
+
+def scaled_metrics(logits: Tensor, y: Tensor, t: float) -> dict:
+    """NLL, ECE and MCE of ``softmax(logits / t)`` (accuracy does not change with t)."""
+    logp_y, conf, correct = _scaled(logits, y, t)
+    ece, mce = calibration(conf, correct)
+    return {"nll": float(-logp_y.mean()), "ece": ece, "mce": mce}
+
+
+def scaled_examples(logits: Tensor, y: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Per example, what :func:`scaled_metrics` averages: NLL ``(N,)``, confidence ``(N,)`` (max probability)
+    and correctness ``(N,)`` of ``softmax(logits / t)``, float64 (the same computation)."""
+    logp_y, conf, correct = _scaled(logits, y, t)
+    return -logp_y[:, 0], conf, correct
+
+
+def half_conf(conf, bins: int = 15):
+    """Confidences rounded to float16 inside their calibration bin: a value that rounding would carry across a
+    bin edge ``b/bins`` is moved one float16 step back, so the stored confidences fall in the bins the metric
+    used (:func:`calibration`; bin rule :func:`softgrad.stats.conf_bins`). Error at most one float16 step (4.9e-4
+    in [0.5, 1)); nan stays nan (binned lowest, as :func:`calibration` does). ``conf``: a tensor or array
+    ``(N,)``; returns a numpy float16 array."""
+    import numpy as np
+
+    from .stats import conf_bins
+
+    c = conf.detach().double().cpu().numpy() if isinstance(conf, Tensor) else np.asarray(conf, np.float64)
+    h = c.astype(np.float16)
+    want = conf_bins(c, bins)
+    for _ in range(2):  # one step suffices (bin edges are at least 1/bins apart); the loop asserts it
+        got = conf_bins(h.astype(np.float64), bins)
+        off = got != want
+        if not off.any():
+            return h
+        toward = np.where(got[off] > want[off], -np.inf, np.inf).astype(np.float16)
+        h[off] = np.nextafter(h[off], toward)
+    raise AssertionError("half_conf: a float16 confidence could not be kept in its bin")

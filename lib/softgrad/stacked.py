@@ -22,7 +22,7 @@ split has another size (label noise moves the stratified split by a sample or tw
 
 Equivalence: member k is the single-engine run of its config up to rounding (bmm is not mm: the summation order
 of a batched GEMM differs), which training then amplifies; ``tests/test_stacked.py`` states the tolerance.
-Evaluation, metrics, checkpoints and results are per member and identical in form to
+Evaluation, metrics, per-example test results, checkpoints and results are per member and identical in form to
 :func:`softgrad.train.train`'s: evaluation runs each member's own ``nn.Module`` whose parameters are views of
 the stacked tensors (:func:`softgrad.train.evaluate`, the same code as the single engine). The checkpoint of a
 stack is written atomically after each epoch and a rerun of the same stack resumes from it (kill -9 safe).
@@ -54,7 +54,8 @@ from .losses.core import per_sample as _per_sample
 from .losses.noisy import NoisySoftmaxHead
 from .models import build_model
 from .store import atomic_torch_save
-from .train import GRAD_NORM_EVERY, TrainState, _cpu_name, _lr_factor, _param_schedule, _Run, pick_device, world
+from .train import (GRAD_NORM_EVERY, TrainState, _cpu_name, _lr_factor, _param_schedule, _Run, evaluate,
+                    final_examples, pick_device, world)
 
 __all__ = ["VARYING", "stack_key", "group", "train_stack", "MAX_STACK"]
 
@@ -362,7 +363,8 @@ class _Stack:
         return {"P": {n: p.detach() for n, p in self.P.items()}, "bufs": self.bufs,
                 "gens": [g.get_state() for g in self.gens], "epoch": self.members[0].ts.epoch,
                 "members": [{"history": m.ts.history, "per_sample": m.ts.per_sample, "step_loss": m.ts.step_loss,
-                             "reliability": m.ts.reliability, "init": [t.cpu() for t in m.ts.init],
+                             "reliability": m.ts.reliability, "examples": m.ts.examples,
+                             "init": [t.cpu() for t in m.ts.init],
                              "loss_params": dict(m.loss_fn.params)} for m in self.members]}
 
     @torch.no_grad()
@@ -374,7 +376,7 @@ class _Stack:
             g.set_state(s)
         for m, s in zip(self.members, ck["members"]):
             m.ts = TrainState(s["history"], s["per_sample"], {"k": 1, "remaining": 0}, ck["epoch"], s["step_loss"],
-                              s["reliability"], [t.to(self.device) for t in s["init"]])
+                              s["reliability"], [t.to(self.device) for t in s["init"]], s.get("examples"))
             m.loss_fn.params.update(s["loss_params"])
 
 
@@ -410,6 +412,7 @@ def _train_part(cfgs, base, splits, device, ckpt_dir, progress, stop_after_epoch
             m.ts.history.append(row)
             if last:
                 m.ts.reliability = reliability_bins(te["_conf"], te["_correct"])
+                m.ts.examples = final_examples(te, row.get("ts_temperature"))
             m.ts.epoch = epoch + 1
         if bar is not None:
             bar.update(1)
@@ -422,11 +425,15 @@ def _train_part(cfgs, base, splits, device, ckpt_dir, progress, stop_after_epoch
     name = torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name()
     out = []
     for m in st.members:
+        if m.ts.examples is None:  # resumed from a finished checkpoint written before per-example results were kept
+            te = evaluate(m.model, m._x_test, m._y_test, m.loss_fn, amp=m.amp)
+            m.ts.examples = final_examples(te, m.ts.history[-1].get("ts_temperature"))
         final = dict(m.ts.history[-1])
         final["train_time"] = sum(h.get("epoch_time", 0.0) for h in m.ts.history)
         final["total_opt_steps"] = sum(h.get("opt_steps", 0) for h in m.ts.history)
         out.append({"history": m.ts.history, "final": final, "per_sample": m.ts.per_sample,
-                    "reliability": m.ts.reliability, "step_loss": m.ts.step_loss, "device": str(device),
+                    "reliability": m.ts.reliability, "step_loss": m.ts.step_loss, "examples": m.ts.examples,
+                    "device": str(device),
                     "device_name": name, "stack_size": st.K, "_ckpt": ckpt})
     return out
 

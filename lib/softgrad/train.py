@@ -16,7 +16,12 @@ training-batch loss as optimised), ``weight_dist`` (L2 distance of all weights f
 ``grad_norm`` (mean global gradient norm over every 8th optimizer step of the epoch), ``opt_steps``, ``accum_k``,
 ``lr_now`` (the learning rate at the end of the epoch), loss-parameter values, ``epoch_time`` and ``samples_per_s`` (training only).
 
-Checkpoints (model, optimiser, RNG, AS-Speed state, history) are written atomically at the end of
+Per test example, at the last epoch (:func:`final_examples`, stored by :func:`softgrad.store.write_examples`):
+``correct``, ``nll``, ``conf`` and, with a validation split, ``nll_ts``, ``conf_ts`` (after dividing the logits by
+``ts_temperature``); their means and 15-bin ECE are the run's ``test_acc``, ``test_nll``, ``test_ece`` (and
+``*_ts``), up to float16 rounding.
+
+Checkpoints (model, optimiser, RNG, AS-Speed state, history, per-example results) are written atomically at the end of
 each epoch when ``ckpt_path`` is given; a run started with an existing checkpoint resumes from it
 and ends with the same numbers as an uninterrupted run.
 """
@@ -37,11 +42,11 @@ from . import losses as L
 from .config import Config, device_available, effective_threads
 from .data import Batcher, Dataset, load_dataset
 from .models import build_model
-from .calibration import calibration, fit_temperature, reliability_bins, scaled_metrics
+from .calibration import calibration, fit_temperature, half_conf, reliability_bins, scaled_examples, scaled_metrics
 from .store import atomic_torch_save
 
 __all__ = ["pick_device", "prepare_data", "train", "evaluate", "calibration", "TrainState", "save_checkpoint",
-           "load_checkpoint", "ASSpeed"]
+           "load_checkpoint", "ASSpeed", "final_examples"]
 
 GRAD_NORM_EVERY = 8  # grad_norm is the mean global gradient norm over every 8th optimizer step of an epoch
 
@@ -73,7 +78,8 @@ def prepare_data(cfg: Config) -> Dataset:
 
 @torch.no_grad()
 def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2048, amp: bool = False) -> dict:
-    """Metrics of the clean model on (x, y); also returns per-sample p_t and method loss."""
+    """Metrics of the clean model on (x, y); also returns per-sample p_t, NLL, method loss, confidence and
+    correctness (keys starting with ``_``)."""
     model.eval()
     parts = []
     for i in range(0, x.shape[0], batch):
@@ -87,13 +93,35 @@ def evaluate(model, x: Tensor, y: Tensor, loss_fn: L.SoftmaxLoss, batch: int = 2
     correct = pred == y
     method = loss_fn.per_sample(logits, y)
     ece, mce = calibration(conf, correct)
+    logp_y = logp.gather(1, y[:, None])
     return {"_logits": logits,
-        "loss": float(method.mean()), "nll": float(-logp.gather(1, y[:, None]).mean()),
+        "loss": float(method.mean()), "nll": float(-logp_y.mean()),
         "acc": float(correct.double().mean()), "ece": ece, "mce": mce,
         "pt": float(p.gather(1, y[:, None]).mean()), "zero_frac": float(L.zero_loss_mask(method, y).double().mean()),
         "logit_norm": float(logits.norm(dim=1).mean()),
         "_y": y, "_pt": p.gather(1, y[:, None]).squeeze(1), "_loss": method, "_conf": conf, "_correct": correct,
+        "_nll": -logp_y[:, 0],
     }
+
+
+def final_examples(te: dict, temperature: float | None) -> dict:
+    """The per-example test results of a final evaluation ``te`` (:func:`evaluate` on the test split), compact:
+    ``correct`` (bool), ``nll`` and ``conf`` (float16; ``conf`` rounded inside its ECE bin,
+    :func:`~softgrad.calibration.half_conf`) and, when ``temperature`` is given, ``nll_ts`` and ``conf_ts`` of
+    ``softmax(logits / temperature)`` (:func:`~softgrad.calibration.scaled_examples`, as ``test_*_ts``).
+    Scaling keeps the argmax; where float ties say otherwise, ``correct_ts`` is added."""
+    import numpy as np
+
+    ex = {"correct": te["_correct"].cpu().numpy().astype(bool),
+          "nll": te["_nll"].float().cpu().numpy().astype(np.float16), "conf": half_conf(te["_conf"])}
+    if temperature is not None:
+        nll, conf, correct = scaled_examples(te["_logits"], te["_y"], temperature)
+        ex["nll_ts"] = nll.cpu().numpy().astype(np.float16)
+        ex["conf_ts"] = half_conf(conf)
+        correct = correct.cpu().numpy().astype(bool)
+        if not np.array_equal(correct, ex["correct"]):
+            ex["correct_ts"] = correct
+    return ex
 
 
 def _lr_factor(cfg: Config, t: float) -> float:
@@ -117,7 +145,8 @@ def _param_schedule(cfg: Config) -> Callable[[float], dict]:
 
 def train(cfg: Config, ckpt_path: str | Path | None = None, progress: bool = True,
           stop_after_epoch: int | None = None) -> dict:
-    """Train ``cfg``; returns {'history': [per-epoch dicts], 'final': {...}, 'per_sample': {...}, 'device'}.
+    """Train ``cfg``; returns {'history': [per-epoch dicts], 'final': {...}, 'per_sample': {...}, 'examples':
+    {per-example test results, :func:`final_examples`}, 'device', ...}.
 
     ``stop_after_epoch`` (tests) raises :class:`KeyboardInterrupt` after that epoch's checkpoint,
     as a kill would.
@@ -171,7 +200,8 @@ class TrainState:
     """What a run has produced so far; the checkpoint schema (with the model, optimiser and RNG states).
 
     ``state`` is AS-Speed's window (``k``, micro-batches ``remaining``); ``epoch`` the epochs done; ``init``
-    the initial parameters (for ``weight_dist``); ``reliability`` the final epoch's test reliability bins."""
+    the initial parameters (for ``weight_dist``); ``reliability`` the final epoch's test reliability bins;
+    ``examples`` the final epoch's per-example test results (:func:`final_examples`)."""
 
     history: list
     per_sample: dict
@@ -180,6 +210,7 @@ class TrainState:
     step_loss: dict
     reliability: dict | None
     init: list
+    examples: dict | None = None
 
 
 def save_checkpoint(path: Path, model, opt, device: torch.device, ts: TrainState) -> None:
@@ -187,7 +218,7 @@ def save_checkpoint(path: Path, model, opt, device: torch.device, ts: TrainState
     atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "rng_cpu": torch.get_rng_state(),
                        "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
                        "history": ts.history, "per_sample": ts.per_sample, "state": ts.state, "epoch": ts.epoch,
-                       "step_loss": ts.step_loss, "reliability": ts.reliability,
+                       "step_loss": ts.step_loss, "reliability": ts.reliability, "examples": ts.examples,
                        "init": [t.cpu() for t in ts.init]}, path)
 
 
@@ -200,7 +231,7 @@ def load_checkpoint(path: Path, model, opt, device: torch.device, ts: TrainState
     if device.type == "cuda" and ck.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(ck["rng_cuda"])
     return TrainState(ck["history"], ck["per_sample"], ck["state"], ck["epoch"], ck.get("step_loss", ts.step_loss),
-                      ck.get("reliability"), [t.to(device) for t in ck["init"]])
+                      ck.get("reliability"), [t.to(device) for t in ck["init"]], ck.get("examples"))
 
 
 class ASSpeed:
@@ -388,6 +419,7 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
         ts.history.append(row)
         if last_epoch:
             ts.reliability = reliability_bins(te["_conf"], te["_correct"])
+            ts.examples = final_examples(te, row.get("ts_temperature"))
         if bar is not None:
             bar.update(1)
             if te is not None:
@@ -399,11 +431,14 @@ def _train(cfg: Config, ds: Dataset, device: torch.device, ckpt_path, progress: 
             raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (test hook)")
     if bar is not None:
         bar.close()
+    if ts.examples is None:  # resumed from a finished checkpoint written before per-example results were kept
+        te = evaluate(run.model, ds.x_test, ds.y_test, run.loss_fn, amp=run.amp)
+        ts.examples = final_examples(te, ts.history[-1].get("ts_temperature"))
     final = dict(ts.history[-1])
     final["train_time"] = sum(h.get("epoch_time", 0.0) for h in ts.history)
     final["total_opt_steps"] = sum(h.get("opt_steps", 0) for h in ts.history)
     return {"history": ts.history, "final": final, "per_sample": ts.per_sample, "reliability": ts.reliability,
-            "step_loss": ts.step_loss, "device": str(device),
+            "step_loss": ts.step_loss, "examples": ts.examples, "device": str(device),
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name()}
 
 
