@@ -63,8 +63,8 @@ from __future__ import annotations
 
 from ..common import POINTS
 from .analysis import (CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED, ProtocolResult, _aggregate, _budget,
-                       _codes, _convergence, _pool_arrays, _stability, _subpool, agreement, analyse,
-                       convergence_verdict, power, split_half, spread_ratio)
+                       _codes, _convergence, _pool_arrays, _rows, _stability, _subpool, agreement, analyse,
+                       convergence_verdict, index_resamples, power, replicate_values, split_half, spread_ratio)
 from .design import (_column, _configs, _longer_configs, _retrain_configs, _round, _stream, _top_share, _with,
                      count, design, longer_trials, plan, winners)
 from .run import _train, retrain_table, run
@@ -73,4 +73,6 @@ from .text import SHORT, _names, bottom_line, bound_text, ci_text
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "design", "plan", "count", "run",
            "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
-           "longer_trials", "convergence_verdict", "power", "spread_ratio"]
+           "longer_trials", "convergence_verdict", "power", "spread_ratio",
+           # the bootstrap's seam (index resamples; each replicate's values per trial)
+           "index_resamples", "replicate_values"]

@@ -15,7 +15,9 @@ from .. import stats as S
 from .spec import METRICS, check_spec, margin
 
 __all__ = ["CONVERGED", "NOT_CONVERGED", "OVERFITS", "UNDETERMINED", "ProtocolResult", "analyse",
+           "index_resamples", "replicate_values",
            "convergence_verdict", "power", "spread_ratio", "agreement", "split_half"]
+
 
 # the convergence check's verdicts (CE trained ``longer`` x the epochs minus CE at the budget, test accuracy)
 CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED = (
@@ -37,9 +39,35 @@ class ProtocolResult:
     replicate_verdicts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.int8))
 
 
+def _rows(pool: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
+    """The pool's rows of (task, method), one per trial index, in index order."""
+    return pool[(pool.task == task) & (pool.method == method)].sort_values("trial")
+
+
 def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[np.ndarray, np.ndarray]:
-    g = pool[(pool.task == task) & (pool.method == method)].sort_values("trial")
+    g = _rows(pool, task, method)
     return g.val_acc.to_numpy(float), g[col].to_numpy(float)
+
+
+def index_resamples(spec: dict, tasks_: list[str], n: int) -> dict[str, np.ndarray]:
+    """task -> the bootstrap's trial-index resamples, shape ``(B, n)`` (B = ``bootstrap``): replicate b draws n
+    of the task's n trial indices with replacement, the same draw for every method (paired). Drawn in task
+    order from one generator seeded by ``sample_seed``."""
+    rng = np.random.default_rng(spec["sample_seed"])
+    return {t: rng.integers(0, n, (spec["bootstrap"], n)) for t in tasks_}
+
+
+def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each bootstrap replicate's validation accuracy and test value per trial, both ``(B, n)``: ``rows`` one
+    per trial index in index order (a (task, method)'s runs), ``idx`` the task's ``(B, n)`` index resamples
+    (:func:`index_resamples`); entry [b, j] is trial ``idx[b, j]``'s.
+
+    Every statistic that resamples the pool reads its replicates here (the comparisons, P(beats), the
+    convergence gate), so a bootstrap that also resamples test examples plugs in at this one place: it keeps
+    the validation values (selection reads validation only) and returns the test values recomputed on
+    replicate b's resample of the test set (one resample of examples per task and replicate, shared by every
+    method; ``rows.run_id`` names the runs)."""
+    return rows.val_acc.to_numpy(float)[idx], rows[col].to_numpy(float)[idx]
 
 
 def _codes(lo, hi, margin: float, higher: bool, unconverged: bool = False) -> np.ndarray:
@@ -67,21 +95,24 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     tasks_ = list(dict.fromkeys(pool.task))
     methods = [m for m in spec["methods"] if m != "ce"]
     n = int(pool.trial.max()) + 1
-    rng = np.random.default_rng(spec["sample_seed"])
-    boot = {t: rng.integers(0, n, (B, n)) for t in tasks_}  # one index resample per task, shared by all methods
+    boot = index_resamples(spec, tasks_, n)  # one index resample per task, shared by all methods
     conv = _convergence(pool, spec, tasks_, boot)
     unconverged = set(conv.task[conv.verdict == NOT_CONVERGED]) if len(conv) else set()
 
     rows, reps = [], []
     for metric, (col, higher) in METRICS.items():
         for task in tasks_:
-            vc, tc = _pool_arrays(pool, task, "ce", col)
+            ce_rows = _rows(pool, task, "ce")
+            vc, tc = ce_rows.val_acc.to_numpy(float), ce_rows[col].to_numpy(float)
+            vc_b, tc_b = replicate_values(ce_rows, col, boot[task])
             ce_e = float(S.expected_selected(vc, tc, T))
-            ce_b = S.expected_selected(vc[boot[task]], tc[boot[task]], T)
+            ce_b = S.expected_selected(vc_b, tc_b, T)
             for method in methods:
-                vm, tm = _pool_arrays(pool, task, method, col)
+                m_rows = _rows(pool, task, method)
+                vm, tm = m_rows.val_acc.to_numpy(float), m_rows[col].to_numpy(float)
+                vm_b, tm_b = replicate_values(m_rows, col, boot[task])
                 m_e = float(S.expected_selected(vm, tm, T))
-                d_b = S.expected_selected(vm[boot[task]], tm[boot[task]], T) - ce_b
+                d_b = S.expected_selected(vm_b, tm_b, T) - ce_b
                 if spread != 1.0:  # planning only (power); the default leaves the replicates untouched
                     d_b = (m_e - ce_e) + spread * (d_b - (m_e - ce_e))
                 row = {"task": task, "method": method, "metric": metric, "method_E": m_e, "ce_E": ce_e,
@@ -89,8 +120,7 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
                        "trials": n, "select": T}
                 if metric == "acc":
                     pb = S.p_beats(vm, tm, vc, tc, T, higher, spec["subsets"], spec["sample_seed"])
-                    pb_b = S.p_beats(vm[boot[task]], tm[boot[task]], vc[boot[task]], tc[boot[task]], T, higher,
-                                     spec["subsets"], spec["sample_seed"])
+                    pb_b = S.p_beats(vm_b, tm_b, vc_b, tc_b, T, higher, spec["subsets"], spec["sample_seed"])
                     row.update(p_beats=float(pb), **dict(zip(("p_beats_lo", "p_beats_hi"),
                                                              S.percentile_interval(pb_b, spec["confidence"]))))
                 rows.append(row)
@@ -174,20 +204,22 @@ def convergence_verdict(lo: float, hi: float, margin: float) -> str:
 def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str], boot: dict) -> pd.DataFrame:
     """The gate on the estimand: E_T of CE's test accuracy with its top validation ranks (:func:`longer_trials`)
     trained ``longer`` × the epochs — ranked by their own validation accuracy, the rest of the pool as at the
-    budget — minus E_T at the budget, under the analysis's paired index bootstrap."""
+    budget — minus E_T at the budget, under the analysis's paired index bootstrap (``boot``:
+    :func:`index_resamples`)."""
     rows, T = [], spec["select"]
     cols = ["task", "trials", "weight", "budget_E", "longer_E", "diff", "lo", "hi", "margin", "verdict"]
     for task in tasks_:
-        lg = pool[(pool.task == task) & (pool.method == "ce_longer")].set_index("trial")
+        lg = _rows(pool, task, "ce_longer")
         if lg.empty:
             continue
-        vb, tb = _pool_arrays(pool, task, "ce", "test_acc")
-        idx = lg.index.to_numpy(int)
-        vl, tl = vb.copy(), tb.copy()
-        vl[idx], tl[idx] = lg.val_acc.to_numpy(float), lg.test_acc.to_numpy(float)
-        b = boot[task]
+        budget = _rows(pool, task, "ce")
+        longer = pd.concat([budget[~budget.trial.isin(lg.trial)], lg]).sort_values("trial")  # the top ranks longer
+        vb, tb = budget.val_acc.to_numpy(float), budget.test_acc.to_numpy(float)
+        vl, tl = longer.val_acc.to_numpy(float), longer.test_acc.to_numpy(float)
+        idx = lg.trial.to_numpy(int)
         e_b, e_l = float(S.expected_selected(vb, tb, T)), float(S.expected_selected(vl, tl, T))
-        r = S.expected_selected(vl[b], tl[b], T) - S.expected_selected(vb[b], tb[b], T)
+        r = (S.expected_selected(*replicate_values(longer, "test_acc", boot[task]), T)
+             - S.expected_selected(*replicate_values(budget, "test_acc", boot[task]), T))
         lo, hi = S.percentile_interval(r, spec["confidence"])
         m = margin(spec, "acc", task)
         rows.append({"task": task, "trials": len(idx), "weight": float(S.selection_weights(vb, T)[idx].sum()),
@@ -291,3 +323,4 @@ def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
     return {"rate": m["rate"], "n": m["n"], "agree": m["agree"], "swaps": m["swaps"],
             "predicted": float(rates.mean()), "band": tuple(float(x) for x in np.quantile(rates, [0.025, 0.975])),
             "halves": (a, b), "table": m["table"]}
+

@@ -16,6 +16,7 @@ from .spec import METRICS, check_spec, tasks
 
 __all__ = ["run", "retrain_table"]
 
+
 def _train(rows: list[dict], cfgs: list[Config], out, spec: dict, executor: str, progress, desc: str) -> tuple:
     """Train (or read back) ``cfgs``; their final metrics joined to ``rows``, and every epoch's rows."""
     from ..runs import run_grid

@@ -11,6 +11,7 @@ from ..common import POINTS
 
 __all__ = ["SHORT", "bound_text", "ci_text", "bottom_line"]
 
+
 def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
     """The bound an interval excludes, in words, from its improvement side: "rules out a gain above +0.62
     pts" (a higher-is-better metric) or "rules out a reduction beyond −0.031" (NLL, ECE); when the whole
