@@ -1,0 +1,157 @@
+"""Step 0 of the protocol: its specification (a parameter file's ``extra.protocol`` over :data:`DEFAULTS`),
+validated by :func:`check_spec` before any training (a :class:`~softgrad.config.ConfigError` names the key and
+the allowed values); each metric's equivalence margin (:func:`margin`); each task's base config
+(:func:`tasks`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import LOSS_IMPLS, Config, ConfigError, expand
+from ..losses import COMPARED
+
+__all__ = ["DEFAULTS", "METHODS", "METRICS", "SCALES", "check_spec", "margin", "tasks"]
+
+# method -> the config settings it is made of (its knobs are set on top): the registry's compared methods
+METHODS = {name: m.run for name, m in COMPARED.items()}
+# metric -> (result column on the test set, higher is better)
+METRICS = {"acc": ("test_acc", True), "nll": ("test_nll", False), "ece": ("test_ece", False),
+           "nll_ts": ("test_nll_ts", False), "ece_ts": ("test_ece_ts", False)}
+SCALES = ("log", "linear")
+
+
+DEFAULTS = {
+    "tasks": {"task": {}},
+    "methods": {"ce": {}},
+    "lr": [0.01, 1.0],
+    "trials": 32,  # N: the pool of trial indices per task
+    "select": 8,  # T: the random-search budget of the estimand
+    "seed_base": 1000,  # index i trains with seed seed_base + i
+    "sample_seed": 0,
+    "longer": 2.0,
+    "longer_weight": 0.9,  # CE is trained longer on its top validation ranks carrying this share of E_T's weight
+    # metric -> margin (one number for every task, or {task: number}); declared before the data
+    "margins": {"acc": 0.005, "nll": 0.02, "ece": 0.005, "nll_ts": 0.02, "ece_ts": 0.005},
+    "margin_reasons": {},  # metric -> why its margins are what they are (printed beside them)
+    "split_half": True,  # analyse the pool's two halves separately: their verdict agreement vs the prediction
+    "confidence": 0.95,
+    "alpha": 0.05,
+    "bootstrap": 2000,
+    "subsets": 500,
+    "workers": 1,
+    "rerun_loss_impl": None,  # a robustness rerun: the whole protocol again with this implementation (ci test)
+    "retrain_seeds": 0,  # fresh-seed retrains of each method's most frequent winner (the winner's curse)
+}
+
+
+def _fail(key: str, msg: str):
+    raise ConfigError(f"extra.protocol.{key}: {msg}")
+
+
+def _range(key, v, positive=False):
+    if not (isinstance(v, list) and len(v) in (2, 3) and all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                           for a in v[:2])):
+        _fail(key, f"must be [low, high] or [low, high, 'log'|'linear'], got {v!r}")
+    lo, hi = float(v[0]), float(v[1])
+    scale = v[2] if len(v) == 3 else "log"
+    if scale not in SCALES:
+        _fail(key, f"scale must be one of {list(SCALES)}, got {scale!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) or ((positive or scale == "log") and lo <= 0):
+        _fail(key, f"must satisfy 0 < low < high (finite), got {v!r}")
+    return lo, hi, scale
+
+
+def _int(s, key, lo):
+    if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < lo:
+        _fail(key, f"must be an int >= {lo}, got {s[key]!r}")
+
+
+def check_spec(spec: dict | None) -> dict:
+    """``extra.protocol`` merged over :data:`DEFAULTS`, validated; raises :class:`ConfigError` naming the key."""
+    if not isinstance(spec, dict):
+        _fail("", f"must be a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(DEFAULTS))
+    if unknown:
+        _fail(unknown[0], f"unknown key; allowed: {sorted(DEFAULTS)}")
+    s = {**DEFAULTS, **spec}
+    s["margins"] = {**DEFAULTS["margins"], **(spec.get("margins") or {})}
+    s["margin_reasons"] = dict(spec.get("margin_reasons") or {})
+    for key in ("tasks", "methods"):
+        if not isinstance(s[key], dict) or not s[key]:
+            _fail(key, "must be a non-empty mapping of name -> settings")
+        if key == "methods":  # a method given no mapping (null) searches its registry's default knob range
+            s[key] = {n: (COMPARED[n].knob if v is None and n in COMPARED else v) for n, v in s[key].items()}
+        for name, v in s[key].items():
+            if not isinstance(v, dict):
+                _fail(f"{key}.{name}", f"must be a mapping, got {v!r}")
+    if "ce" not in s["methods"] or s["methods"]["ce"]:
+        _fail("methods", "must include 'ce' with no knob (its learning rate is tuned like every method's)")
+    for name, knobs in s["methods"].items():
+        if name not in METHODS:
+            _fail("methods", f"method must be one of {list(METHODS)}, got {name!r}")
+        for k, v in knobs.items():
+            _range(f"methods.{name}.{k}", v)
+    _range("lr", s["lr"], positive=True)
+    _int(s, "trials", 2)
+    _int(s, "select", 1)
+    if s["select"] > s["trials"]:
+        _fail("select", f"must be <= trials ({s['trials']}), got {s['select']}")
+    for key, lo in (("seed_base", 0), ("sample_seed", 0), ("bootstrap", 100),
+                    ("subsets", 10), ("workers", 1), ("retrain_seeds", 0)):
+        _int(s, key, lo)
+    lw = s["longer_weight"]
+    if isinstance(lw, bool) or not isinstance(lw, (int, float)) or not 0 < lw <= 1:
+        _fail("longer_weight", f"must be a number in (0, 1] (1: every trial index), got {lw!r}")
+    if not isinstance(s["split_half"], bool):
+        _fail("split_half", f"must be true or false, got {s['split_half']!r}")
+    if s["rerun_loss_impl"] is not None and s["rerun_loss_impl"] not in LOSS_IMPLS:
+        _fail("rerun_loss_impl", f"must be one of {list(LOSS_IMPLS)} or null (no rerun), got {s['rerun_loss_impl']!r}")
+    if isinstance(s["longer"], bool) or not isinstance(s["longer"], (int, float)) or s["longer"] < 1:
+        _fail("longer", f"must be a number >= 1 (1: no convergence check), got {s['longer']!r}")
+    for key in ("confidence", "alpha"):
+        if not isinstance(s[key], float) or not 0 < s[key] < 1:
+            _fail(key, f"must be a float in (0, 1), got {s[key]!r}")
+    for m, v in s["margins"].items():
+        if m not in METRICS:
+            _fail(f"margins.{m}", f"metric must be one of {list(METRICS)}")
+        for task, x in (v.items() if isinstance(v, dict) else [(None, v)]):
+            key = f"margins.{m}" + (f".{task}" if task is not None else "")
+            if task is not None and task not in s["tasks"]:
+                _fail(key, f"task must be one of {list(s['tasks'])}")
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x >= 0):
+                _fail(key, f"must be a non-negative number, got {x!r}")
+        if isinstance(v, dict) and set(v) != set(s["tasks"]):
+            _fail(f"margins.{m}", f"a per-task mapping must give every task, missing {sorted(set(s['tasks']) - set(v))}")
+    for m, v in s["margin_reasons"].items():
+        if m not in METRICS or not isinstance(v, str):
+            _fail(f"margin_reasons.{m}", f"must map a metric of {list(METRICS)} to a sentence, got {v!r}")
+    return s
+
+
+def margin(spec: dict, metric: str, task: str | None = None) -> float:
+    """The equivalence margin of ``metric`` on ``task`` (declared in ``margins``, one number or per task);
+    ``task=None``: the margin of the across-task mean, the mean of the tasks' margins (the aggregate is the
+    mean of the tasks' Δ, so an effect at every task's margin is an effect at this one)."""
+    v = spec["margins"][metric]
+    if not isinstance(v, dict):
+        return float(v)
+    return float(v[task]) if task is not None else float(np.mean([float(v[t]) for t in spec["tasks"]]))
+
+
+def tasks(base: dict, spec: dict) -> dict[str, Config]:
+    """Each task's base config (``base`` updated by the task's diff; seed 0). Validates every one."""
+    out = {}
+    for name, diff in spec["tasks"].items():
+        try:
+            cfgs = expand({**base, "seed": 0}, diff)
+        except ConfigError as e:
+            raise ConfigError(f"extra.protocol.tasks.{name}: {e}") from None
+        if len(cfgs) != 1:
+            _fail(f"tasks.{name}", "a task is one setting (no lists), got a grid of "
+                                   f"{len(cfgs)}")
+        if cfgs[0].val_fraction <= 0:
+            _fail(f"tasks.{name}", "val_fraction must be > 0: selection uses a validation split, never the test set")
+        out[name] = cfgs[0]
+    return out
