@@ -73,6 +73,9 @@ def test_run_end_to_end_is_paired_and_read_back(tmp_path):
     assert set(r.comparisons.metric) == set(Pr.METRICS) and len(r.comparisons) == 2 * len(Pr.METRICS)
     assert set(r.comparisons.verdict) <= set(S.VERDICTS)
     assert len(r.convergence) == 2 and len(r.aggregate) == len(Pr.METRICS)
+    # every run's per-example test results were stored and read: the intervals resample the test set too
+    assert r.test_resampled and all(len(e["correct"]) == len(r.pool.examples.iloc[0]["correct"]) for e in r.pool.examples)
+    assert all(float(e["correct"].mean()) == a for e, a in zip(r.pool.examples, r.pool.test_acc))
     again = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False)  # read back, not retrained
     pd.testing.assert_frame_equal(again.comparisons, r.comparisons)
     fused = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False, loss_impl="fused")  # the rerun

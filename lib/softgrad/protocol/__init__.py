@@ -64,7 +64,8 @@ from __future__ import annotations
 from ..common import POINTS
 from .analysis import (CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED, ProtocolResult, _aggregate, _budget,
                        _codes, _convergence, _pool_arrays, _rows, _stability, _subpool, agreement, analyse,
-                       convergence_verdict, index_resamples, power, replicate_values, split_half, spread_ratio)
+                       convergence_verdict, example_resamples, index_resamples, power, replicate_values,
+                       split_half, spread_ratio, widening)
 from .design import (_column, _configs, _longer_configs, _retrain_configs, _round, _stream, _top_share, _with,
                      count, design, longer_trials, plan, winners)
 from .run import _train, retrain_table, run
@@ -75,4 +76,4 @@ __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "d
            "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
            "longer_trials", "convergence_verdict", "power", "spread_ratio",
            # the bootstrap's seam (index resamples; each replicate's values per trial)
-           "index_resamples", "replicate_values"]
+           "index_resamples", "example_resamples", "replicate_values", "widening"]

@@ -15,7 +15,7 @@ from .. import stats as S
 from .spec import METRICS, check_spec, margin
 
 __all__ = ["CONVERGED", "NOT_CONVERGED", "OVERFITS", "UNDETERMINED", "ProtocolResult", "analyse",
-           "index_resamples", "replicate_values",
+           "index_resamples", "example_resamples", "replicate_values", "widening",
            "convergence_verdict", "power", "spread_ratio", "agreement", "split_half"]
 
 
@@ -37,6 +37,8 @@ class ProtocolResult:
     # verdict codes (index into VERDICTS) of every bootstrap replicate's shifted interval: one row per
     # comparison, then one per aggregate row; columns: replicates (what a rerun's verdicts could be)
     replicate_verdicts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    # whether every task's intervals resample test examples too (two-way bootstrap) or trial indices only
+    test_resampled: bool = False
 
 
 def _rows(pool: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
@@ -57,17 +59,67 @@ def index_resamples(spec: dict, tasks_: list[str], n: int) -> dict[str, np.ndarr
     return {t: rng.integers(0, n, (spec["bootstrap"], n)) for t in tasks_}
 
 
-def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def example_resamples(spec: dict, pool: pd.DataFrame, tasks_: list[str]) -> dict[str, np.ndarray | None]:
+    """task -> the bootstrap's test-example resamples, ``(B, n_examples)`` counts (:func:`softgrad.stats.
+    example_counts`: replicate b draws the task's n test examples with replacement), one draw per task and
+    replicate shared by every method and trial (paired); ``None`` for every task where ``resample_examples`` is
+    off or the pool carries no per-example results (an ``examples`` column: :func:`softgrad.protocol.run`
+    loads them). Each task draws from its own stream (``sample_seed``, the task's name), so the trial-index
+    draws of :func:`index_resamples` are the same with and without this term."""
+    if not spec["resample_examples"] or "examples" not in pool.columns:
+        return {t: None for t in tasks_}
+    out = {}
+    for t in tasks_:
+        ex = pool.examples[pool.task == t]
+        n = {len(e["correct"]) for e in ex}
+        if len(n) != 1:
+            raise ValueError(f"task {t!r}: the runs' test sets differ in size ({sorted(n)}); "
+                             "a paired example bootstrap needs one test set per task")
+        rng = np.random.default_rng([spec["sample_seed"], 5, *t.encode()])
+        out[t] = S.example_counts(n.pop(), spec["bootstrap"], rng)
+    return out
+
+
+# (run key, metric, resample key) -> (B,) float32: a run's test metric on each replicate's example resample.
+# The same runs are read again by split_half's halves, power and the convergence gate: computed once.
+_REPLICATES: dict = {}
+_METRIC_OF = {col: metric for metric, (col, _) in METRICS.items()}
+
+
+def _replicate_matrix(rows: pd.DataFrame, col: str, counts: np.ndarray) -> np.ndarray:
+    """``(n_trials, B)``: each run's ``col`` recomputed on every replicate's resample of the test examples
+    (:func:`softgrad.stats.replicate_metric`), rows in ``rows``' order."""
+    metric = _METRIC_OF[col]
+    ckey = (counts.shape, hash(counts[:8].tobytes()))  # the resample's identity (its first replicates)
+    keys = [(r if isinstance(r, str) else id(e), metric, ckey)
+            for r, e in zip(rows.get("run_id", pd.Series([None] * len(rows))), rows.examples)]
+    todo = [i for i, k in enumerate(keys) if k not in _REPLICATES]
+    if todo:
+        ex = [rows.examples.iloc[i] for i in todo]
+        stacked = {k: np.stack([e[k] for e in ex]) for k in ex[0] if all(k in e for e in ex)}
+        if metric == "ece_ts" and "correct_ts" not in stacked:
+            stacked["correct_ts"] = np.stack([e.get("correct_ts", e["correct"]) for e in ex])
+        m = S.replicate_metric(stacked, metric, counts).astype(np.float32)
+        for j, i in enumerate(todo):
+            _REPLICATES[keys[i]] = m[j]
+    return np.stack([_REPLICATES[k] for k in keys]).astype(float)
+
+
+def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray,
+                     counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each bootstrap replicate's validation accuracy and test value per trial, both ``(B, n)``: ``rows`` one
     per trial index in index order (a (task, method)'s runs), ``idx`` the task's ``(B, n)`` index resamples
     (:func:`index_resamples`); entry [b, j] is trial ``idx[b, j]``'s.
 
     Every statistic that resamples the pool reads its replicates here (the comparisons, P(beats), the
-    convergence gate), so a bootstrap that also resamples test examples plugs in at this one place: it keeps
-    the validation values (selection reads validation only) and returns the test values recomputed on
-    replicate b's resample of the test set (one resample of examples per task and replicate, shared by every
-    method; ``rows.run_id`` names the runs)."""
-    return rows.val_acc.to_numpy(float)[idx], rows[col].to_numpy(float)[idx]
+    convergence gate). With ``counts`` (:func:`example_resamples`) the bootstrap is two-way: the validation
+    values are kept (selection reads validation only) and the test value of entry [b, j] is trial ``idx[b, j]``'s
+    metric recomputed on replicate b's resample of the test examples, the same resample for every method."""
+    val = rows.val_acc.to_numpy(float)[idx]
+    if counts is None:
+        return val, rows[col].to_numpy(float)[idx]
+    m = _replicate_matrix(rows, col, counts)  # (n, B)
+    return val, m[idx, np.arange(idx.shape[0])[:, None]]
 
 
 def _codes(lo, hi, margin: float, higher: bool, unconverged: bool = False) -> np.ndarray:
@@ -96,7 +148,8 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     methods = [m for m in spec["methods"] if m != "ce"]
     n = int(pool.trial.max()) + 1
     boot = index_resamples(spec, tasks_, n)  # one index resample per task, shared by all methods
-    conv = _convergence(pool, spec, tasks_, boot)
+    exs = example_resamples(spec, pool, tasks_)  # one example resample per task and replicate (or None)
+    conv = _convergence(pool, spec, tasks_, boot, exs)
     unconverged = set(conv.task[conv.verdict == NOT_CONVERGED]) if len(conv) else set()
 
     rows, reps = [], []
@@ -104,13 +157,13 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
         for task in tasks_:
             ce_rows = _rows(pool, task, "ce")
             vc, tc = ce_rows.val_acc.to_numpy(float), ce_rows[col].to_numpy(float)
-            vc_b, tc_b = replicate_values(ce_rows, col, boot[task])
+            vc_b, tc_b = replicate_values(ce_rows, col, boot[task], exs[task])
             ce_e = float(S.expected_selected(vc, tc, T))
             ce_b = S.expected_selected(vc_b, tc_b, T)
             for method in methods:
                 m_rows = _rows(pool, task, method)
                 vm, tm = m_rows.val_acc.to_numpy(float), m_rows[col].to_numpy(float)
-                vm_b, tm_b = replicate_values(m_rows, col, boot[task])
+                vm_b, tm_b = replicate_values(m_rows, col, boot[task], exs[task])
                 m_e = float(S.expected_selected(vm, tm, T))
                 d_b = S.expected_selected(vm_b, tm_b, T) - ce_b
                 if spread != 1.0:  # planning only (power); the default leaves the replicates untouched
@@ -144,7 +197,8 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     for t, c in ((cmp, codes), (agg, agg_codes)):
         _stability(t, c)
     return ProtocolResult(spec, pool, cmp, agg, _budget(pool, spec, tasks_, n), conv,
-                          histories if histories is not None else pd.DataFrame(), replicate_verdicts=allc)
+                          histories if histories is not None else pd.DataFrame(), replicate_verdicts=allc,
+                          test_resampled=all(c is not None for c in exs.values()))
 
 
 def _stability(t: pd.DataFrame, codes: np.ndarray) -> None:
@@ -201,11 +255,11 @@ def convergence_verdict(lo: float, hi: float, margin: float) -> str:
     return UNDETERMINED
 
 
-def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str], boot: dict) -> pd.DataFrame:
+def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str], boot: dict, exs: dict) -> pd.DataFrame:
     """The gate on the estimand: E_T of CE's test accuracy with its top validation ranks (:func:`longer_trials`)
     trained ``longer`` × the epochs — ranked by their own validation accuracy, the rest of the pool as at the
     budget — minus E_T at the budget, under the analysis's paired index bootstrap (``boot``:
-    :func:`index_resamples`)."""
+    :func:`index_resamples`; ``exs``: :func:`example_resamples`)."""
     rows, T = [], spec["select"]
     cols = ["task", "trials", "weight", "budget_E", "longer_E", "diff", "lo", "hi", "margin", "verdict"]
     for task in tasks_:
@@ -218,8 +272,8 @@ def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str], boot: dict) 
         vl, tl = longer.val_acc.to_numpy(float), longer.test_acc.to_numpy(float)
         idx = lg.trial.to_numpy(int)
         e_b, e_l = float(S.expected_selected(vb, tb, T)), float(S.expected_selected(vl, tl, T))
-        r = (S.expected_selected(*replicate_values(longer, "test_acc", boot[task]), T)
-             - S.expected_selected(*replicate_values(budget, "test_acc", boot[task]), T))
+        r = (S.expected_selected(*replicate_values(longer, "test_acc", boot[task], exs[task]), T)
+             - S.expected_selected(*replicate_values(budget, "test_acc", boot[task], exs[task]), T))
         lo, hi = S.percentile_interval(r, spec["confidence"])
         m = margin(spec, "acc", task)
         rows.append({"task": task, "trials": len(idx), "weight": float(S.selection_weights(vb, T)[idx].sum()),
@@ -324,3 +378,23 @@ def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
             "predicted": float(rates.mean()), "band": tuple(float(x) for x in np.quantile(rates, [0.025, 0.975])),
             "halves": (a, b), "table": m["table"]}
 
+
+
+def widening(R: ProtocolResult) -> pd.DataFrame:
+    """How much wider the test-set term made the intervals: per (task, metric), the median over methods of the
+    width of the two-way interval (trial indices × test examples, as reported) divided by the width of the
+    index-only interval (the same trial-index draws, the test set held fixed; both at the reported Holm
+    levels). Columns: task, metric, ratio (the median of the methods' ratios), two_way and index_only (median
+    widths)."""
+    if not R.test_resampled:
+        raise ValueError("widening: the result's intervals do not resample test examples (resample_examples off, "
+                         "or a pool without per-example results)")
+    pool = R.pool.drop(columns="examples")
+    base = analyse(pool, {**R.spec, "resample_examples": False})
+    keys = ["task", "method", "metric"]
+    t = R.comparisons[keys + ["lo", "hi"]].merge(base.comparisons[keys + ["lo", "hi"]], on=keys,
+                                                  suffixes=("", "_idx"))
+    t["two_way"], t["index_only"] = t.hi - t.lo, t.hi_idx - t.lo_idx
+    t["ratio"] = t.two_way / t.index_only
+    g = t.groupby(["task", "metric"], sort=False)[["ratio", "two_way", "index_only"]].median().reset_index()
+    return g

@@ -22,9 +22,14 @@ def _train(rows: list[dict], cfgs: list[Config], out, spec: dict, executor: str,
     from ..runs import run_grid
     from ..store import results_frame
 
+    from ..store import load_examples
+
+    need = spec["resample_examples"]  # the two-way bootstrap reads every run's per-example test results
     res = run_grid(cfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
-                   progress=progress, desc=desc)
+                   progress=progress, desc=desc, require_examples=need)
     keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
+    if need:
+        keys["examples"] = [load_examples(out, r["run_id"], expect=r.get("examples")) for r in res]
     hist = results_frame(res).merge(keys[["run_id", "task", "method", "trial"]], on="run_id")
     fin = hist[hist["final"]].set_index("run_id")
     cols = ["val_acc", "val_nll", *(col for col, _ in METRICS.values()), "test_nll_ts_noisyval",

@@ -35,6 +35,9 @@ DEFAULTS = {
     # metric -> margin (one number for every task, or {task: number}); declared before the data
     "margins": {"acc": 0.005, "nll": 0.02, "ece": 0.005, "nll_ts": 0.02, "ece_ts": 0.005},
     "margin_reasons": {},  # metric -> why its margins are what they are (printed beside them)
+    # the bootstrap also resamples test examples (two-way: trial indices x examples, one example resample per
+    # task and replicate shared by every method), so intervals cover the sampling of the test set
+    "resample_examples": True,
     "split_half": True,  # analyse the pool's two halves separately: their verdict agreement vs the prediction
     "confidence": 0.95,
     "alpha": 0.05,
@@ -104,6 +107,8 @@ def check_spec(spec: dict | None) -> dict:
     lw = s["longer_weight"]
     if isinstance(lw, bool) or not isinstance(lw, (int, float)) or not 0 < lw <= 1:
         _fail("longer_weight", f"must be a number in (0, 1] (1: every trial index), got {lw!r}")
+    if not isinstance(s["resample_examples"], bool):
+        _fail("resample_examples", f"must be true or false, got {s['resample_examples']!r}")
     if not isinstance(s["split_half"], bool):
         _fail("split_half", f"must be true or false, got {s['split_half']!r}")
     if s["rerun_loss_impl"] is not None and s["rerun_loss_impl"] not in LOSS_IMPLS:

@@ -1,0 +1,131 @@
+"""Chapter 06's intervals cover the test set: the protocol's two-way bootstrap (trial indices × test examples) on
+constructed pools whose runs carry per-example results (``examples``), as :func:`softgrad.protocol.run` loads
+them. The statistics themselves (coverage on data with a known population difference) are tested in
+``tests/test_coverage.py``; here: the protocol reads them, pairs them across methods, and keeps selection on
+validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from softgrad import protocol as P
+from softgrad import stats as S
+
+SPEC = {"tasks": {"a": {}, "b": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0]},
+                                                  "sgt": {"alpha": [0.05, 1.0]}},
+        "trials": 16, "select": 4, "bootstrap": 300, "subsets": 100}
+N_EX = 300
+
+
+def _examples(p_correct: np.ndarray, rng) -> dict:
+    correct = rng.random(len(p_correct)) < p_correct
+    conf = np.clip(p_correct + rng.normal(0, 0.05, len(p_correct)), 0.05, 1.0)
+    nll = np.where(correct, -np.log(conf), -np.log1p(-conf + 1e-3))
+    return {"correct": correct, "nll": nll.astype(np.float16), "conf": conf.astype(np.float16),
+            "nll_ts": nll.astype(np.float16), "conf_ts": conf.astype(np.float16)}
+
+
+def _pool(gain: float = 0.0, seed: int = 0, longer: int = 4) -> pd.DataFrame:
+    """Every run scored on one test set of N_EX examples per task; example difficulty shared by all runs (so
+    runs agree on most examples, as trained models do); ``gain`` added to temperature's correctness odds."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in ("a", "b"):
+        difficulty = rng.normal(2.0, 1.5, N_EX)
+        for m in ("ce", "temperature", "sgt", "ce_longer"):
+            for i in range(longer if m == "ce_longer" else 16):
+                skill = rng.normal(0, 0.3) + (gain if m == "temperature" else 0.0)
+                ex = _examples(1 / (1 + np.exp(-(difficulty + skill))), rng)
+                acc = float(ex["correct"].mean())
+                rows.append({"task": t, "method": m, "trial": i, "run_id": f"{seed}-{t}-{m}-{i}-{gain}",
+                             "val_acc": round(acc + rng.normal(0, 0.01), 4), "test_acc": acc,
+                             "test_nll": float(ex["nll"].astype(float).mean()),
+                             "test_ece": float(S.replicate_ece(ex["conf"][None], ex["correct"][None],
+                                                               np.ones((1, N_EX), int))[0, 0]),
+                             "test_nll_ts": float(ex["nll_ts"].astype(float).mean()), "test_ece_ts": 0.0,
+                             "examples": ex})
+    return pd.DataFrame(rows)
+
+
+def test_two_way_intervals_contain_the_index_only_ones_and_keep_the_estimates():
+    pool = _pool()
+    two = P.analyse(pool, SPEC)
+    one = P.analyse(pool, {**SPEC, "resample_examples": False})
+    assert two.test_resampled and not one.test_resampled
+    c2, c1 = two.comparisons, one.comparisons
+    assert np.allclose(c2["diff"], c1["diff"])  # the estimates do not depend on the resampling
+    acc = (c2.metric == "acc").to_numpy()
+    w2, w1 = (c2.hi - c2.lo).to_numpy()[acc], (c1.hi - c1.lo).to_numpy()[acc]
+    assert np.median(w2 / w1) > 1.05  # the test set's sampling noise is in the interval
+    wd = P.widening(two)
+    assert set(wd.task) == {"a", "b"} and (wd[wd.metric == "acc"].ratio > 1).all()
+
+
+def test_without_per_example_results_the_bootstrap_is_index_only():
+    pool = _pool().drop(columns="examples")
+    R = P.analyse(pool, SPEC)
+    base = P.analyse(_pool(), {**SPEC, "resample_examples": False})
+    assert not R.test_resampled
+    pd.testing.assert_frame_equal(R.comparisons, base.comparisons)
+    with pytest.raises(ValueError, match="do not resample test examples"):
+        P.widening(R)
+
+
+def test_one_example_resample_is_shared_by_every_method():
+    """A method whose runs equal CE's (same per-example results) has Δ = 0 in every two-way replicate: the
+    same example draw scores both. Separate draws per method would give a non-degenerate interval."""
+    pool = _pool()
+    ce = pool[pool.method == "ce"]
+    for m in ("temperature", "sgt"):
+        idx = pool.index[pool.method == m]
+        for col in ("val_acc", "test_acc", "test_nll", "test_ece", "test_nll_ts", "test_ece_ts", "examples"):
+            pool.loc[idx, col] = ce[col].to_numpy()
+        pool.loc[idx, "run_id"] = ce.run_id.to_numpy()
+    c = P.analyse(pool, SPEC).comparisons
+    assert (c.lo == 0).all() and (c.hi == 0).all()
+
+
+def test_replicates_recompute_the_metric_on_the_resampled_examples():
+    pool = _pool()
+    spec = P.check_spec(SPEC)
+    rows = pool[(pool.task == "a") & (pool.method == "ce")].sort_values("trial")
+    idx = P.index_resamples(spec, ["a"], 16)["a"]
+    counts = P.example_resamples(spec, pool, ["a"])["a"]
+    val, test = P.replicate_values(rows, "test_acc", idx, counts)
+    b, j = 7, 3
+    ex = rows.examples.iloc[idx[b, j]]
+    assert test[b, j] == pytest.approx(float((ex["correct"] * counts[b]).sum() / N_EX))
+    assert val[b, j] == rows.val_acc.iloc[idx[b, j]]  # validation never resampled
+
+
+def test_a_clear_gain_stays_reproduced_with_the_test_term():
+    R = P.analyse(_pool(gain=1.0), SPEC)
+    c = R.comparisons.set_index(["task", "method", "metric"])
+    for t in ("a", "b"):
+        assert c.loc[(t, "temperature", "acc")].verdict == "reproduced"
+    assert R.aggregate.set_index(["method", "metric"]).loc[("temperature", "acc")].verdict == "reproduced"
+
+
+def test_split_half_and_power_run_on_two_way_pools():
+    pool = _pool()
+    sh = P.split_half(pool, SPEC, pairs=200)
+    assert 0 <= sh["rate"] <= 1 and sh["halves"][0].test_resampled
+    pw = P.power(pool, SPEC, [16, 64])
+    assert pw.inconclusive.iloc[1] <= pw.inconclusive.iloc[0] + 1e-9
+
+
+def test_a_task_whose_runs_have_different_test_sets_is_an_error():
+    pool = _pool()
+    i = pool.index[(pool.task == "a") & (pool.method == "sgt")][0]
+    pool.at[i, "examples"] = {k: v[:-1] for k, v in pool.at[i, "examples"].items()}
+    with pytest.raises(ValueError, match="test sets differ"):
+        P.analyse(pool, SPEC)
+
+
+def test_spec_key_is_validated():
+    from softgrad.config import ConfigError
+
+    with pytest.raises(ConfigError, match="resample_examples: must be true or false"):
+        P.check_spec({**SPEC, "resample_examples": "yes"})
