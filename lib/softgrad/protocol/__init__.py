@@ -65,14 +65,17 @@ from ..common import POINTS
 from .analysis import (CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED, ProtocolResult, _aggregate, _budget,
                        _codes, _convergence, _pool_arrays, _rows, _stability, _subpool, agreement, analyse,
                        convergence_verdict, index_resamples, power, replicate_values, split_half, spread_ratio)
-from .design import (_column, _configs, _longer_configs, _retrain_configs, _round, _stream, _top_share, _with,
-                     count, design, longer_trials, plan, winners)
+from .design import (_column, _configs, _knob_values, _longer_configs, _retrain_configs, _round, _stream,
+                     _top_share, _with, count, design, longer_trials, plan, search_table, unit_design, winners)
 from .run import _train, retrain_table, run
-from .spec import DEFAULTS, METHODS, METRICS, SCALES, _fail, _int, _range, check_spec, margin, tasks
+from .spec import (DEFAULTS, LR_KEYS, METHODS, METRICS, SCALES, _fail, _int, _range, check_spec, dimensions, knobs,
+                   knobs_of, limit, lr_coupling, lr_range, margin, tasks)
 from .text import SHORT, _names, bottom_line, bound_text, ci_text
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "design", "plan", "count", "run",
            "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
            "longer_trials", "convergence_verdict", "power", "spread_ratio",
+           # declared search spaces
+           "knobs", "lr_range", "lr_coupling", "dimensions", "limit", "unit_design", "search_table",
            # the bootstrap's seam (index resamples; each replicate's values per trial)
            "index_resamples", "replicate_values"]
