@@ -73,6 +73,9 @@ def test_run_end_to_end_is_paired_and_read_back(tmp_path):
     assert set(r.comparisons.metric) == set(Pr.METRICS) and len(r.comparisons) == 2 * len(Pr.METRICS)
     assert set(r.comparisons.verdict) <= set(S.VERDICTS)
     assert len(r.convergence) == 2 and len(r.aggregate) == len(Pr.METRICS)
+    e = Pr.edge_shares(r)  # the search's edge shares, read off the result's own pool and spec
+    assert set(zip(e.method, e.dimension)) == {("ce", "lr_eff"), ("temperature", "lr_eff"), ("temperature", "beta")}
+    assert len(e) == 2 * 3 * 2 and e.groupby(["task", "method", "dimension"]).share.sum().le(1 + 1e-12).all()
     again = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False)  # read back, not retrained
     pd.testing.assert_frame_equal(again.comparisons, r.comparisons)
     fused = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False, loss_impl="fused")  # the rerun

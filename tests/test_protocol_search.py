@@ -1,14 +1,17 @@
 """Declared search spaces (softgrad.protocol): per-task and per-method learning-rate ranges, the learning-rate
-coupling on SGD (not on AdamW), the knobs' definitional limits and their validation. No training."""
+coupling on SGD (not on AdamW), the knobs' definitional limits, their validation, and the edge-share
+diagnostic (E_T's selection weight in the outer tenth of each range) with its figure. No training."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from softgrad import protocol as P
+from softgrad import stats as S
 from softgrad.config import ConfigError
 from softgrad.losses import COMPARED
 
@@ -112,3 +115,71 @@ def test_definitional_limits_come_from_the_registry():
     assert P.limit("as_softmax", "delta", 0.0) and P.limit("sgt", "alpha", 1.0) and not P.limit("sgt", "alpha", 0.05)
     assert P.limit("sgt", "lr_eff", 1.0) == ""
 
+
+def _pool(spec, val, tasks=("a",)):
+    """A pool on the design's settings; ``val(method, setting) -> validation accuracy``."""
+    s = P.check_spec(spec)
+    rows = []
+    for t in tasks:
+        d = P.design(s, t)
+        for m in s["methods"]:
+            for i, x in enumerate(d[m]):
+                rows.append({"task": t, "method": m, "trial": i, "setting": x, "val_acc": val(m, x), "test_acc": 0.9})
+    return pd.DataFrame(rows)
+
+
+SGD = {**SPEC, "tasks": {"a": {}}, "select": SPEC["trials"]}  # T = N: the best trial carries all the weight
+
+
+def test_edge_share_is_one_where_the_search_always_keeps_an_edge_trial():
+    pool = _pool(SGD, lambda m, x: -x["lr_eff"])  # the lowest learning rate wins every search
+    e = P.edge_shares(pool, SGD).set_index(["method", "dimension", "side"])
+    for m in SGD["methods"]:
+        assert e.loc[(m, "lr_eff", "low"), "share"] == pytest.approx(1.0)
+        assert e.loc[(m, "lr_eff", "high"), "share"] == 0.0 and bool(e.loc[(m, "lr_eff", "low"), "flag"])
+    pool = _pool(SGD, lambda m, x: x.get("alpha", x.get("beta", 0.0)))  # the knob's top wins
+    e = P.edge_shares(pool, SGD).set_index(["method", "dimension", "side"])
+    assert e.loc[("sgt", "alpha", "high"), "share"] == pytest.approx(1.0)
+    assert e.loc[("sgt", "alpha", "high"), "limit"] and not e.loc[("sgt", "alpha", "high"), "flag"]  # α = 1 is CE
+    assert "is CE" in e.loc[("sgt", "alpha", "high"), "why"]
+    assert e.loc[("temperature", "beta", "high"), "share"] == pytest.approx(1.0)
+    assert e.loc[("temperature", "beta", "high"), "flag"] and not e.loc[("temperature", "beta", "high"), "limit"]
+
+
+def test_edge_share_of_a_flat_response_is_the_share_of_trials_in_the_tenth():
+    spec = {**SGD, "select": 4}
+    pool = _pool(spec, lambda m, x: 0.9)  # every trial ties: each equally likely to be kept
+    e = P.edge_shares(pool, spec)
+    assert np.allclose(e.share, e.flat)
+    assert np.allclose(e.flat, 0.1, atol=1 / spec["trials"])  # a Latin hypercube: about N/10 trials per tenth
+    assert not e.flag.any()
+    # the weights are E_T's selection weights: a random response, checked by hand for one dimension
+    rng = np.random.default_rng(0)
+    pool = _pool(spec, lambda m, x: float(rng.random()))
+    g = pool[pool.method == "as_softmax"].sort_values("trial")
+    w = S.selection_weights(g.val_acc.to_numpy(), 4)
+    delta = np.array([x["delta"] for x in g.setting])
+    e = P.edge_shares(pool, spec).set_index(["method", "dimension", "side"])
+    assert e.loc[("as_softmax", "delta", "low"), "share"] == pytest.approx(w[delta < 0.1].sum())
+    assert e.loc[("as_softmax", "delta", "high"), "share"] == pytest.approx(w[delta > 0.9].sum())
+    assert e.loc[("as_softmax", "delta", "low"), "limit"]  # δ = 0 ends the domain
+
+
+def test_edge_shares_needs_settings():
+    with pytest.raises(ValueError, match="'setting' column"):
+        P.edge_shares(pd.DataFrame({"task": ["a"], "method": ["ce"], "trial": [0], "val_acc": [0.5]}), SGD)
+
+
+def test_edge_figure_draws_every_panel_with_display_names():
+    from softgrad import plots
+
+    rng = np.random.default_rng(1)
+    spec = {**SGD, "tasks": {"a": {}, "b": {}, "c": {}}, "lr": [0.01, 1.0], "select": 4}
+    pool = _pool(spec, lambda m, x: float(rng.random()), tasks=("a", "b", "c"))
+    fig = plots.edge_figure(P.edge_shares(pool, spec))
+    meta = plots.figure_data(fig)
+    assert len(meta["axes"]) == 3 and all(a["data"] > 0 and a["legend_covers"] == 0 for a in meta["axes"]), meta
+    names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "SGT · α" in names and "temperature · β" in names and "AS-Softmax · δ" in names
+    assert not any(code in n for n in names for code in ("sgt", "as_softmax", "lr_eff", "beta"))
+    plots.plt.close(fig)

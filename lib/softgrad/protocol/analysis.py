@@ -12,16 +12,19 @@ import numpy as np
 import pandas as pd
 
 from .. import stats as S
-from .spec import METRICS, check_spec, margin
+from .spec import METRICS, check_spec, dimensions, limit, margin
 
 __all__ = ["CONVERGED", "NOT_CONVERGED", "OVERFITS", "UNDETERMINED", "ProtocolResult", "analyse",
-           "index_resamples", "replicate_values",
+           "index_resamples", "replicate_values", "edge_shares", "EDGE_TENTH", "EDGE_FLAG",
            "convergence_verdict", "power", "spread_ratio", "agreement", "split_half"]
 
 
 # the convergence check's verdicts (CE trained ``longer`` x the epochs minus CE at the budget, test accuracy)
 CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED = (
     "converged", "not converged (gains from longer training)", "longer training hurts", "undetermined")
+# the edge-share diagnostic: the outer tenth of each side of a range (a flat response puts 10% of E_T's weight
+# there), and the share above which an edge that is no definitional limit is flagged (widen that range)
+EDGE_TENTH, EDGE_FLAG = 0.1, 0.15
 
 
 @dataclasses.dataclass
@@ -324,3 +327,55 @@ def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
             "predicted": float(rates.mean()), "band": tuple(float(x) for x in np.quantile(rates, [0.025, 0.975])),
             "halves": (a, b), "table": m["table"]}
 
+
+def _position(v: np.ndarray, lo: float, hi: float, scale: str) -> np.ndarray:
+    """Where values lie in a range, in its own scale: u = ln(v/lo)/ln(hi/lo) (log) or (v − lo)/(hi − lo)."""
+    v = np.asarray(v, float)
+    return np.log(v / lo) / np.log(hi / lo) if scale == "log" else (v - lo) / (hi - lo)
+
+
+def edge_shares(result_or_pool, spec: dict | None = None, tenth: float = EDGE_TENTH,
+                flag: float = EDGE_FLAG) -> pd.DataFrame:
+    """Does the search hold every optimum? The share of E_T's selection weight at each edge of each searched
+    range (Choi et al. 2019; Sivaprasad et al. 2020: a comparison is only as fair as its search spaces).
+
+    Per (task, method): w_i, the chance that trial i is the one a T-trial search keeps
+    (:func:`softgrad.stats.selection_weights` on validation accuracy, ties shared; Σ w_i = 1). Per searched
+    dimension d (``lr_eff`` and each knob; :func:`~softgrad.protocol.spec.dimensions`) and trial i, the
+    position u_i of its value in d's range, in the range's own scale (:func:`_position`; ``lr_eff`` read from
+    the trial's ``setting``, its ``lr`` where a pool predates ``lr_eff``). Then
+    ``share`` = Σ_{u_i < tenth} w_i (side 'low') or Σ_{u_i > 1 − tenth} w_i ('high'). A flat response puts
+    ``flat`` there, the share of trials in that tenth (the design's Latin hypercube makes it ≈ ``tenth``).
+
+    ``result_or_pool``: a :class:`ProtocolResult` (its spec used when ``spec`` is None) or a pool with a
+    ``setting`` column (``ce_longer`` rows are ignored). One row per (task, method, dimension, side):
+    ``edge`` (the range's end), ``share``, ``flat``, ``limit`` (the edge is a definitional limit:
+    :func:`~softgrad.protocol.spec.limit`, the knob reaches CE or its domain ends there), ``why`` (which), and
+    ``flag`` (share > ``flag`` at an edge that is no limit: the range cuts the kept models short; widen it)."""
+    if isinstance(result_or_pool, ProtocolResult):
+        pool, spec = result_or_pool.pool, spec if spec is not None else result_or_pool.spec
+    else:
+        pool = result_or_pool
+    if spec is None:
+        raise ValueError("edge_shares: pass the spec with a pool (a ProtocolResult carries its own)")
+    if "setting" not in pool:
+        raise ValueError("edge_shares: the pool needs a 'setting' column (each trial's lr, lr_eff and knob values)")
+    spec = check_spec(spec)
+    rows = []
+    for task in dict.fromkeys(pool.task):
+        for method in spec["methods"]:
+            g = _rows(pool, task, method)
+            if g.empty:
+                continue
+            w = S.selection_weights(g.val_acc.to_numpy(float), spec["select"])
+            for dim, (lo, hi, scale) in dimensions(spec, method, task).items():
+                key = (lambda s: s.get("lr_eff", s["lr"])) if dim == "lr_eff" else (lambda s, d=dim: s[d])
+                u = _position([key(s) for s in g.setting], lo, hi, scale)
+                for side, edge, at in (("low", lo, u < tenth), ("high", hi, u > 1 - tenth)):
+                    why = limit(method, dim, edge)
+                    share = float(w[at].sum())
+                    rows.append({"task": task, "method": method, "dimension": dim, "side": side, "edge": edge,
+                                 "share": share, "flat": float(at.mean()), "limit": bool(why), "why": why,
+                                 "flag": share > flag and not why})
+    return pd.DataFrame(rows, columns=["task", "method", "dimension", "side", "edge", "share", "flat", "limit",
+                                       "why", "flag"])
