@@ -76,6 +76,9 @@ def test_run_end_to_end_is_paired_and_read_back(tmp_path):
     # every run's per-example test results were stored and read: the intervals resample the test set too
     assert r.test_resampled and all(len(e["correct"]) == len(r.pool.examples.iloc[0]["correct"]) for e in r.pool.examples)
     assert all(float(e["correct"].mean()) == a for e, a in zip(r.pool.examples, r.pool.test_acc))
+    e = Pr.edge_shares(r)  # the search's edge shares, read off the result's own pool and spec
+    assert set(zip(e.method, e.dimension)) == {("ce", "lr_eff"), ("temperature", "lr_eff"), ("temperature", "beta")}
+    assert len(e) == 2 * 3 * 2 and e.groupby(["task", "method", "dimension"]).share.sum().le(1 + 1e-12).all()
     again = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False)  # read back, not retrained
     pd.testing.assert_frame_equal(again.comparisons, r.comparisons)
     fused = Pr.run(BASE, spec, "t", out_root=tmp_path, progress=False, loss_impl="fused")  # the rerun

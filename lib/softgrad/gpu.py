@@ -185,6 +185,9 @@ def protocol(dev: str, res: Path, dry: bool) -> dict:
                                              for k, v in list(spec["tasks"].items())[-1:]})
         spec["margins"] = {m: {t: v[t] for t in spec["tasks"]} if isinstance(v, dict) else v
                            for m, v in spec.get("margins", {}).items()}  # per-task margins of the kept task
+        keep = lambda r: {t: r[t] for t in spec["tasks"]} if isinstance(r, dict) else r  # noqa: E731 (per-task ranges)
+        spec["lr"] = keep(spec.get("lr", P.DEFAULTS["lr"]))
+        spec["methods"] = {m: {**v, "lr": keep(v["lr"])} if v and "lr" in v else v for m, v in spec["methods"].items()}
     os.environ.setdefault("SOFTGRAD_MAX_STACK", "512")
     root = res if dry else None  # the pool's runs: <root>/gpu/runs (outputs/gpu/runs on the GPU)
     t0 = time.perf_counter()

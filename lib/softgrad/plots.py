@@ -48,7 +48,7 @@ AXIS_LABELS = {  # column name -> axis label in words, with units
     "zero_loss_frac": "fraction of samples with zero loss", "seconds": "wall-clock time (s)",
     "train_zero_frac": "fraction of training samples with zero loss", "train_nll": "training NLL (nats)",
     "noise_alpha": "noise scale α", "ls": "label smoothing", "train_pt": "mean target probability p_t (train)",
-    "grad_norm": "gradient norm",
+    "grad_norm": "gradient norm", "lr_eff": "effective learning rate η_eff",
 }
 
 
@@ -444,4 +444,54 @@ def time_figure(pool, methods):
     ax.invert_yaxis()
     ax.legend(title="task", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
+    return fig
+
+
+def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0.1, flag: float = 0.15):
+    """Where the models a search keeps sit in each searched range: :func:`softgrad.protocol.edge_shares`'s share
+    of E_T's selection weight in the outer tenth of each range, one panel per task, one row per (method,
+    dimension; η_eff: the learning rate in the method's own coordinates): the low edge drawn to the left of 0,
+    the high edge to the right, in each method's colour; hatched where the edge is a definitional limit (the
+    knob reaches CE or its domain ends: an optimum there is the method's own), outlined in black where the
+    diagnostic flags it. Dotted lines: ``tenth`` (what a
+    flat response puts there); dashed: ``flag``. ``labels``: method -> display name (default: the protocol's
+    short names). The legend sits below the panels."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if labels is None:
+        from .protocol.text import SHORT
+
+        labels = {"ce": "CE", **SHORT}
+    tasks = list(dict.fromkeys(shares.task)) if tasks is None else list(tasks)
+    keys = list(dict.fromkeys(zip(shares.method, shares.dimension)))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 1.6, 0.32 * len(keys) + 1.6), squeeze=False,
+                             sharey=True, sharex=True)
+    for ax, t in zip(axes[0], tasks):
+        g = shares[shares.task == t].set_index(["method", "dimension", "side"])
+        for j, (m, d) in enumerate(keys):
+            for side, sign in (("low", -1.0), ("high", 1.0)):
+                if (m, d, side) not in g.index:
+                    continue
+                r = g.loc[(m, d, side)]
+                ax.barh(j, sign * 100 * r.share, height=0.7, color=COLORS.get(m, "0.5"), alpha=0.45 if r.limit else 0.9,
+                        hatch="///" if r.limit else None, edgecolor="k" if r.flag else "none", lw=1.5 if r.flag else 0)
+        for x, style in ((100 * tenth, ":"), (100 * flag, "--")):
+            for sign in (-1, 1):
+                ax.axvline(sign * x, color="0.3", ls=style, lw=0.9)
+        ax.axvline(0.0, color="k", lw=0.8)
+        ax.set_title(t)
+        ax.set_xlabel("← low edge · high edge →\nshare of E_T's weight (%)")
+    top = max(100 * float(shares.share.max()) if len(shares) else 0.0, 100 * flag) * 1.1
+    axes[0][0].set_xlim(-top, top)
+    axes[0][0].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{abs(v):g}"))
+    axes[0][0].set_yticks(range(len(keys)), [f"{labels.get(m, m)} · {'η_eff' if d == 'lr_eff' else axis_label(d)}"
+                                             for m, d in keys])
+    axes[0][0].set_ylim(len(keys) - 0.5, -0.5)
+    handles = [Line2D([], [], color="0.3", ls=":", label=f"flat response ({100 * tenth:g}%)"),
+               Line2D([], [], color="0.3", ls="--", label=f"flagged above {100 * flag:g}%"),
+               Patch(facecolor="0.6", alpha=0.45, hatch="///", label="definitional limit"),
+               Patch(facecolor="0.6", edgecolor="k", lw=1.5, label="flagged edge")]
+    fig.tight_layout(rect=(0, 0.45 / fig.get_size_inches()[1], 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
     return fig

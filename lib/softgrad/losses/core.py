@@ -496,6 +496,7 @@ class Method:
       per sample (what AS-Speed counts);
     - ``run``: the run settings (``Config`` fields) that make a training run use it; ``knob``: the default
       search range of chapter 06's protocol, ``{param: [low, high, scale]}`` (None: not compared there);
+      :meth:`limits` reads a knob's definitional limits off ``params`` and ``neutral``;
     - ``label``, ``color``, ``paper``: how the book names and draws it, and its source.
     """
 
@@ -519,6 +520,22 @@ class Method:
 
     def defaults(self) -> dict:
         return {k: p.default for k, p in self.params.items()}
+
+    def limits(self, knob: str) -> dict[float, str]:
+        """The definitional limits of parameter ``knob``: value -> why, read off the declaration: the
+        ``neutral`` setting ("is CE": there the method is plain cross-entropy) and the closed, finite ends of
+        its declared domain ("ends its domain"). A search range may reach them; an optimum at one is the
+        method's own limit, not a range cut short. Empty for a knob not declared in ``params`` (Noisy
+        Softmax's ``noise_alpha`` is a ``Config`` field). E.g. SGT: {1.0: "α = 1 is CE; ends its domain"}."""
+        p = self.params.get(knob)
+        out: dict[float, list[str]] = {}
+        if knob in self.neutral:
+            out.setdefault(float(self.neutral[knob]), []).append("is CE")
+        if p is not None and p.kind == "real":
+            for v, is_open in ((p.lo, p.lo_open), (p.hi, p.hi_open)):
+                if not is_open and math.isfinite(v):
+                    out.setdefault(float(v), []).append("ends its domain")
+        return {v: f"{knob} = {v:g} " + "; ".join(why) for v, why in sorted(out.items())}
 
     def check_params(self, params: dict) -> dict:
         """``params`` checked against the declaration (names, types, ranges); raises ValueError naming the

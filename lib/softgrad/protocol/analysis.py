@@ -1,7 +1,8 @@
-"""Steps 3–8 of the protocol on a pool (one row per task, method and trial index): the estimand E_T and Δ to
-CE, the paired index bootstrap with Holm-level intervals and verdicts (:func:`analyse`), the across-task mean
-(stratified, Bonferroni), the convergence gate's verdict (:func:`convergence_verdict`), predicted stability,
-:func:`power` and :func:`spread_ratio`, :func:`split_half` and :func:`agreement`. No training here."""
+"""Steps 3–6 of the protocol on a pool (one row per task, method and trial index): the estimand E_T and Δ to
+CE, the paired bootstrap (:mod:`.resample`: trial indices, and test examples where the runs carry them) with
+Holm-level intervals and verdicts (:func:`analyse`), the across-task mean (stratified, Bonferroni), the
+convergence gate's verdict (:func:`convergence_verdict`) and each verdict's predicted stability. No training
+here; the checks of the design and its readings are in :mod:`.checks`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from .. import stats as S
+from .resample import example_resamples, index_resamples, replicate_values
 from .spec import METRICS, check_spec, margin
 
 __all__ = ["CONVERGED", "NOT_CONVERGED", "OVERFITS", "UNDETERMINED", "ProtocolResult", "analyse",
-           "index_resamples", "example_resamples", "replicate_values", "widening",
-           "convergence_verdict", "power", "spread_ratio", "agreement", "split_half"]
+           "convergence_verdict"]
 
 
 # the convergence check's verdicts (CE trained ``longer`` x the epochs minus CE at the budget, test accuracy)
@@ -49,77 +50,6 @@ def _rows(pool: pd.DataFrame, task: str, method: str) -> pd.DataFrame:
 def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[np.ndarray, np.ndarray]:
     g = _rows(pool, task, method)
     return g.val_acc.to_numpy(float), g[col].to_numpy(float)
-
-
-def index_resamples(spec: dict, tasks_: list[str], n: int) -> dict[str, np.ndarray]:
-    """task -> the bootstrap's trial-index resamples, shape ``(B, n)`` (B = ``bootstrap``): replicate b draws n
-    of the task's n trial indices with replacement, the same draw for every method (paired). Drawn in task
-    order from one generator seeded by ``sample_seed``."""
-    rng = np.random.default_rng(spec["sample_seed"])
-    return {t: rng.integers(0, n, (spec["bootstrap"], n)) for t in tasks_}
-
-
-def example_resamples(spec: dict, pool: pd.DataFrame, tasks_: list[str]) -> dict[str, np.ndarray | None]:
-    """task -> the bootstrap's test-example resamples, ``(B, n_examples)`` counts (:func:`softgrad.stats.
-    example_counts`: replicate b draws the task's n test examples with replacement), one draw per task and
-    replicate shared by every method and trial (paired); ``None`` for every task where ``resample_examples`` is
-    off or the pool carries no per-example results (an ``examples`` column: :func:`softgrad.protocol.run`
-    loads them). Each task draws from its own stream (``sample_seed``, the task's name), so the trial-index
-    draws of :func:`index_resamples` are the same with and without this term."""
-    if not spec["resample_examples"] or "examples" not in pool.columns:
-        return {t: None for t in tasks_}
-    out = {}
-    for t in tasks_:
-        ex = pool.examples[pool.task == t]
-        n = {len(e["correct"]) for e in ex}
-        if len(n) != 1:
-            raise ValueError(f"task {t!r}: the runs' test sets differ in size ({sorted(n)}); "
-                             "a paired example bootstrap needs one test set per task")
-        rng = np.random.default_rng([spec["sample_seed"], 5, *t.encode()])
-        out[t] = S.example_counts(n.pop(), spec["bootstrap"], rng)
-    return out
-
-
-# (run key, metric, resample key) -> (B,) float32: a run's test metric on each replicate's example resample.
-# The same runs are read again by split_half's halves, power and the convergence gate: computed once.
-_REPLICATES: dict = {}
-_METRIC_OF = {col: metric for metric, (col, _) in METRICS.items()}
-
-
-def _replicate_matrix(rows: pd.DataFrame, col: str, counts: np.ndarray) -> np.ndarray:
-    """``(n_trials, B)``: each run's ``col`` recomputed on every replicate's resample of the test examples
-    (:func:`softgrad.stats.replicate_metric`), rows in ``rows``' order."""
-    metric = _METRIC_OF[col]
-    ckey = (counts.shape, hash(counts[:8].tobytes()))  # the resample's identity (its first replicates)
-    keys = [(r if isinstance(r, str) else id(e), metric, ckey)
-            for r, e in zip(rows.get("run_id", pd.Series([None] * len(rows))), rows.examples)]
-    todo = [i for i, k in enumerate(keys) if k not in _REPLICATES]
-    if todo:
-        ex = [rows.examples.iloc[i] for i in todo]
-        stacked = {k: np.stack([e[k] for e in ex]) for k in ex[0] if all(k in e for e in ex)}
-        if metric == "ece_ts" and "correct_ts" not in stacked:
-            stacked["correct_ts"] = np.stack([e.get("correct_ts", e["correct"]) for e in ex])
-        m = S.replicate_metric(stacked, metric, counts).astype(np.float32)
-        for j, i in enumerate(todo):
-            _REPLICATES[keys[i]] = m[j]
-    return np.stack([_REPLICATES[k] for k in keys]).astype(float)
-
-
-def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray,
-                     counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each bootstrap replicate's validation accuracy and test value per trial, both ``(B, n)``: ``rows`` one
-    per trial index in index order (a (task, method)'s runs), ``idx`` the task's ``(B, n)`` index resamples
-    (:func:`index_resamples`); entry [b, j] is trial ``idx[b, j]``'s.
-
-    Every statistic that resamples the pool reads its replicates here (the comparisons, P(beats), the
-    convergence gate). With ``counts`` (:func:`example_resamples`) the bootstrap is two-way: the validation
-    values are kept (selection reads validation only) and the test value of entry [b, j] is trial ``idx[b, j]``'s
-    metric recomputed on replicate b's resample of the test examples, the same resample for every method."""
-    val = rows.val_acc.to_numpy(float)[idx]
-    if counts is None:
-        return val, rows[col].to_numpy(float)[idx]
-    m = _replicate_matrix(rows, col, counts)  # (n, B)
-    return val, m[idx, np.arange(idx.shape[0])[:, None]]
 
 
 def _codes(lo, hi, margin: float, higher: bool, unconverged: bool = False) -> np.ndarray:
@@ -280,121 +210,3 @@ def _convergence(pool: pd.DataFrame, spec: dict, tasks_: list[str], boot: dict, 
                      "budget_E": e_b, "longer_E": e_l, "diff": e_l - e_b, "lo": lo, "hi": hi, "margin": m,
                      "verdict": convergence_verdict(lo, hi, m)})
     return pd.DataFrame(rows, columns=cols)
-
-
-def power(pool: pd.DataFrame, spec: dict, sizes) -> pd.DataFrame:
-    """Plug-in power analysis of the design: the verdicts the same pool's estimates would get with N′ trial
-    indices per task instead of N. Δ is a smooth functional of the pool (a weighted mean of order
-    statistics with T fixed), so its bootstrap spread shrinks as 1/√N′ (:func:`spread_ratio` measures this
-    on the pool itself); each replicate's deviation from its estimate is scaled by √(N/N′) and the whole
-    analysis (Holm levels, margins, convergence gate) rerun. It takes the estimates as the true effects, so it
-    plans a design and is not evidence. One row per N′: ``trials``, ``verdicts``, ``inconclusive`` (share),
-    ``predicted_agreement`` (the mean bootstrap-predicted agreement of :func:`analyse`)."""
-    n = int(pool.trial.max()) + 1
-    rows = []
-    for size in sizes:
-        R = analyse(pool, spec, spread=math.sqrt(n / size))
-        t = pd.concat([R.comparisons[["verdict", "predicted_agreement"]],
-                       R.aggregate[["verdict", "predicted_agreement"]]])
-        rows.append({"trials": int(size), "verdicts": len(t),
-                     "inconclusive": float((t.verdict == S.VERDICTS[3]).mean()),
-                     "predicted_agreement": float(t.predicted_agreement.mean())})
-    return pd.DataFrame(rows)
-
-
-def spread_ratio(pool: pd.DataFrame, spec: dict, size: int, draws: int = 20, metric: str = "acc") -> pd.DataFrame:
-    """The check behind :func:`power`'s 1/√N′: per (task, method), the bootstrap standard deviation of Δ
-    (``metric``) on random ``size``-index subsets of the pool (drawn without replacement, ``draws`` of them;
-    the mean of their standard deviations), divided by that on the whole pool of N indices. 1/√N scaling
-    predicts √(N/size). Columns: task, method, ratio, predicted."""
-    spec = check_spec(spec)
-    col = METRICS[metric][0]
-    T, B = spec["select"], spec["bootstrap"]
-    n = int(pool.trial.max()) + 1
-    if not T <= size <= n:
-        raise ValueError(f"spread_ratio: size must lie in [select={T}, trials={n}], got {size}")
-    rng = np.random.default_rng(spec["sample_seed"])
-
-    def sd(v, t, vc, tc, idx):
-        b = idx[rng.integers(0, len(idx), (B, len(idx)))]
-        return float(np.std(S.expected_selected(v[b], t[b], T) - S.expected_selected(vc[b], tc[b], T)))
-
-    rows = []
-    for task in dict.fromkeys(pool.task):
-        vc, tc = _pool_arrays(pool, task, "ce", col)
-        for method in (m for m in spec["methods"] if m != "ce"):
-            v, t = _pool_arrays(pool, task, method, col)
-            full = sd(v, t, vc, tc, np.arange(n))
-            sub = np.mean([sd(v, t, vc, tc, rng.choice(n, size, replace=False)) for _ in range(draws)])
-            rows.append({"task": task, "method": method, "ratio": sub / full if full > 0 else math.nan,
-                         "predicted": math.sqrt(n / size)})
-    return pd.DataFrame(rows)
-
-
-def agreement(a: ProtocolResult, b: ProtocolResult) -> dict:
-    """How many categorical verdicts two runs of the protocol share (per task and across tasks):
-    ``{'table', 'n', 'agree', 'rate', 'swaps', 'inconclusive', 'predicted'}``. ``swaps`` counts
-    reproduced <-> reversed; ``predicted`` is the mean of ``a``'s bootstrap-predicted agreement."""
-    keys = ["task", "method", "metric"]
-    ta = pd.concat([a.comparisons[keys + ["verdict", "predicted_agreement"]],
-                    a.aggregate.assign(task="all tasks")[keys + ["verdict", "predicted_agreement"]]])
-    tb = pd.concat([b.comparisons[keys + ["verdict"]], b.aggregate.assign(task="all tasks")[keys + ["verdict"]]])
-    t = ta.merge(tb, on=keys, suffixes=("", "_rerun"))
-    t["agree"] = t.verdict == t.verdict_rerun
-    pair = {frozenset((S.VERDICTS[0], S.VERDICTS[1]))}
-    swaps = int(sum(frozenset((x, y)) in pair for x, y in zip(t.verdict, t.verdict_rerun)))
-    return {"table": t, "n": len(t), "agree": int(t.agree.sum()), "rate": float(t.agree.mean()), "swaps": swaps,
-            "inconclusive": float((t.verdict == S.VERDICTS[3]).mean()),
-            "predicted": float(t.predicted_agreement.mean())}
-
-
-def _subpool(pool: pd.DataFrame, idx) -> pd.DataFrame:
-    """The rows of trial indices ``idx`` (their gate rows too), renumbered 0…len(idx)−1 in that order."""
-    new = {int(t): k for k, t in enumerate(idx)}
-    p = pool[pool.trial.isin(new)].copy()
-    p["trial"] = p.trial.map(new)
-    return p
-
-
-def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
-    """The pool's two halves analysed separately — two independent pools of N/2 trial indices (a random
-    halving, seeded by ``sample_seed``) — and the share of their verdicts that agree, beside the bootstrap's
-    prediction for two independent pools of N/2: the full pool read at N/2 (:func:`analyse` with spread √2),
-    each replicate's verdicts (comparisons and across tasks, jointly, so their correlation is kept) paired
-    with another replicate's; ``predicted`` is the mean agreement of ``pairs`` random pairs and ``band`` its
-    central 95% (where a measured rate should fall if the intervals hold every source of variation).
-    Returns ``{'rate', 'n', 'agree', 'swaps', 'predicted', 'band', 'halves', 'table'}``."""
-    spec = check_spec(spec)
-    n = int(pool.trial.max()) + 1
-    perm = np.random.default_rng([spec["sample_seed"], 2]).permutation(n)
-    a, b = (analyse(_subpool(pool, h), spec) for h in (perm[: n // 2], perm[n // 2: 2 * (n // 2)]))
-    m = agreement(a, b)
-    codes = analyse(pool, spec, spread=math.sqrt(n / (n // 2))).replicate_verdicts
-    rng = np.random.default_rng([spec["sample_seed"], 3])
-    i, j = rng.integers(0, codes.shape[1], (2, pairs))
-    keep = i != j
-    rates = (codes[:, i[keep]] == codes[:, j[keep]]).mean(axis=0)
-    return {"rate": m["rate"], "n": m["n"], "agree": m["agree"], "swaps": m["swaps"],
-            "predicted": float(rates.mean()), "band": tuple(float(x) for x in np.quantile(rates, [0.025, 0.975])),
-            "halves": (a, b), "table": m["table"]}
-
-
-
-def widening(R: ProtocolResult) -> pd.DataFrame:
-    """How much wider the test-set term made the intervals: per (task, metric), the median over methods of the
-    width of the two-way interval (trial indices × test examples, as reported) divided by the width of the
-    index-only interval (the same trial-index draws, the test set held fixed; both at the reported Holm
-    levels). Columns: task, metric, ratio (the median of the methods' ratios), two_way and index_only (median
-    widths)."""
-    if not R.test_resampled:
-        raise ValueError("widening: the result's intervals do not resample test examples (resample_examples off, "
-                         "or a pool without per-example results)")
-    pool = R.pool.drop(columns="examples")
-    base = analyse(pool, {**R.spec, "resample_examples": False})
-    keys = ["task", "method", "metric"]
-    t = R.comparisons[keys + ["lo", "hi"]].merge(base.comparisons[keys + ["lo", "hi"]], on=keys,
-                                                  suffixes=("", "_idx"))
-    t["two_way"], t["index_only"] = t.hi - t.lo, t.hi_idx - t.lo_idx
-    t["ratio"] = t.two_way / t.index_only
-    g = t.groupby(["task", "metric"], sort=False)[["ratio", "two_way", "index_only"]].median().reset_index()
-    return g

@@ -1,7 +1,14 @@
 """Steps 1–2, 5 and 6 of the protocol as configs: the design of N trial indices (:func:`design`: one shared
-Latin-hypercube column for the learning rate, one per method for its knobs), the pool's configs, the
-convergence gate's longer CE runs on the indices the estimand selects (:func:`longer_trials`), the winners'
-fresh-seed retrains (:func:`winners`); :func:`plan` and :func:`count` for the up-front check."""
+Latin-hypercube column for the learning rate, one per method for its knobs, each mapped into the method's
+declared search space), the pool's configs, the convergence gate's longer CE runs on the indices the estimand
+selects (:func:`longer_trials`), the winners' fresh-seed retrains (:func:`winners`); :func:`plan`,
+:func:`count` and :func:`search_table` for the up-front check.
+
+A comparison is only as fair as its search spaces (Choi et al. 2019, "On Empirical Comparisons of Optimizers
+for Deep Learning", arXiv 1910.05446: rankings flip with the search space; Sivaprasad et al. 2020, "Optimizer
+Benchmarking Needs to Account for Hyperparameter Tuning", ICML): each method searches in the coordinates its
+own analysis gives, and :func:`softgrad.protocol.edge_shares` checks afterwards that the kept models do not
+sit at a range's edge."""
 
 from __future__ import annotations
 
@@ -10,9 +17,10 @@ import pandas as pd
 
 from .. import stats as S
 from ..config import Config
-from .spec import METHODS, _range, check_spec, tasks
+from .spec import METHODS, check_spec, dimensions, knobs, limit, lr_coupling, lr_range, tasks
 
-__all__ = ["design", "longer_trials", "winners", "plan", "count"]
+__all__ = ["unit_design", "design", "search_table", "longer_trials", "winners", "plan", "count"]
+
 
 def _with(cfg: Config, method: str, knobs: dict, lr: float, seed: int) -> Config:
     d = cfg.to_dict()
@@ -39,35 +47,96 @@ def _stream(spec: dict, name: str) -> np.random.Generator:
     return np.random.default_rng([spec["sample_seed"], *name.encode()])
 
 
-def design(spec: dict) -> dict[str, list[dict]]:
-    """method -> N settings ({'lr', knob: ...}), index i the same trial index for every method.
-
-    The learning rate is one Latin-hypercube column shared by all methods (index i: the same stratum and
-    value); each method's knobs are its own Latin-hypercube columns (scipy.stats.qmc)."""
+def unit_design(spec: dict) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+    """The design on the unit cube: ``(u_lr, {method: {knob: u}})``, each ``(N,)`` in [0, 1). ``u_lr`` is one
+    Latin-hypercube column shared by every method (common random numbers: index i is in the same
+    learning-rate stratum for every method); each method's knobs are its own Latin-hypercube columns
+    (scipy.stats.qmc), one name-seeded stream per method, so adding a method moves no other method's draws."""
     from scipy.stats import qmc
 
     n = spec["trials"]
-    lr = _column(qmc.LatinHypercube(d=1, rng=_stream(spec, "lr")).random(n)[:, 0], *_range("lr", spec["lr"], True))
+    u_lr = qmc.LatinHypercube(d=1, rng=_stream(spec, "lr")).random(n)[:, 0]
     out = {}
-    for method, knobs in spec["methods"].items():
-        cols = {}
-        if knobs:
-            u = qmc.LatinHypercube(d=len(knobs), rng=_stream(spec, method)).random(n)
-            cols = {k: _column(u[:, j], *_range(k, v)) for j, (k, v) in enumerate(knobs.items())}
-        out[method] = [{"lr": _round(lr[i]), **{k: _round(c[i]) for k, c in cols.items()}} for i in range(n)]
+    for method in spec["methods"]:
+        ks = knobs(spec, method)
+        u = qmc.LatinHypercube(d=len(ks), rng=_stream(spec, method)).random(n) if ks else None
+        out[method] = {k: u[:, j] for j, k in enumerate(ks)}
+    return u_lr, out
+
+
+def design(spec: dict, task: str | None = None, optimizer: str = "sgd") -> dict[str, list[dict]]:
+    """method -> N settings ``{'lr', 'lr_eff', knob: ...}`` on ``task`` (trained with ``optimizer``), index i
+    the same trial index for every method (:func:`unit_design`'s columns mapped into each method's ranges).
+
+    Each dimension maps its column u into its range, ``low·(high/low)^u`` (log) or ``low + u·(high − low)``
+    (linear), rounded to 3 significant digits: ``lr_eff`` = u_lr in the method's learning-rate range
+    (:func:`~softgrad.protocol.spec.lr_range`: its own ``lr`` or the shared one, per task where given), each
+    knob its own column. ``lr`` is the learning rate the run trains with: ``lr_eff`` itself, or, for a method
+    with ``lr_coupling: {knob, power}`` on an SGD task, ``round₃(lr_eff · knob^power)``, so that lr_eff is the
+    step the method's analysis says it takes: temperature's loss CE(βz) has gradient β(softmax(βz) − y), its
+    logits move by ηβ² (chapter 01; Agarwala et al. 2020), so it searches η_eff = ηβ² (power −2); SGT(α)'s
+    gradient is that of CE(αz)/α, temperature β = α at step η/α, so its effective step is ηα (power −1). On
+    an AdamW task (``optimizer != 'sgd'``) the coupling is not applied, ``lr == lr_eff``: Adam divides out the
+    gradient's scale, so a temperature is no longer a step-size change. ``task`` may be None when no
+    learning-rate range is per task."""
+    u_lr, u = unit_design(spec)
+    out = {}
+    for method in spec["methods"]:
+        lr_eff = [_round(x) for x in _column(u_lr, *lr_range(spec, method, task))]
+        cols = {k: [_round(x) for x in _column(u[method][k], *r)]
+                for k, r in dimensions(spec, method, task).items() if k != "lr_eff"}
+        c = lr_coupling(spec, method) if optimizer == "sgd" else None
+        lr = lr_eff if c is None else [_round(e * cols[c[0]][i] ** c[1]) for i, e in enumerate(lr_eff)]
+        out[method] = [{"lr": lr[i], "lr_eff": lr_eff[i], **{k: v[i] for k, v in cols.items()}}
+                       for i in range(spec["trials"])]
     return out
+
+
+def _knob_values(setting: dict) -> dict:
+    """A trial's knob values: its setting without the learning rates."""
+    return {k: v for k, v in setting.items() if k not in ("lr", "lr_eff")}
 
 
 def _configs(task_cfgs: dict, spec: dict) -> tuple[list[dict], list[Config]]:
     rows, cfgs = [], []
-    settings = design(spec)
     for task, tc in task_cfgs.items():
+        settings = design(spec, task, tc.optimizer)
         for method in spec["methods"]:
             for i, s in enumerate(settings[method]):
-                c = _with(tc, method, {k: v for k, v in s.items() if k != "lr"}, s["lr"], spec["seed_base"] + i)
+                c = _with(tc, method, _knob_values(s), s["lr"], spec["seed_base"] + i)
                 rows.append({"task": task, "method": method, "trial": i, "setting": s})
                 cfgs.append(c)
     return rows, cfgs
+
+
+def search_table(base: dict, spec: dict) -> pd.DataFrame:
+    """The declared search spaces as the design trains them: one row per (task, method, dimension) with
+    ``low``, ``high``, ``scale``, ``limits`` (the edges that are definitional limits, in words), ``coupling``
+    (for ``lr_eff``: how the trained learning rate follows from it on this task's optimizer), ``optimizer``,
+    ``lr_min`` / ``lr_max`` (on the ``lr_eff`` row: the trained learning rates the design draws) and
+    ``reason`` (``search_reasons``: the method's, or ``lr``'s for a learning rate that is not the method's own)."""
+    spec = check_spec(spec)
+    rows, reasons = [], spec["search_reasons"]
+
+    def own(m):  # a method whose learning-rate range is its own: its reason covers lr_eff too
+        return m != "ce" and ("lr" in spec["methods"][m] or lr_coupling(spec, m) is not None)
+
+    for task, tc in tasks(base, spec).items():
+        settings = design(spec, task, tc.optimizer)
+        for method in spec["methods"]:
+            c = lr_coupling(spec, method)
+            lrs = [s["lr"] for s in settings[method]]
+            for dim, (lo, hi, scale) in dimensions(spec, method, task).items():
+                lr_row = dim == "lr_eff"
+                coupling = "" if not lr_row else "lr = lr_eff" if c is None else (
+                    f"lr = lr_eff · {c[0]}^{c[1]:g}" if tc.optimizer == "sgd"
+                    else f"lr = lr_eff ({tc.optimizer}: the {c[0]} coupling is not applied)")
+                rows.append({"task": task, "method": method, "dimension": dim, "low": lo, "high": hi, "scale": scale,
+                             "limits": "; ".join(w for w in (limit(method, dim, lo), limit(method, dim, hi)) if w),
+                             "coupling": coupling, "optimizer": tc.optimizer,
+                             "lr_min": min(lrs) if lr_row else np.nan, "lr_max": max(lrs) if lr_row else np.nan,
+                             "reason": reasons.get("lr" if lr_row and not own(method) else method, "")})
+    return pd.DataFrame(rows)
 
 
 def _top_share(n: int, T: int, share: float) -> int:
@@ -97,8 +166,8 @@ def _longer_configs(task_cfgs: dict, spec: dict, chosen: dict[str, list[int]]) -
     rows, cfgs = [], []
     if spec["longer"] <= 1:
         return rows, cfgs
-    settings = design(spec)["ce"]
     for task, idx in chosen.items():
+        settings = design(spec, task, task_cfgs[task].optimizer)["ce"]
         for i in idx:
             s = settings[i]
             c = _with(task_cfgs[task], "ce", {}, s["lr"], spec["seed_base"] + i)
@@ -125,8 +194,7 @@ def _retrain_configs(task_cfgs: dict, spec: dict, win: pd.DataFrame) -> tuple[li
         for k in range(spec["retrain_seeds"]):
             seed = spec["seed_base"] + spec["trials"] + k
             rows.append({"task": r.task, "method": r.method, "trial": r.trial, "setting": s, "seed": seed})
-            cfgs.append(_with(task_cfgs[r.task], r.method, {k_: v for k_, v in s.items() if k_ != "lr"},
-                              s["lr"], seed))
+            cfgs.append(_with(task_cfgs[r.task], r.method, _knob_values(s), s["lr"], seed))
     return rows, cfgs
 
 

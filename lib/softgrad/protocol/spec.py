@@ -12,7 +12,9 @@ import numpy as np
 from ..config import LOSS_IMPLS, Config, ConfigError, expand
 from ..losses import COMPARED
 
-__all__ = ["DEFAULTS", "METHODS", "METRICS", "SCALES", "check_spec", "margin", "tasks"]
+__all__ = ["DEFAULTS", "METHODS", "METRICS", "SCALES", "LR_KEYS", "check_spec", "margin", "tasks", "knobs",
+           "lr_range", "lr_coupling", "dimensions", "limit"]
+
 
 # method -> the config settings it is made of (its knobs are set on top): the registry's compared methods
 METHODS = {name: m.run for name, m in COMPARED.items()}
@@ -20,12 +22,15 @@ METHODS = {name: m.run for name, m in COMPARED.items()}
 METRICS = {"acc": ("test_acc", True), "nll": ("test_nll", False), "ece": ("test_ece", False),
            "nll_ts": ("test_nll_ts", False), "ece_ts": ("test_ece_ts", False)}
 SCALES = ("log", "linear")
+# the keys of a method's mapping that are not knobs: its own learning-rate range (in its own coordinates,
+# lr_eff) and the coupling that turns lr_eff into the trained learning rate on SGD
+LR_KEYS = ("lr", "lr_coupling")
 
 
 DEFAULTS = {
     "tasks": {"task": {}},
     "methods": {"ce": {}},
-    "lr": [0.01, 1.0],
+    "lr": [0.01, 1.0],  # [low, high(, scale)] or {task: [low, high(, scale)]}: the learning rate's search range
     "trials": 32,  # N: the pool of trial indices per task
     "select": 8,  # T: the random-search budget of the estimand
     "seed_base": 1000,  # index i trains with seed seed_base + i
@@ -38,6 +43,7 @@ DEFAULTS = {
     # the bootstrap also resamples test examples (two-way: trial indices x examples, one example resample per
     # task and replicate shared by every method), so intervals cover the sampling of the test set
     "resample_examples": True,
+    "search_reasons": {},  # method (or 'lr') -> why its search space is what it is (printed beside the ranges)
     "split_half": True,  # analyse the pool's two halves separately: their verdict agreement vs the prediction
     "confidence": 0.95,
     "alpha": 0.05,
@@ -71,8 +77,51 @@ def _int(s, key, lo):
         _fail(key, f"must be an int >= {lo}, got {s[key]!r}")
 
 
+def _lr(key: str, v, task_names) -> None:
+    """A learning-rate range: ``[low, high(, scale)]`` (every task) or ``{task: [low, high(, scale)]}`` giving
+    every task (an AdamW task needs another range than an SGD one)."""
+    if isinstance(v, dict):
+        if set(v) != set(task_names):
+            _fail(key, f"a per-task mapping must give exactly the tasks {list(task_names)}, got {list(v)}")
+        for task, r in v.items():
+            _range(f"{key}.{task}", r, positive=True)
+    else:
+        _range(key, v, positive=True)
+
+
+def _check_method(name: str, m: dict, task_names) -> None:
+    """A method's search space: knob -> range (inside the knob's declared domain), optionally ``lr`` (the
+    method's own learning-rate range, in its own coordinates) and ``lr_coupling: {knob, power}``."""
+    for k, v in knobs_of(m).items():
+        lo, hi, _ = _range(f"methods.{name}.{k}", v)
+        p = COMPARED[name].params.get(k)
+        if p is not None:  # a loss parameter: the range stays inside its declared domain (limits included)
+            try:
+                p.check(k, lo), p.check(k, hi)
+            except ValueError as e:
+                _fail(f"methods.{name}.{k}", f"the range must lie inside the knob's domain: {e}")
+    if "lr" in m:
+        _lr(f"methods.{name}.lr", m["lr"], task_names)
+    if "lr_coupling" in m:
+        c, key = m["lr_coupling"], f"methods.{name}.lr_coupling"
+        if not isinstance(c, dict) or set(c) != {"knob", "power"}:
+            _fail(key, f"must be a mapping {{knob: <knob name>, power: <number>}}, got {c!r}")
+        if c["knob"] not in knobs_of(m):
+            _fail(f"{key}.knob", f"must be one of this method's searched knobs {list(knobs_of(m))}, got {c['knob']!r}")
+        pw = c["power"]
+        if isinstance(pw, bool) or not isinstance(pw, (int, float)) or not math.isfinite(pw) or pw == 0:
+            _fail(f"{key}.power", f"must be a finite non-zero number (temperature: -2, SGT: -1), got {pw!r}")
+
+
 def check_spec(spec: dict | None) -> dict:
-    """``extra.protocol`` merged over :data:`DEFAULTS`, validated; raises :class:`ConfigError` naming the key."""
+    """``extra.protocol`` merged over :data:`DEFAULTS`, validated; raises :class:`ConfigError` naming the key.
+
+    Search spaces: ``lr`` is ``[low, high(, scale)]`` or ``{task: [low, high(, scale)]}`` (every task);
+    ``methods.<m>`` maps each knob to ``[low, high(, scale)]`` (scale 'log', the default, or 'linear'; the
+    range inside the knob's declared domain, which it may reach: SGT α = 1, AS-Softmax δ ∈ [0, 1]) and may add
+    ``lr`` (the method's own range of lr_eff, the same forms) and ``lr_coupling: {knob, power}`` (on SGD the
+    trained learning rate is lr_eff · knob^power; :func:`softgrad.protocol.design`); ``search_reasons`` maps
+    a method or ``lr`` to a sentence."""
     if not isinstance(spec, dict):
         _fail("", f"must be a mapping, got {type(spec).__name__}")
     unknown = sorted(set(spec) - set(DEFAULTS))
@@ -81,6 +130,7 @@ def check_spec(spec: dict | None) -> dict:
     s = {**DEFAULTS, **spec}
     s["margins"] = {**DEFAULTS["margins"], **(spec.get("margins") or {})}
     s["margin_reasons"] = dict(spec.get("margin_reasons") or {})
+    s["search_reasons"] = dict(spec.get("search_reasons") or {})
     for key in ("tasks", "methods"):
         if not isinstance(s[key], dict) or not s[key]:
             _fail(key, "must be a non-empty mapping of name -> settings")
@@ -91,12 +141,11 @@ def check_spec(spec: dict | None) -> dict:
                 _fail(f"{key}.{name}", f"must be a mapping, got {v!r}")
     if "ce" not in s["methods"] or s["methods"]["ce"]:
         _fail("methods", "must include 'ce' with no knob (its learning rate is tuned like every method's)")
-    for name, knobs in s["methods"].items():
+    for name, m in s["methods"].items():
         if name not in METHODS:
             _fail("methods", f"method must be one of {list(METHODS)}, got {name!r}")
-        for k, v in knobs.items():
-            _range(f"methods.{name}.{k}", v)
-    _range("lr", s["lr"], positive=True)
+        _check_method(name, m, list(s["tasks"]))
+    _lr("lr", s["lr"], list(s["tasks"]))
     _int(s, "trials", 2)
     _int(s, "select", 1)
     if s["select"] > s["trials"]:
@@ -132,7 +181,55 @@ def check_spec(spec: dict | None) -> dict:
     for m, v in s["margin_reasons"].items():
         if m not in METRICS or not isinstance(v, str):
             _fail(f"margin_reasons.{m}", f"must map a metric of {list(METRICS)} to a sentence, got {v!r}")
+    for m, v in s["search_reasons"].items():
+        if m not in ["lr", *s["methods"]] or not isinstance(v, str):
+            _fail(f"search_reasons.{m}", f"must map 'lr' or a method of {list(s['methods'])} to a sentence, got {v!r}")
     return s
+
+
+def knobs_of(m: dict) -> dict:
+    """A method mapping's knobs: knob -> range (its ``lr`` and ``lr_coupling`` left out)."""
+    return {k: v for k, v in m.items() if k not in LR_KEYS}
+
+
+def knobs(spec: dict, method: str) -> dict:
+    """``method``'s searched knobs in a checked spec: knob -> ``[low, high(, scale)]``."""
+    return knobs_of(spec["methods"][method])
+
+
+def lr_range(spec: dict, method: str, task: str | None = None) -> tuple[float, float, str]:
+    """``(low, high, scale)`` of ``method``'s lr_eff on ``task``: the method's own ``lr`` where given, else the
+    shared ``lr``; a per-task range needs ``task`` (ValueError naming the tasks otherwise)."""
+    key = f"methods.{method}.lr" if "lr" in spec["methods"][method] else "lr"
+    v = spec["methods"][method].get("lr", spec["lr"])
+    if isinstance(v, dict):
+        if task not in v:
+            raise ValueError(f"extra.protocol.{key} is given per task: task must be one of {list(v)}, got {task!r}")
+        key, v = f"{key}.{task}", v[task]
+    return _range(key, v, positive=True)
+
+
+def lr_coupling(spec: dict, method: str) -> tuple[str, float] | None:
+    """``(knob, power)`` of ``method``'s learning-rate coupling, or None."""
+    c = spec["methods"][method].get("lr_coupling")
+    return (c["knob"], float(c["power"])) if c else None
+
+
+def dimensions(spec: dict, method: str, task: str | None = None) -> dict[str, tuple[float, float, str]]:
+    """The dimensions ``method`` searches on ``task``: ``lr_eff`` (its learning-rate range) and each knob ->
+    ``(low, high, scale)``."""
+    return {"lr_eff": lr_range(spec, method, task),
+            **{k: _range(f"methods.{method}.{k}", v) for k, v in knobs(spec, method).items()}}
+
+
+def limit(method: str, dimension: str, value: float) -> str:
+    """Why ``value`` is a definitional limit of ``method``'s ``dimension`` (the registry's
+    :meth:`~softgrad.losses.core.Method.limits`: the knob reaches CE there, or its domain ends), else ''.
+    The learning rate has none."""
+    if dimension == "lr_eff" or method not in COMPARED:
+        return ""
+    return next((why for v, why in COMPARED[method].limits(dimension).items() if math.isclose(v, value, abs_tol=1e-12)),
+                "")
 
 
 def margin(spec: dict, metric: str, task: str | None = None) -> float:
