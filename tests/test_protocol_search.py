@@ -54,6 +54,22 @@ def test_coupling_maps_the_shared_column_exactly_on_sgd():
     assert [c.loss_params["beta"] for c in cfgs] == [x["beta"] for x in d["temperature"]]
 
 
+def test_coupling_keeps_the_decay_per_step_of_the_task():
+    """SGD's coupled weight decay shrinks the weights by 1 − lr·wd per step: a coupled lr of 10⁴ with the task's
+    decay would erase them, so the coupled trials carry wd = wd_task · lr_eff / lr (lr·wd = lr_eff·wd_task)."""
+    s = P.check_spec(SPEC)
+    d = P.design(s, "a", "sgd", weight_decay=5e-4)
+    for x in d["temperature"] + d["sgt"]:
+        assert x["weight_decay"] == _r3(5e-4 * x["lr_eff"] / x["lr"])
+        assert x["lr"] * x["weight_decay"] == pytest.approx(x["lr_eff"] * 5e-4, rel=0.01)
+    assert all("weight_decay" not in x for x in d["ce"] + d["as_softmax"])  # uncoupled: the task's decay
+    assert all("weight_decay" not in x for x in P.design(s, "b", "adamw", weight_decay=5e-4)["temperature"])
+    cfgs = [c for c in P.plan({**BASE, "weight_decay": 5e-4}, SPEC) if c.optimizer == "sgd"]
+    t = [c for c in cfgs if c.loss == "temperature"]
+    assert [c.weight_decay for c in t] == [x["weight_decay"] for x in d["temperature"]]
+    assert {c.weight_decay for c in cfgs if c.loss == "ce"} == {5e-4}
+
+
 def test_coupling_is_not_applied_on_adamw():
     s = P.check_spec(SPEC)
     d = P.design(s, "b", "adamw")

@@ -64,7 +64,8 @@ def unit_design(spec: dict) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]
     return u_lr, out
 
 
-def design(spec: dict, task: str | None = None, optimizer: str = "sgd") -> dict[str, list[dict]]:
+def design(spec: dict, task: str | None = None, optimizer: str = "sgd",
+           weight_decay: float | None = None) -> dict[str, list[dict]]:
     """method -> N settings ``{'lr', 'lr_eff', knob: ...}`` on ``task`` (trained with ``optimizer``), index i
     the same trial index for every method (:func:`unit_design`'s columns mapped into each method's ranges).
 
@@ -78,7 +79,13 @@ def design(spec: dict, task: str | None = None, optimizer: str = "sgd") -> dict[
     gradient is that of CE(αz)/α, temperature β = α at step η/α, so its effective step is ηα (power −1). On
     an AdamW task (``optimizer != 'sgd'``) the coupling is not applied, ``lr == lr_eff``: Adam divides out the
     gradient's scale, so a temperature is no longer a step-size change. ``task`` may be None when no
-    learning-rate range is per task."""
+    learning-rate range is per task.
+
+    ``weight_decay`` (the task's): where the coupling applies, the setting also carries
+    ``weight_decay = round₃(weight_decay · lr_eff / lr)``, so that the decay per step, lr · weight_decay, is the
+    task's at lr_eff — SGD's coupled decay shrinks the weights by a factor 1 − lr·wd per step, and a coupled
+    lr of 10⁴ (β = 0.01, lr_eff = 1) with the task's decay would shrink them to nothing (lr·wd > 2 diverges).
+    The coupling rescales the loss's step, not the regulariser's."""
     u_lr, u = unit_design(spec)
     out = {}
     for method in spec["methods"]:
@@ -89,6 +96,9 @@ def design(spec: dict, task: str | None = None, optimizer: str = "sgd") -> dict[
         lr = lr_eff if c is None else [_round(e * cols[c[0]][i] ** c[1]) for i, e in enumerate(lr_eff)]
         out[method] = [{"lr": lr[i], "lr_eff": lr_eff[i], **{k: v[i] for k, v in cols.items()}}
                        for i in range(spec["trials"])]
+        if c is not None and weight_decay:
+            for s_ in out[method]:
+                s_["weight_decay"] = _round(weight_decay * s_["lr_eff"] / s_["lr"])
     return out
 
 
@@ -100,7 +110,7 @@ def _knob_values(setting: dict) -> dict:
 def _configs(task_cfgs: dict, spec: dict) -> tuple[list[dict], list[Config]]:
     rows, cfgs = [], []
     for task, tc in task_cfgs.items():
-        settings = design(spec, task, tc.optimizer)
+        settings = design(spec, task, tc.optimizer, tc.weight_decay)
         for method in spec["methods"]:
             for i, s in enumerate(settings[method]):
                 c = _with(tc, method, _knob_values(s), s["lr"], spec["seed_base"] + i)
@@ -122,7 +132,7 @@ def search_table(base: dict, spec: dict) -> pd.DataFrame:
         return m != "ce" and ("lr" in spec["methods"][m] or lr_coupling(spec, m) is not None)
 
     for task, tc in tasks(base, spec).items():
-        settings = design(spec, task, tc.optimizer)
+        settings = design(spec, task, tc.optimizer, tc.weight_decay)
         for method in spec["methods"]:
             c = lr_coupling(spec, method)
             lrs = [s["lr"] for s in settings[method]]
