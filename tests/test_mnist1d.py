@@ -23,7 +23,9 @@ FROZEN = ROOT.parent / "shared" / "data" / "MNIST1D" / "mnist1d_frozen.npz"
 def generated(tmp_path_factory):
     """The default set, generated into a fresh data root (and read back from its cache)."""
     root = tmp_path_factory.mktemp("data")
-    return root, D.mnist1d_arrays(root)
+    with pytest.MonkeyPatch.context() as mp:  # no fallback cache of the repository's (.cache/MNIST1D) is read
+        mp.setattr(D, "REPO_ROOT", tmp_path_factory.mktemp("repo"))
+        return root, D.mnist1d_arrays(root)
 
 
 def test_default_generation_is_the_authors_frozen_set(generated):
@@ -198,3 +200,30 @@ def test_adamw_trains_the_1d_models_as_adam(model, tmp_path):
     assert res["final"]["train_acc"] > 0.3 and res["final"]["total_opt_steps"] == 3 * 4
     sgd = train(cfg.replace(optimizer="sgd"), progress=False)  # the optimizer really is switched
     assert sgd["final"]["test_nll"] != res["final"]["test_nll"]
+
+
+# ------------------------------------------------------------------ the reference check (chapter 08)
+
+
+def test_reference_sweep_is_the_authors_setup_and_its_table():
+    from softgrad.reference import AUTHORS_SETUP, FROZEN_SET, authors_epochs, reference_table
+    from softgrad.runs import plan_params
+
+    assert authors_epochs() == 150 and authors_epochs(n_train=40000) == 15
+    for profile, seeds, epochs in (("quick", 3, 150), ("paper", 5, 150), ("ci", 1, 5)):
+        (name, cfgs), = plan_params(C.load_params(ROOT / "params" / profile / "08_cost.yaml"))
+        assert sorted({c.model for c in cfgs}) == ["cnn1d", "mlp1d"] and len(cfgs) == 2 * seeds, profile
+        for c in cfgs:
+            want = {**AUTHORS_SETUP, **FROZEN_SET, "epochs": epochs}
+            assert {k: getattr(c, k) for k in want} == want, profile
+    import pandas as pd
+
+    rows = [{**AUTHORS_SETUP, **FROZEN_SET, "model": m, "seed": s, "final": True, "test_acc": a,
+             "total_opt_steps": 6000, "train_time": 2.0} for m, s, a in (("mlp1d", 0, 0.6), ("mlp1d", 1, 0.7), ("cnn1d", 0, 0.9))]
+    rows.append({**rows[0], "final": False, "test_acc": 0.1})  # not a final epoch: ignored
+    t = reference_table(pd.DataFrame(rows)).set_index("model")
+    assert t.loc["mlp1d", "test_acc_mean"] == pytest.approx(0.65) and t.loc["mlp1d", "runs"] == 2
+    assert t.loc["mlp1d", "test_acc_std"] == pytest.approx(0.0707107, rel=1e-5) and t.loc["cnn1d", "test_acc_std"] == 0
+    assert t.loc["cnn1d", "difference"] == pytest.approx(0.9 - 0.94) and t.authors_setup.all()
+    rows[2]["lr"] = 1e-3
+    assert not reference_table(pd.DataFrame(rows)).set_index("model").loc["cnn1d", "authors_setup"]
