@@ -13,8 +13,9 @@
 # (`make bench`): the loss benchmark (`benchmarks/losses.py`: forward + backward as a ratio to
 # `F.cross_entropy`, and on CUDA to the bytes floor), the trainer benchmarks (`benchmarks/train.py`,
 # `benchmarks/throughput.py`), and AS-Speed's speed-up from chapter 05. A device whose JSON is absent was
-# not measured. The last section turns the measured throughput into a compute estimate for the `paper`
-# profile.
+# not measured. One check of the trainer itself: CE under the MNIST-1D authors' training setup, beside their
+# reference accuracies (the only runs this chapter trains). The last section turns the measured throughput into a
+# compute estimate for the `paper` profile.
 
 # %% tags=["parameters"]
 profile = "ci"
@@ -36,7 +37,8 @@ from softgrad.config import expand, load_params
 from softgrad.plots import COLORS, show, table
 from softgrad.book import page_header
 from softgrad import protocol
-from softgrad.runs import REPO_ROOT, notebook_params
+from softgrad.reference import AUTHORS_OTHER, AUTHORS_STEPS, reference_table
+from softgrad.runs import REPO_ROOT, notebook_params, run_params
 
 NB = "08_cost"
 P = notebook_params(NB, profile, base, sweeps, extra)
@@ -123,6 +125,50 @@ if len(thr):
                          "DataLoader pipeline (samples/s)", "vs_dataloader": "÷ DataLoader"},
                   formats={"softgrad (samples/s)": "{:,.0f}", "DataLoader pipeline (samples/s)": "{:,.0f}",
                            "÷ DataLoader": "{:.2f}"}))
+
+# %% [markdown]
+# ## The trainer against MNIST-1D's reference accuracies
+#
+# Before MNIST-1D (Greydanus & Kobak, ICML 2024; dataset `mnist1d`, generated offline by the authors' package)
+# judges any loss, CE is trained here with the authors' setup (`softgrad.reference.AUTHORS_SETUP`): their MLP and
+# CNN (`mlp1d`, `cnn1d`: `MLPBase` with 100 hidden units and its residual second layer, `ConvBase` with 25
+# channels), Adam (`optimizer: adamw`, weight decay 0) at a constant learning rate 1e-2, batch 100, 6,000 steps
+# (150 epochs of the frozen set's 4,000 training signals), on their frozen test split of 1,000. They report 68%
+# (MLP) and 94% (CNN). The trainer reshuffles the batches every epoch where their loop cycles through the
+# training set in one order; a seed-to-seed spread is shown, where they report one run.
+# {glue:md}`cost_ref_text`
+
+# %% tags=["hide-input"]
+ref_df = run_params(P)
+ref = reference_table(ref_df)
+print(f"{len(ref_df[ref_df.final])} runs: " + "; ".join(
+    f"{r.model} {r.runs} seed{'s' if r.runs != 1 else ''} × {r.steps} optimizer steps ({r.epochs} epochs)"
+    for r in ref.itertuples()) + f"; the authors' setup and {AUTHORS_STEPS:,} steps: {bool(ref.authors_setup.all())}")
+
+# %% tags=["hide-input", "nbval-ignore-output"]
+def _acc(r):
+    return f"{100 * r.test_acc_mean:.1f}%" + (f" ± {100 * r.test_acc_std:.1f}" if r.runs > 1 else "")
+
+
+for r in ref.itertuples():
+    glue(f"cost_ref_{r.model}_acc", float(r.test_acc_mean), display=False)
+glue("cost_ref_text", Markdown(
+    ("With the authors' setup, CE reaches " if ref.authors_setup.all() else
+     f"**This profile cuts the authors' {AUTHORS_STEPS:,} steps to {ref.steps.iloc[0]:,}**, so its accuracies are not "
+     "comparable with theirs; here CE reaches ")
+    + " and ".join(f"{_acc(r)} with `{r.model}` (authors: {100 * r.authors:.0f}%)" for r in ref.itertuples())
+    + (" (mean ± sd over seeds)" if (ref.runs > 1).any() else "")
+    + f", in {' and '.join(f'{r.train_seconds:.1f} s' for r in ref.itertuples())} of training per run (evaluation "
+    f"excluded) on this machine's {ref_df.device.iloc[0].upper()}"
+    + (f" with {threads} thread{'s' if threads > 1 else ''}" if (threads := int(ref_df.threads.iloc[0])) else "")
+    + ". The authors' other references: "
+    + ", ".join(f"{k} {100 * v:.0f}%" for k, v in AUTHORS_OTHER.items()) + "."), display=False)
+display(table(ref.drop(columns="authors_setup"),
+              names={"runs": "seeds", "steps": "optimizer steps", "test_acc_mean": "test accuracy (mean)",
+                     "test_acc_std": "sd", "test_acc_min": "min", "test_acc_max": "max", "authors": "authors",
+                     "difference": "mean − authors", "train_seconds": "training s / run"},
+              formats={"test accuracy (mean)": "{:.2%}", "sd": "{:.2%}", "min": "{:.1%}", "max": "{:.1%}",
+                       "authors": "{:.0%}", "mean − authors": "{:+.2%}", "training s / run": "{:.1f}"}))
 
 # %% [markdown]
 # ## AS-Speed against the paper's 1.2× claim (chapter 05, this profile)

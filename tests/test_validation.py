@@ -85,6 +85,14 @@ BAD_FILES = {
     "flip on vectors": ("base: {dataset: synthetic, hflip: true}", "hflip: image augmentation cannot"),
     "lenet5 on 8x8 digits": ("base: {dataset: digits, model: lenet5}", "cannot take 'digits' inputs"),
     "crop wider than image": ("base: {dataset: digits, crop_padding: 8}", "crop_padding: must be smaller"),
+    "1-d conv net on images": ("base: {dataset: digits, model: cnn1d}", "model: 'cnn1d' needs vector inputs"),
+    "momentum with adamw": ("base: {optimizer: adamw}\nsweeps: {a: {momentum: [0.9, 0.0]}}",
+                            "sweep 'a': momentum: applies to optimizer 'sgd' only"),
+    "nesterov with adamw": ("base: {optimizer: adamw, nesterov: true}", "nesterov: applies to optimizer 'sgd' only"),
+    "mnist1d samples per class": ("base: {dataset: mnist1d, mnist1d_samples: 4999}",
+                                  "mnist1d_samples: must be a multiple of 10"),
+    "mnist1d test split too large": ("base: {dataset: mnist1d, mnist1d_samples: 100, mnist1d_test_samples: 100}",
+                                     "mnist1d_test_samples: must be in [1, 99]"),
     "seed above generator range": ("base: {seed: 18446744073709551616}", "seed: must be in [0, 4294967295]"),
     "negative seed": ("base: {seeds: [0, -1]}", "seed: must be in"),
     "unknown amp": ("base: {amp: fp8}", "amp: must be one of ['auto', 'bf16', 'off']"),
@@ -303,7 +311,7 @@ def test_lock_hash_is_recorded_in_provenance():
 
 
 MODEL_SHAPES = {"mlp": (1, 8, 8), "lenet5": (1, 28, 28), "vgg_small": (3, 32, 32), "resnet20": (3, 32, 32),
-                "resnet18": (3, 32, 32)}
+                "resnet18": (3, 32, 32), "mlp1d": (40,), "cnn1d": (40,)}
 
 
 @pytest.mark.parametrize("model", list(MODEL_SHAPES))
@@ -313,7 +321,7 @@ def test_bf16_autocast_on_cpu_every_loss_and_model(model):
 
     shape = MODEL_SHAPES[model]
     torch.manual_seed(0)
-    net = build_model(C.Config(model=model, width=8), shape, 10)
+    net = build_model(C.Config(model=model, width=8, dataset="mnist1d" if len(shape) == 1 else "mnist10k"), shape, 10)
     x, y = torch.rand(4, *shape), torch.arange(4)
     for name in L.LOSSES:
         net.zero_grad()

@@ -75,14 +75,14 @@ def repo_url() -> str | None:
 
 DATASET_NAMES = {"mnist10k": "MNIST-10k", "digits": "digits 8×8", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
                  "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "synthetic": "synthetic",
-                 "teacher": "teacher"}
+                 "teacher": "teacher", "mnist1d": "MNIST-1D"}
 FULL_BATCH = 4096  # a batch this large holds the whole training set of the small datasets: full-batch GD
 
 
 def _model_text(c) -> str:
     if c.model == "mlp":
         return "linear softmax" if c.depth == 0 else f"MLP {c.depth}×{c.width}"
-    return c.model
+    return {"mlp1d": "MNIST-1D MLP", "cnn1d": "MNIST-1D CNN"}.get(c.model, c.model)
 
 
 def _run_text(c) -> str:
@@ -90,7 +90,8 @@ def _run_text(c) -> str:
     ds = DATASET_NAMES.get(c.dataset, c.dataset) + (f", {c.label_noise:.0%} label noise" if c.label_noise else "")
     if c.batch_size >= FULL_BATCH:
         return f"{ds} · {_model_text(c)} · full-batch GD, {c.epochs} steps"
-    return f"{ds} · {_model_text(c)} · {c.epochs} epochs"
+    opt = " · AdamW" if c.optimizer == "adamw" else ""
+    return f"{ds} · {_model_text(c)}{opt} · {c.epochs} epochs"
 
 
 def setup_text(params: dict, sweeps) -> str:

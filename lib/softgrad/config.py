@@ -43,7 +43,7 @@ from .losses.noisy import NOISE_KINDS, NOISE_SIGNS
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
            "check_grid_size", "effective_threads", "thread_override", "device_available", "ENGINES"]
 
-MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
+MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18", "mlp1d", "cnn1d")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 WARMUPS = ("none", *(m.warmup.kind for m in LOSSES.values() if m.warmup))  # declared by the methods
@@ -54,6 +54,8 @@ ENGINES = ("single", "stacked")  # softgrad.train (one run) or softgrad.stacked 
 STACKED_MODELS = ("mlp", "lenet5")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
 IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
+VECTOR_MODELS = ("mlp1d", "cnn1d")  # the MNIST-1D authors' models: inputs (N, L)
+SGD_ONLY = {"momentum": 0.9, "nesterov": False}  # with optimizer 'adamw' these must keep their (unused) defaults
 SEED_MAX = 2**32 - 1  # numpy/torch generators accept every seed in [0, 2^32 - 1]
 # A parameter file (or --set override) that expands to more runs than this fails validation unless
 # allowed explicitly (run_params(..., allow_large=True), CLI --allow-large-grid): a typo in a list
@@ -79,9 +81,16 @@ class Config:
     synthetic_n_train: int = 5000
     synthetic_separation: float = 3.0
     synthetic_label_noise: float = 0.0
+    # MNIST-1D (softgrad.data.mnist1d_arrays): the generator's num_samples (a multiple of 10; samples // 10 per
+    # class), how many of them (the last, as the generator splits) are the test split, and its seed. The defaults
+    # are the authors' frozen set (4,000 train, 1,000 test); any other value generates a new set (a new draw, not
+    # a superset), e.g. mnist1d_samples: 14000 with mnist1d_test_samples: 10000 (4,000 train, 10,000 test).
+    mnist1d_samples: int = 5000
+    mnist1d_test_samples: int = 1000
+    mnist1d_seed: int = 42
     # model
     model: str = "mlp"
-    width: int = 256  # MLP hidden width / VGG base channels
+    width: int = 256  # MLP hidden width / VGG base channels (lenet5, resnets, mlp1d, cnn1d: fixed sizes)
     depth: int = 2  # MLP hidden layers
     head_bias: bool = True  # False: bias-free last layer
     head_init_scale: float = 1.0  # multiplier on the last layer's initial weights (the ||beta z0|| knob)
@@ -103,10 +112,10 @@ class Config:
     as_speed_lambda: float = 1.0
     as_speed_kmax: int = 2
     # optimisation
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # 'adamw': torch.optim.AdamW (betas 0.9, 0.999); with weight_decay 0 it is Adam
     lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
+    momentum: float = 0.9  # SGD only: with adamw it must stay at this default (unused)
+    nesterov: bool = False  # SGD only
     weight_decay: float = 5e-4
     lr_schedule: str = "cosine"
     lr_warmup_epochs: float = 0.0
@@ -185,6 +194,12 @@ def _check(cfg: Config):
     _range(cfg, "synthetic_dim", 1)
     _range(cfg, "synthetic_n_train", 10)
     _range(cfg, "synthetic_label_noise", 0.0, 1.0)
+    _range(cfg, "mnist1d_samples", 10)
+    if cfg.mnist1d_samples % 10:
+        _fail("mnist1d_samples", f"must be a multiple of 10 (the generator makes mnist1d_samples // 10 samples per "
+                                 f"class), got {cfg.mnist1d_samples}")
+    _range(cfg, "mnist1d_test_samples", 1, cfg.mnist1d_samples - 1)
+    _range(cfg, "mnist1d_seed", 0, SEED_MAX)
     _range(cfg, "width", 1)
     _range(cfg, "depth", 0)
     _range(cfg, "head_init_scale", 0.0, lo_open=True)
@@ -216,6 +231,12 @@ def _check(cfg: Config):
         allowed = [m.name for m in LOSSES.values() if m.zero_loss]
         _fail("as_speed", f"AS-Speed needs a loss with exact zero-loss samples (it counts them): one of {allowed}, "
                           f"got {cfg.loss!r}")
+    if cfg.optimizer != "sgd":  # momentum and nesterov are SGD's; AdamW has its own betas
+        for key, default in SGD_ONLY.items():
+            if getattr(cfg, key) != default:
+                _fail(key, f"applies to optimizer 'sgd' only; with optimizer {cfg.optimizer!r} leave it at its default "
+                           f"{json.dumps(default)} (unused; AdamW's betas are (0.9, 0.999)), got "
+                           f"{json.dumps(getattr(cfg, key))}")
     if cfg.noise_alpha > 0 and cfg.head_bias:
         _fail("head_bias", "Noisy Softmax (noise_alpha > 0) needs a bias-free head: set head_bias: false")
     _check_applicable(cfg)
@@ -244,17 +265,24 @@ def _check_applicable(cfg: Config) -> None:
     from .models import model_fits  # torchvision: imported when a config is checked, not with this module
 
     shape, classes = dataset_shape(cfg.dataset, cfg.synthetic_classes, cfg.synthetic_dim)
+    allowed = lambda: [m for m in MODELS if model_fits(m, cfg.width, shape)]  # noqa: E731
     if len(shape) != 3:
         if cfg.model in IMAGE_MODELS:
             _fail("model", f"{cfg.model!r} needs image inputs but dataset {cfg.dataset!r} is vectors of shape {shape}; "
-                           f"allowed for it: ['mlp']")
+                           f"allowed for it: {allowed()}")
+        if cfg.model in VECTOR_MODELS and not model_fits(cfg.model, cfg.width, shape):
+            _fail("model", f"{cfg.model!r} cannot take {cfg.dataset!r} vectors of shape {shape} (too short for its "
+                           f"strided convolutions); allowed for it: {allowed()}")
         for key in ("crop_padding", "hflip"):
             if getattr(cfg, key):
                 _fail(key, f"image augmentation cannot apply to dataset {cfg.dataset!r} (vectors of shape {shape}); "
                            f"allowed for it: 0/false")
+    elif cfg.model in VECTOR_MODELS:
+        _fail("model", f"{cfg.model!r} needs vector inputs (N, L) but dataset {cfg.dataset!r} is images of shape "
+                       f"{shape}; allowed for it: {allowed()}")
     elif cfg.model in IMAGE_MODELS and not model_fits(cfg.model, cfg.width, shape):
         _fail("model", f"{cfg.model!r} cannot take {cfg.dataset!r} inputs of shape {shape} (too small for its "
-                       f"pooling); allowed for it: {[m for m in MODELS if model_fits(m, cfg.width, shape)]}")
+                       f"pooling); allowed for it: {allowed()}")
     if cfg.crop_padding and len(shape) == 3 and cfg.crop_padding >= min(shape[1:]):
         _fail("crop_padding", f"must be smaller than the image side {min(shape[1:])}, got {cfg.crop_padding}")
     if cfg.device in ("cuda", "mps") and not device_available(cfg.device):
@@ -551,6 +579,7 @@ def parse_set(items: list[str]) -> dict:
 # Fields that change how a run executes but not what it computes are left out of the run id. The thread
 # count is in it: float32 reductions differ in the last bits between 1 and 2 threads.
 _NOT_IN_ID = ("data_root",)
+_MNIST1D_FIELDS = ("mnist1d_samples", "mnist1d_test_samples", "mnist1d_seed")
 
 
 #: Part of every run's id. Bumped when a library change alters what a run computes (not only how fast), so
@@ -570,5 +599,8 @@ def config_id(cfg: Config) -> str:
         del d["loss_impl"]
     if d["engine"] == "single":  # likewise: ids of single-engine runs are unchanged by the field
         del d["engine"]
+    for k in _MNIST1D_FIELDS:  # only where they change the data: mnist1d away from the authors' frozen set
+        if d["dataset"] != "mnist1d" or d[k] == _FIELDS[k].default:
+            del d[k]
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,7 +1,9 @@
 """Named datasets as tensors, and an on-device batcher with augmentation.
 
-Every dataset returns a :class:`Dataset` of four tensors: ``x_train (N, ...)`` float32 in [0, 1]
-(images ``(N, C, H, W)``, vectors ``(N, D)``), ``y_train (N,)`` int64, and the same for test.
+Every dataset returns a :class:`Dataset` of four tensors: ``x_train (N, ...)`` float32 (images ``(N, C, H, W)``
+in [0, 1]; vectors ``(N, D)`` on their own scale: ``synthetic``/``teacher`` as drawn, ``mnist1d`` standardised by
+its generator to mean 0 and standard deviation 1 over the whole set, as its authors feed it), ``y_train (N,)``
+int64, and the same for test.
 The whole set is moved to the training device once; batching, shuffling and augmentation (random
 crop with zero padding, horizontal flip) are tensor ops there, with no per-sample Python, and are
 deterministic given a ``torch.Generator``.
@@ -12,6 +14,9 @@ Names:
   ``digits``    scikit-learn's bundled 8x8 digits (1,797 images)
   ``synthetic`` Gaussian mixture (``classes``, ``dim``, ``separation``, ``label_noise``)
   ``teacher``   labels from a random two-layer teacher network
+  ``mnist1d``   MNIST-1D (Greydanus & Kobak, "Scaling Down Deep Learning with MNIST-1D", ICML 2024): 40-long
+                signals of 10 digit templates, generated offline by the authors' ``mnist1d`` package (never
+                downloaded) and cached under ``<root>/MNIST1D/`` (:func:`mnist1d_arrays`)
 
 Data root: the ``root`` argument, else ``$SOFTGRAD_DATA``, else ``./data`` (relative to the repo root).
 """
@@ -19,6 +24,8 @@ Data root: the ``root`` argument, else ``$SOFTGRAD_DATA``, else ``./data`` (rela
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +36,8 @@ from torch import Tensor
 
 from .common import REPO_ROOT
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "data_root", "read_idx", "Batcher", "augment", "dataset_shape"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "data_root", "read_idx", "Batcher", "augment", "dataset_shape",
+           "mnist1d_arrays", "MNIST1D_DEFAULTS"]
 
 
 
@@ -215,11 +223,150 @@ def _synthetic(classes: int = 10, dim: int = 32, n_train: int = 5000, n_test: in
                    classes)
 
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "mnist10k", "digits", "synthetic", "teacher")
+# ------------------------------------------------------------------ MNIST-1D (generated, never downloaded)
+
+#: The authors' frozen set: ``mnist1d.data.get_dataset_args()``'s ``num_samples`` and ``seed``, and the test
+#: split its ``train_split`` 0.8 leaves (the last 1,000 of 5,000). Config: ``mnist1d_samples``,
+#: ``mnist1d_test_samples``, ``mnist1d_seed``.
+MNIST1D_DEFAULTS = {"samples": 5000, "test_samples": 1000, "seed": 42}
+MNIST1D_LENGTH = 40  # the generator's final_seq_length (not exposed: the models are built for it)
+
+
+def _mnist1d_args(samples: int, seed: int) -> dict:
+    """The generator's arguments: the authors' ``get_dataset_args()`` with ``num_samples`` and ``seed`` replaced
+    (``url`` dropped: nothing is downloaded)."""
+    from mnist1d.data import get_dataset_args
+
+    args = {k: v for k, v in get_dataset_args(as_dict=True).items() if k != "url"}
+    return {**args, "num_samples": int(samples), "seed": int(seed)}
+
+
+def _mnist1d_generate(args: dict) -> dict[str, np.ndarray]:
+    """``mnist1d.data.make_dataset`` on ``args``; returns the whole shuffled set before its train/test split:
+    ``x (N, 40)`` float64, ``y (N,)`` int64, ``t (40,)``. The generator seeds numpy's and Python's global RNGs;
+    both are restored afterwards, so generating leaves no trace on the caller's random streams."""
+    import random
+
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(ObjectView(dict(args)))
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {"x": np.concatenate([d["x"], d["x_test"]]), "y": np.concatenate([d["y"], d["y_test"]]).astype(np.int64),
+            "t": np.asarray(d["t"], dtype=np.float64)}
+
+
+def _mnist1d_cache_dirs(root: Path) -> list[Path]:
+    """Where a generated set is cached: ``<root>/MNIST1D`` and, where that is read-only (a shared data root),
+    ``<repo>/.cache/MNIST1D`` (git-ignored)."""
+    return [root / "MNIST1D", REPO_ROOT / ".cache" / "MNIST1D"]
+
+
+def mnist1d_arrays(root=None, samples: int = 5000, test_samples: int = 1000, seed: int = 42) -> dict[str, np.ndarray]:
+    """MNIST-1D in its authors' layout: ``x (N - test_samples, 40)``, ``y``, ``x_test (test_samples, 40)``,
+    ``y_test`` (float64 / int64, exactly the generator's values) and ``t (40,)``.
+
+    Greydanus & Kobak, "Scaling Down Deep Learning with MNIST-1D" (ICML 2024). The set is
+    ``mnist1d.data.make_dataset`` with the authors' arguments (``get_dataset_args()``) except ``num_samples``
+    (``samples``; ``samples // 10`` per class) and ``seed``; it is split as the generator splits (the first
+    samples train, the last ``test_samples`` test: the generator's ``train_split`` = 1 − test_samples/samples,
+    without its rounding of ``int(N * train_split)``). The defaults give the authors' frozen set
+    (``mnist1d_data.pkl``: 4,000 train, 1,000 test) to float rounding (tested against a copy).
+
+    A larger set is a new draw, not an extension: the generator makes every class in turn, shuffles the whole set
+    and standardises it with its own mean and deviation, so with the same seed the first samples of a
+    50,000-sample set differ from the 5,000-sample set's (the same raw signals for the first 500 of class 0
+    only, placed and scaled differently).
+
+    Generation takes about 0.4 ms per sample on one CPU core; each set is cached once as
+    ``generated_<hash>.npz`` (the hash covers every generator argument and the package version), written
+    atomically under ``<root>/MNIST1D`` or, where the data root is read-only, ``<repo>/.cache/MNIST1D``.
+    """
+    import importlib.metadata
+
+    if samples % 10 or samples < 10:
+        raise ValueError(f"mnist1d samples must be a positive multiple of 10 (the generator makes samples // 10 per "
+                         f"class), got {samples}")
+    if not 1 <= test_samples < samples:
+        raise ValueError(f"mnist1d test_samples must be in [1, samples - 1] = [1, {samples - 1}], got {test_samples}")
+    args = _mnist1d_args(samples, seed)
+    version = importlib.metadata.version("mnist1d")
+    key = json.dumps({"args": args, "mnist1d": version}, sort_keys=True)
+    name = f"generated_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    arrays = None
+    for folder in _mnist1d_cache_dirs(data_root(root)):
+        try:
+            with np.load(folder / name) as f:
+                if str(f["key"]) == key:
+                    arrays = {k: f[k] for k in ("x", "y", "t")}
+                    break
+        except (OSError, KeyError, ValueError):  # absent, unreadable or truncated: generate
+            continue
+    if arrays is None:
+        arrays = _mnist1d_generate(args)
+        for folder in _mnist1d_cache_dirs(data_root(root)):
+            if _write_npz(folder / name, key=np.array(key), **arrays):
+                break
+    n_train = samples - test_samples
+    return {"x": arrays["x"][:n_train], "y": arrays["y"][:n_train], "x_test": arrays["x"][n_train:],
+            "y_test": arrays["y"][n_train:], "t": arrays["t"]}
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` (or, before it exists, its nearest existing parent) may be written: its permission
+    bits grant some write access and the process has it. A shared data root marked read-only (mode ``r-x``)
+    stays untouched even for root, whom the kernel would let write."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return bool(p.stat().st_mode & 0o222) and os.access(p, os.W_OK)
+    except OSError:
+        return False
+
+
+def _write_npz(path: Path, **arrays) -> bool:
+    """``np.savez`` to ``path`` atomically (a temporary file renamed into place); False where it cannot or must
+    not be written (a read-only data root), so the caller tries the next place."""
+    if not _writable(path.parent):
+        return False
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _mnist1d(root: Path, samples: int = 5000, test_samples: int = 1000, seed: int = 42) -> Dataset:
+    """MNIST-1D as a :class:`Dataset`: inputs ``(N, 40)`` float32, the generator's standardised values unchanged
+    (its authors feed them raw; no rescaling to [0, 1])."""
+    a = mnist1d_arrays(root, samples, test_samples, seed)
+    x = lambda k: torch.from_numpy(a[k]).float()  # noqa: E731
+    y = lambda k: torch.from_numpy(a[k]).long()  # noqa: E731
+    return Dataset("mnist1d", x("x"), y("y"), x("x_test"), y("y_test"), 10)
+
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "mnist10k", "digits", "synthetic", "teacher",
+            "mnist1d")
 # (input shape, classes) of each data set, known without loading it (config validation uses it)
 _SHAPES = {"mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "mnist10k": ((1, 28, 28), 10),
            "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
-           "digits": ((1, 8, 8), 10)}
+           "digits": ((1, 8, 8), 10), "mnist1d": ((MNIST1D_LENGTH,), 10)}
 
 
 def dataset_shape(name: str, classes: int = 10, dim: int = 32) -> tuple[tuple, int]:
@@ -237,6 +384,8 @@ def load_dataset(name: str, root=None, download: bool = True, **options) -> Data
         return _mnist10k(data_root(root), download, **options)
     if name == "digits":
         return _digits(**options)
+    if name == "mnist1d":
+        return _mnist1d(data_root(root), **options)
     if name in ("synthetic", "teacher"):
         return _synthetic(kind="mixture" if name == "synthetic" else "teacher", **options)
     return _torchvision(name, data_root(root), download)

@@ -7,7 +7,11 @@ perturbation when the head is a :class:`~softgrad.noisy.NoisySoftmaxHead`.
 Feature extractors: ``mlp`` (``depth`` hidden ReLU layers of ``width``), ``lenet5`` (LeCun 1998,
 ReLU + max-pool, inputs >= 16x16), ``vgg_small`` (VGG-style conv stack, as used by Noisy Softmax),
 ``resnet20`` (He et al. 2016 CIFAR ResNet, torchvision BasicBlocks) and ``resnet18`` (torchvision
-ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv, no max-pool).
+ResNet-18 with the CIFAR stem: 3x3 stride-1 first conv, no max-pool); for vector inputs ``(N, L)`` (MNIST-1D)
+the MNIST-1D authors' ``mlp1d`` and ``cnn1d`` (Greydanus & Kobak 2024, repository greydanus/mnist1d,
+``notebooks/models.py``: ``MLPBase``, ``ConvBase``), at their fixed sizes (``width`` and ``depth`` do not apply,
+as for ``lenet5``), PyTorch's default initialisation, layers created in the authors' order (so one seed gives
+their initial weights).
 Last-layer options: bias-free (``head_bias=False``), a multiplier on its initial weights
 (``head_init_scale``, the Temperature paper's ``||beta z0||`` knob), Noisy Softmax (``noise_alpha>0``).
 """
@@ -23,10 +27,13 @@ from .losses.noisy import NoisySoftmaxHead
 __all__ = ["Classifier", "build_model", "MODEL_NEEDS", "model_fits"]
 
 # What each model needs of its input, declared (configuration checks read this; nothing is built to check):
-# 'image': (C, H, W) inputs; 'min_side': the smallest H and W its pooling takes; 'min_width': the smallest
-# ``width`` (VGG's first stage has width // 4 channels).
+# 'image': (C, H, W) inputs; 'vector': (L,) inputs; 'min_side': the smallest H and W its pooling takes;
+# 'min_length': the smallest L its strided convolutions take; 'min_width': the smallest ``width`` (VGG's first
+# stage has width // 4 channels).
 MODEL_NEEDS: dict[str, dict] = {
     "mlp": {},
+    "mlp1d": {"vector": True},
+    "cnn1d": {"vector": True, "min_length": 3},
     "lenet5": {"image": True, "min_side": 16},
     "vgg_small": {"image": True, "min_width": 4},
     "resnet20": {"image": True},
@@ -38,6 +45,10 @@ def model_fits(model: str, width: int, input_shape: tuple) -> bool:
     """Whether ``model`` (with ``width``) takes inputs of ``input_shape``, from :data:`MODEL_NEEDS`."""
     need = MODEL_NEEDS[model]
     if need.get("image") and len(input_shape) != 3:
+        return False
+    if need.get("vector") and len(input_shape) != 1:
+        return False
+    if need.get("min_length") and input_shape[0] < need["min_length"]:
         return False
     if need.get("min_side") and min(input_shape[1:]) < need["min_side"]:
         return False
@@ -74,6 +85,48 @@ def _mlp(input_shape, width: int, depth: int) -> tuple[nn.Module, int]:
         layers += [nn.Linear(d_in, width), nn.ReLU(inplace=True)]
         d_in = width
     return nn.Sequential(*layers), d_in
+
+
+class _ResidualReLU(nn.Module):
+    """``h + relu(linear(h))``: the second layer of the MNIST-1D authors' ``MLPBase``."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + torch.relu(self.linear(h))
+
+
+def _mlp1d(input_shape, hidden: int = 100) -> tuple[nn.Module, int]:
+    """The MNIST-1D authors' ``MLPBase`` (Greydanus & Kobak 2024) without its last layer (the head):
+    ``(B, L)`` -> ``Linear(L, 100)``, ReLU -> ``h + ReLU(Linear(100, 100)(h))`` (their residual second layer)
+    -> features ``(B, 100)``; the head is their ``Linear(100, 10)``. 15,210 parameters at L = 40."""
+    return nn.Sequential(nn.Linear(input_shape[0], hidden), nn.ReLU(), _ResidualReLU(hidden)), hidden
+
+
+def _conv1d_length(n: int, kernel: int, stride: int = 2, padding: int = 1) -> int:
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def _cnn1d(input_shape, channels: int = 25) -> tuple[nn.Module, int]:
+    """The MNIST-1D authors' ``ConvBase`` (Greydanus & Kobak 2024) without its last layer (the head):
+    ``(B, L)`` viewed as ``(B, 1, L)`` -> ``Conv1d(1, 25, 5, stride 2, padding 1)``, ReLU -> two
+    ``Conv1d(25, 25, 3, stride 2, padding 1)``, ReLU -> flatten (channel-major) -> features ``(B, 25 · L3)``,
+    L3 = 5 at L = 40 (19 -> 10 -> 5); the head is their ``Linear(125, 10)``. 5,210 parameters at L = 40."""
+    n = input_shape[0]
+    if n < MODEL_NEEDS["cnn1d"]["min_length"]:
+        raise ValueError(f"model: cnn1d needs vectors of length at least {MODEL_NEEDS['cnn1d']['min_length']}, got {n}")
+    for k in (5, 3, 3):
+        n = _conv1d_length(n, k)
+    net = nn.Sequential(
+        nn.Unflatten(1, (1, input_shape[0])),
+        nn.Conv1d(1, channels, 5, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(),
+    )
+    return net, channels * n
 
 
 def _lenet5(input_shape) -> tuple[nn.Module, int]:
@@ -126,10 +179,18 @@ def _resnet18(input_shape) -> tuple[nn.Module, int]:
 
 def build_model(cfg, input_shape: tuple, num_classes: int) -> Classifier:
     """The model that ``cfg`` (a :class:`~softgrad.config.Config`) describes."""
-    if cfg.model != "mlp" and len(input_shape) != 3:
+    need = MODEL_NEEDS[cfg.model]
+    if need.get("image") and len(input_shape) != 3:
         raise ValueError(f"model: {cfg.model} needs image inputs (C, H, W), got shape {input_shape}; use mlp")
+    if need.get("vector") and len(input_shape) != 1:
+        raise ValueError(f"model: {cfg.model} needs vector inputs (L,), got shape {input_shape}; use mlp or an "
+                         f"image model")
     if cfg.model == "mlp":
         feats, dim = _mlp(input_shape, cfg.width, cfg.depth)
+    elif cfg.model == "mlp1d":
+        feats, dim = _mlp1d(input_shape)
+    elif cfg.model == "cnn1d":
+        feats, dim = _cnn1d(input_shape)
     elif cfg.model == "lenet5":
         feats, dim = _lenet5(input_shape)
     elif cfg.model == "vgg_small":

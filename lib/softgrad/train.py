@@ -67,6 +67,8 @@ def prepare_data(cfg: Config) -> Dataset:
     if cfg.dataset in ("synthetic", "teacher"):
         opts = dict(classes=cfg.synthetic_classes, dim=cfg.synthetic_dim, n_train=cfg.synthetic_n_train,
                     separation=cfg.synthetic_separation, label_noise=cfg.synthetic_label_noise)
+    elif cfg.dataset == "mnist1d":
+        opts = dict(samples=cfg.mnist1d_samples, test_samples=cfg.mnist1d_test_samples, seed=cfg.mnist1d_seed)
     ds = load_dataset(cfg.dataset, root=cfg.data_root or None, **opts)
     # the run's seed fixes the label noise and the validation split, as it fixes init and data order, so
     # two methods run with the same seed see the same data: their differences are paired
@@ -273,7 +275,7 @@ class _Run:
         self.n_world, self.rank = world()
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, ds.input_shape, ds.num_classes).to(device)
-        self.conv = cfg.model != "mlp"
+        self.conv = len(ds.input_shape) == 3 and cfg.model != "mlp"  # 2-d convs: channels_last on CUDA
         if device.type == "cuda" and self.conv:
             self.model = self.model.to(memory_format=torch.channels_last)
         init = [p.detach().clone() for p in self.model.parameters()]
