@@ -347,3 +347,27 @@ def test_trainer_bf16_branch_runs_on_cpu(kw):
     assert all(torch.isfinite(torch.tensor(res["final"][k])) for k in ("train_loss", "test_nll", "test_acc"))
     off = train(cfg.replace(amp="off"), progress=False)
     assert res["final"]["train_loss"] != off["final"]["train_loss"]  # autocast really changed the arithmetic
+
+
+def test_mnist10k_test_fraction_sets_the_split_and_only_then_the_id(monkeypatch):
+    """A larger MNIST-10k test split (chapter 06 buys precision with it): the stratified split holds that share
+    of each class out, the default leaves every earlier run id unchanged, and (0, 1) is the allowed range."""
+    from softgrad.config import Config, ConfigError, config_id
+    from softgrad.train import dataset_options
+
+    c = Config()
+    assert dataset_options(c) == {"test_fraction": 0.2}
+    # the default: the ids the runs had before the field existed (computed on the earlier commit cfaf8a0)
+    assert config_id(c) == "905e7a622e078012" and config_id(Config(dataset="digits", lr=0.1)) == "80e2554ed1d3ce8d"
+    assert config_id(c.replace(mnist10k_test_fraction=0.3)) != config_id(c)
+    assert config_id(c.replace(dataset="digits", mnist10k_test_fraction=0.3)) == config_id(c.replace(dataset="digits"))
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match=r"mnist10k_test_fraction: must be in \(0.0, 1.0\)"):
+            c.replace(mnist10k_test_fraction=bad)
+    import torch
+
+    from softgrad.data import stratified_split
+
+    y = torch.arange(10).repeat(100)
+    tr, te = stratified_split(y, 0.3, 0)
+    assert len(te) == 300 and torch.bincount(y[te]).tolist() == [30] * 10

@@ -85,6 +85,9 @@ class Config:
     # class), how many of them (the last, as the generator splits) are the test split, and its seed. The defaults
     # are the authors' frozen set (4,000 train, 1,000 test); any other value generates a new set (a new draw, not
     # a superset), e.g. mnist1d_samples: 14000 with mnist1d_test_samples: 10000 (4,000 train, 10,000 test).
+    # MNIST-10k: the share of its 10,000 images held out as the test split (stratified, fixed split seed); the rest
+    # is the training set (from which val_fraction is carved). 0.2 (2,000 test images) is the default.
+    mnist10k_test_fraction: float = 0.2
     mnist1d_samples: int = 5000
     mnist1d_test_samples: int = 1000
     mnist1d_seed: int = 42
@@ -160,9 +163,9 @@ def _choice(cfg, key, allowed):
         _fail(key, f"must be one of {list(allowed)}, got {getattr(cfg, key)!r}")
 
 
-def _range(cfg, key, lo=-math.inf, hi=math.inf, lo_open=False):
+def _range(cfg, key, lo=-math.inf, hi=math.inf, lo_open=False, hi_open=False):
     try:  # the one range checker (softgrad.losses.core.check_range), its message under this key
-        check_range(key, getattr(cfg, key), lo, hi, lo_open, False)
+        check_range(key, getattr(cfg, key), lo, hi, lo_open, hi_open)
     except ValueError as e:
         _fail(key, str(e)[len(key) + 1:])
 
@@ -194,6 +197,7 @@ def _check(cfg: Config):
     _range(cfg, "synthetic_dim", 1)
     _range(cfg, "synthetic_n_train", 10)
     _range(cfg, "synthetic_label_noise", 0.0, 1.0)
+    _range(cfg, "mnist10k_test_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
     _range(cfg, "mnist1d_samples", 10)
     if cfg.mnist1d_samples % 10:
         _fail("mnist1d_samples", f"must be a multiple of 10 (the generator makes mnist1d_samples // 10 samples per "
@@ -602,5 +606,7 @@ def config_id(cfg: Config) -> str:
     for k in _MNIST1D_FIELDS:  # only where they change the data: mnist1d away from the authors' frozen set
         if d["dataset"] != "mnist1d" or d[k] == _FIELDS[k].default:
             del d[k]
+    if d["dataset"] != "mnist10k" or d["mnist10k_test_fraction"] == _FIELDS["mnist10k_test_fraction"].default:
+        del d["mnist10k_test_fraction"]  # likewise: the default split leaves every earlier id as it was
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -62,14 +62,20 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def prepare_data(cfg: Config) -> Dataset:
-    opts = {}
+def dataset_options(cfg: Config) -> dict:
+    """The options of :func:`softgrad.data.load_dataset` a config sets (its dataset's fields)."""
     if cfg.dataset in ("synthetic", "teacher"):
-        opts = dict(classes=cfg.synthetic_classes, dim=cfg.synthetic_dim, n_train=cfg.synthetic_n_train,
+        return dict(classes=cfg.synthetic_classes, dim=cfg.synthetic_dim, n_train=cfg.synthetic_n_train,
                     separation=cfg.synthetic_separation, label_noise=cfg.synthetic_label_noise)
-    elif cfg.dataset == "mnist1d":
-        opts = dict(samples=cfg.mnist1d_samples, test_samples=cfg.mnist1d_test_samples, seed=cfg.mnist1d_seed)
-    ds = load_dataset(cfg.dataset, root=cfg.data_root or None, **opts)
+    if cfg.dataset == "mnist1d":
+        return dict(samples=cfg.mnist1d_samples, test_samples=cfg.mnist1d_test_samples, seed=cfg.mnist1d_seed)
+    if cfg.dataset == "mnist10k":
+        return dict(test_fraction=cfg.mnist10k_test_fraction)
+    return {}
+
+
+def prepare_data(cfg: Config) -> Dataset:
+    ds = load_dataset(cfg.dataset, root=cfg.data_root or None, **dataset_options(cfg))
     # the run's seed fixes the label noise and the validation split, as it fixes init and data order, so
     # two methods run with the same seed see the same data: their differences are paired
     ds = ds.with_label_noise(cfg.label_noise, seed=cfg.seed)
