@@ -606,7 +606,8 @@ def config_id(cfg: Config) -> str:
     for k in _MNIST1D_FIELDS:  # only where they change the data: mnist1d away from the authors' frozen set
         if d["dataset"] != "mnist1d" or d[k] == _FIELDS[k].default:
             del d[k]
-    if d["dataset"] != "mnist10k" or d["mnist10k_test_fraction"] == _FIELDS["mnist10k_test_fraction"].default:
-        del d["mnist10k_test_fraction"]  # likewise: the default split leaves every earlier id as it was
+    default = _FIELDS["mnist10k_test_fraction"].default
+    if d["dataset"] != "mnist10k" or d.get("mnist10k_test_fraction", default) == default:
+        d.pop("mnist10k_test_fraction", None)  # likewise: the default split leaves every earlier id as it was
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
