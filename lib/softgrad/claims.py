@@ -135,7 +135,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           Rule("value", 0.0, 0.1, band=(-0.3, 0.3)), "01_temperature", "fig-01-flow",
           reads="full-batch GD, the steps until the threshold"),
     Claim("gd_calibration", "Gradient decay", "larger β improves calibration (ECE)", "ECE falls as β rises",
-          "correlation of log β with the seed-mean test ECE over the β sweep", Rule("direction", 0.0, 0.2, side=-1),
+          "correlation of log β with the seed-mean raw test ECE over the β sweep, at one learning rate (a trend across "
+          "β; tuned gradient decay against tuned CE is chapter 06's question)", Rule("direction", 0.0, 0.2, side=-1),
           "02_gradient_decay", "fig-02-beta-sweep"),
     Claim("gd_curriculum", "Gradient decay", "small β acts as a curriculum (easy samples first)", "qualitative",
           "easy − hard tercile gap in training p_t after epoch 1, smallest β minus largest β (terciles from the "
