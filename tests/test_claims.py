@@ -131,7 +131,7 @@ def test_estimate_reads_the_change_for_end_claims_and_glues_literals():
     e = C.estimate("gd_calibration", stat, [fin], [mid], (3, 6), n=200)
     assert e["change"] == pytest.approx(0.5) and e["epochs"] == [3, 6]
     assert ast.literal_eval(repr(e)) == e  # chapter 07 reads it back from the notebook as a literal
-    inf = C.estimate("as_speed_steps", lambda m: math.inf, [fin], n=20)
+    inf = C.estimate("as_speed_time", lambda m: math.inf, [fin], n=20)
     assert inf["est"] is None and ast.literal_eval(repr(inf)) == inf
 
 

@@ -112,6 +112,7 @@ def test_p_beats():
 import pandas as pd  # noqa: E402
 
 from softgrad import protocol as P  # noqa: E402
+from softgrad.common import interval_text, number  # noqa: E402
 from softgrad.config import ConfigError  # noqa: E402
 
 SPEC = {"tasks": {"a": {}, "b": {}}, "methods": {"ce": {}, "temperature": {"beta": [0.25, 4.0]},
@@ -358,7 +359,7 @@ def test_per_task_margins_and_the_bound_each_interval_excludes():
     for r in pd.concat([R.comparisons, R.aggregate]).itertuples():
         txt = P.bound_text(r, 100, " pts")
         best = r.hi if r.higher_is_better else r.lo
-        assert f"{100 * best:+.2f} pts" in txt and r.best == best
+        assert f"{number(100 * best, sign=True)} pts" in txt and r.best == best
         assert ("gain" in txt) == r.higher_is_better
         assert 0 <= r.predicted_agreement <= 1 and r.fragile == (r.predicted_agreement < 0.8)
         v = S.interval_verdict(r.lo, r.hi, r.lo > 0 or r.hi < 0, r.margin, r.higher_is_better)
@@ -369,9 +370,21 @@ def test_per_task_margins_and_the_bound_each_interval_excludes():
 def test_bound_text():
     row = pd.Series({"lo": -0.004, "hi": 0.006, "higher_is_better": True})
     assert P.bound_text(row, 100, " pts") == "rules out a gain above +0.60 pts"
-    assert P.bound_text(row.replace(0.006, -0.001), 100, " pts") == "rules out any gain (Δ < -0.10 pts)"
+    assert P.bound_text(row.replace(0.006, -0.001), 100, " pts") == "rules out any gain (Δ < −0.10 pts)"
     nll = pd.Series({"lo": -0.03, "hi": 0.01, "higher_is_better": False})
-    assert P.bound_text(nll) == "rules out a reduction beyond -0.03"
+    assert P.bound_text(nll) == "rules out a reduction beyond −0.03"
+
+
+def test_one_number_format():
+    """Every interval and number in the book: points for accuracy and ECE, two decimals, a true minus sign,
+    no "nan" or "-0.00" (softgrad.common)."""
+    assert interval_text(-0.0001, -0.0028, 0.0024, "acc", unit=" pts") == "−0.01 [−0.28, +0.24] pts"
+    assert interval_text(-0.031, -0.05, -0.01, "nll") == "−0.03 [−0.05, −0.01]"
+    assert interval_text(1.87, 1.8, 1.95, sign=False) == "1.87 [1.80, 1.95]"
+    assert interval_text(None, float("nan"), 1.0) == "n/a [n/a, +1.00]"
+    assert number(-0.00001, sign=True) == "0.00" and number(0.8333333, sig=2) == "0.83" and number(100, sig=2) == "100"
+    r = pd.Series({"diff": 0.0012, "lo": -0.002, "hi": 0.004, "metric": "ece_ts"})
+    assert P.ci_text(r) == "+0.12 [−0.20, +0.40]"
 
 
 # ---- split halves: two independent pools of N/2 agree as the bootstrap predicts

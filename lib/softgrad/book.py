@@ -107,9 +107,31 @@ def setup_text(params: dict, sweeps) -> str:
     return "; ".join(f"{k} · {len(s)} seed{'s' if len(s) != 1 else ''}" for k, s in parts.items())
 
 
+def setting_text(params: dict, sweeps) -> str:
+    """The setting a chapter's accuracy levels are read in, for the label beside each of them ("MNIST-10k ·
+    MLP 2×256 · η = 0.05 · 8 epochs · 5 seeds"): :func:`setup_text` with the learning rate(s) of the runs of
+    ``sweeps`` (a grid is listed: "η ∈ {0.003, 0.03, 0.3}")."""
+    from .config import expand
+
+    cfgs = [c for name in sweeps for c in expand(params.get("base") or {}, (params.get("sweeps") or {})[name])]
+    lrs = sorted({c.lr for c in cfgs})
+    eta = f"η = {lrs[0]:g}" if len(lrs) == 1 else "η ∈ {" + ", ".join(f"{x:g}" for x in lrs) + "}"
+    parts = setup_text(params, sweeps).split(" · ")
+    return " · ".join(parts[:2] + [eta] + parts[2:])
+
+
+def _optimizer_text(c) -> str:
+    """A run's optimiser in a few words: "SGD, momentum 0.9, cosine schedule"."""
+    opt = c.optimizer.upper() if c.optimizer == "sgd" else c.optimizer
+    mom = (f", {'Nesterov ' if c.nesterov else ''}momentum {c.momentum:g}" if c.optimizer == "sgd" and c.momentum
+           else "")
+    return f"{opt}{mom}, {c.lr_schedule} schedule"
+
+
 def protocol_setup_text(params: dict) -> str:
     """Chapter 06's runs in a few words, from the parameters it was executed with (``extra.protocol`` over
-    ``base``): its tasks, trial indices, search budget T and epochs."""
+    ``base``): its tasks (data and model), optimiser, trial indices, search budget T and epochs — the scale
+    every verdict of the book's front page is read at."""
     from .config import expand
     from .protocol import DEFAULTS
 
@@ -117,7 +139,8 @@ def protocol_setup_text(params: dict) -> str:
     spec = {**DEFAULTS, **((params.get("extra") or {}).get("protocol") or {})}
     tasks = {name: expand(params.get("base") or {}, over or {})[0] for name, over in (spec.get("tasks") or {}).items()}
     epochs = "/".join(str(e) for e in sorted({c.epochs for c in tasks.values()}))
-    what = "; ".join(f"{DATASET_NAMES.get(c.dataset, c.dataset)} {_model_text(c)}"
-                     + (f", {c.label_noise:.0%} label noise" if c.label_noise else "") for c in tasks.values())
-    return (f"{len(tasks)} tasks ({what}), {spec.get('trials')} trial indices per task, T = {spec.get('select')}, "
-            f"{epochs} epochs")
+    what = "; ".join(f"{name}: {DATASET_NAMES.get(c.dataset, c.dataset)}, {_model_text(c)}"
+                     + (f", {c.label_noise:.0%} label noise" if c.label_noise else "") for name, c in tasks.items())
+    opts = "; ".join(dict.fromkeys(_optimizer_text(c) for c in tasks.values()))
+    return (f"{len(tasks)} tasks ({what}), {opts}, {spec.get('trials')} trial indices per task, "
+            f"T = {spec.get('select')}, {epochs} epochs")

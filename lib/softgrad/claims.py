@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .common import INCONCLUSIVE, NO_EFFECT, NOT_TESTABLE, PARTLY, REPRODUCED, REVERSED
+from .common import INCONCLUSIVE, NO_EFFECT, NOT_TESTABLE, PARTLY, REPRODUCED, REVERSED, interval_text, number
 from .stats import percentile_interval
 
 __all__ = ["Rule", "Claim", "CLAIMS", "SeedTable", "seed_table", "bootstrap", "estimate", "judge", "at_epoch",
@@ -70,7 +70,7 @@ class Rule:
             raise ValueError(f"kind must be 'direction' or 'value', got {self.kind!r}")
 
     def describe(self, unit: str = "", scale: float = 1.0) -> str:
-        f = lambda v: f"{v * scale:g}{unit}"
+        f = lambda v: f"{number(v * scale, sig=3)}{unit}"  # noqa: E731
         eq = f"no effect if within {f(self.null)} ± {f(self.margin)}"
         if self.kind == "direction":
             return f"interval {'>' if self.side > 0 else '<'} {f(self.null)}; {eq}"
@@ -79,7 +79,7 @@ class Rule:
     def short(self, unit: str = "", scale: float = 1.0) -> str:
         """The rule in a table cell (HTML): its kind's letter (D direction, V value; chapter 07 states each kind
         once), the claimed side or band, and the margin on a second line: "D &gt; 0<br>±1 pts"."""
-        f = lambda v: f"{v * scale:g}".replace("-", "−")  # a minus sign: a line never breaks inside a number
+        f = lambda v: number(v * scale, sig=3)  # noqa: E731 (a true minus sign: a line never breaks inside a number)
         u = unit.strip()
         m = f"±{f(self.margin)}{' ' + u if u else ''}"
         if self.kind == "direction":
@@ -135,7 +135,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           Rule("value", 0.0, 0.1, band=(-0.3, 0.3)), "01_temperature", "fig-01-flow",
           reads="full-batch GD, the steps until the threshold"),
     Claim("gd_calibration", "Gradient decay", "larger β improves calibration (ECE)", "ECE falls as β rises",
-          "correlation of log β with the seed-mean test ECE over the β sweep", Rule("direction", 0.0, 0.2, side=-1),
+          "correlation of log β with the seed-mean raw test ECE over the β sweep, at one learning rate (a trend across "
+          "β; tuned gradient decay against tuned CE is chapter 06's question)", Rule("direction", 0.0, 0.2, side=-1),
           "02_gradient_decay", "fig-02-beta-sweep"),
     Claim("gd_curriculum", "Gradient decay", "small β acts as a curriculum (easy samples first)", "qualitative",
           "easy − hard tercile gap in training p_t after epoch 1, smallest β minus largest β (terciles from the "
@@ -161,16 +162,18 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("sgt_norm", "SGT", "the logit norm grows as α falls", "grows as α falls (no number given)",
           "correlation of log α with the seed-mean final logit norm (no label smoothing)",
           Rule("direction", 0.0, 0.2, side=-1), "04_gradient_tampering", "fig-04-alpha-sweep"),
-    Claim("as_speed_time", "AS-Speed", "≈1.2× faster training at equal quality (wall clock)", "≈1.2× (abstract)",
-          "CE's mean wall-clock time to its own final accuracy (less 0.5 points, per seed) divided by AS-Speed's, this "
-          "machine (a run that never gets there counts as infinitely slow: ratio 0)",
-          Rule("direction", 1.0, 0.05, side=+1), "05_adaptive_sparse", "fig-05-as-speed",
-          reads="until each run reaches the target accuracy"),
-    Claim("as_speed_steps", "AS-Speed", "fewer optimizer steps at equal quality", "≈1.2× (abstract)",
-          "CE's mean optimizer steps to its own final accuracy (less 0.5 points, per seed) divided by AS-Speed's (a "
-          "run that never gets there counts as infinitely slow: ratio 0)",
-          Rule("direction", 1.0, 0.05, side=+1), "05_adaptive_sparse", "fig-05-as-speed",
-          reads="until each run reaches the target accuracy"),
+    # AS-Speed, judged on the paper's comparison: "about 1.2x training speedup comparing with the standard softmax
+    # while maintaining classification effectiveness" (abstract). Accumulation changes the optimizer steps, not
+    # the passes over the data, so the comparison is equal epochs: the same training run, timed, and its final
+    # quality. (Equal steps would give AS-Speed twice the data; equal wall-clock is not the paper's quantity.)
+    Claim("as_speed_time", "AS-Speed", "≈1.2× training speed-up over softmax (wall clock, the same epochs)",
+          "≈1.2× (abstract)", "CE's wall-clock training time divided by AS-Speed's, both trained for the same "
+          "epochs (per seed, this machine; evaluation not timed)", Rule("direction", 1.0, 0.05, side=+1),
+          "05_adaptive_sparse", "fig-05-as-speed", reads="the whole training run (the same epochs)"),
+    Claim("as_speed_quality", "AS-Speed", "… while maintaining accuracy (the same epochs)",
+          "\"maintaining classification effectiveness\"", "final test accuracy of AS-Speed minus that of CE, "
+          "both trained for the same epochs", Rule("value", 0.0, 0.005, band=(-0.005, 0.005)),
+          "05_adaptive_sparse", "fig-05-as-speed", **_PTS),
     Claim("as_tracks", "AS-Softmax", "the AS loss tracks validation accuracy (softmax's does not)",
           "SST-5: Pearson −0.952 (AS) vs +0.038 (softmax); a third-party note, unverified",
           "correlation over epochs of training loss with test accuracy, AS minus softmax",
@@ -186,7 +189,7 @@ SWEEPS: dict[str, tuple[str, ...]] = {
     "t_p4": ("flow_p4",), "t_p5": ("flow_p5",), "t_p5_time": ("flow_p5",), "gd_calibration": ("beta",),
     "gd_curriculum": ("beta",), "gd_warmup": ("warmup", "beta"), "ns_large_alpha": ("alpha",),
     "ns_saturation": ("alpha",), "ns_negative": ("ablation", "alpha"), "sgt_ce": ("alpha",), "sgt_norm": ("alpha",),
-    "as_speed_time": ("baseline", "speed"), "as_speed_steps": ("baseline", "speed"), "as_tracks": ("delta", "baseline"),
+    "as_speed_time": ("baseline", "speed"), "as_speed_quality": ("baseline", "speed"), "as_tracks": ("delta", "baseline"),
 }
 assert set(SWEEPS) == set(CLAIMS)
 
@@ -332,10 +335,11 @@ def judge(claim: Claim, est: dict) -> tuple[str, str]:
 
 
 def fmt_interval(est: dict, claim: Claim, key: str = "") -> str:
+    """A claim's estimate (or, with ``key="change"``, its change) and interval in the claim's display unit:
+    :func:`softgrad.common.interval_text`."""
     p = key + "_" if key else ""
-    e, lo, hi = (_f(est.get(k)) for k in ((key or "est"), p + "lo", p + "hi"))
-    s = claim.scale
-    return f"{e * s:+.2f} [{lo * s:+.2f}, {hi * s:+.2f}]{claim.unit}"
+    e, lo, hi = (est.get(k) for k in ((key or "est"), p + "lo", p + "hi"))
+    return interval_text(e, lo, hi, scale=claim.scale, unit=claim.unit)
 
 
 def publish(estimates: dict[str, dict]):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["REPO_ROOT", "NOTEBOOKS_DIR", "PARAMS_DIR", "LOCK_FILE", "params_file", "outputs_root", "notebooks_out",
            "figures_dir", "VERDICTS", "REPRODUCED", "REVERSED", "NO_EFFECT", "INCONCLUSIVE", "PARTLY", "NOT_TESTABLE",
-           "IDENTITY_FAILED"]
+           "IDENTITY_HOLDS", "IDENTITY_FAILED", "POINTS", "display_scale", "number", "interval_text"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"  # the jupytext sources (py:percent)
@@ -39,12 +39,51 @@ def figures_dir(profile: str) -> Path:
 
 
 # The verdicts. Chapter 06's protocol and every descriptive claim end in one of the four; a descriptive claim
-# about a value can also be ``PARTLY`` (the sign without the size); an identity that fails is IDENTITY_FAILED.
+# about a value can also be ``PARTLY`` (the sign without the size). An algebraic identity is not an empirical
+# reproduction: it is derived, then checked exactly, and either holds or fails (counted apart in chapter 07).
 REPRODUCED, REVERSED, NO_EFFECT, INCONCLUSIVE = VERDICTS = (
     "reproduced", "reversed", "no detectable effect", "inconclusive at this budget")
 PARTLY = "partly"
 NOT_TESTABLE = "not testable here"
-IDENTITY_FAILED = "not reproduced"
+IDENTITY_HOLDS = "identity holds"
+IDENTITY_FAILED = "identity fails"
 
 #: the metrics shown in percentage points (×100) in tables, figures and text: accuracy and ECE
 POINTS = frozenset({"acc", "ece", "ece_ts"})
+MINUS = "\u2212"  # a true minus sign: a number never breaks across a line, and reads as one
+
+
+def display_scale(metric: str | None) -> float:
+    """100 for a metric shown in percentage points (:data:`POINTS`, with or without a ``test_`` prefix), else 1."""
+    m = (metric or "").removeprefix("test_").removeprefix("val_")
+    return 100.0 if m in POINTS else 1.0
+
+
+def number(x, digits: int = 2, sign: bool = False, sig: int | None = None) -> str:
+    """One number as every page prints it: ``digits`` decimals (or, with ``sig``, that many significant digits
+    and no exponent: 0.8333 -> "0.83", 100 -> "100"), a leading "+" with ``sign``, a true minus sign, and "n/a"
+    where it is not finite (no "nan", "inf" or "0.00×" for a value that does not exist)."""
+    import math
+
+    if x is None or not math.isfinite(float(x)):
+        return "n/a"
+    x = float(x)
+    if sig is not None:
+        s = f"{float(f'{x:.{sig}g}'):{'+' if sign else ''}g}"
+    else:
+        s = f"{x:{'+' if sign else ''}.{digits}f}"
+        if s.lstrip("+-") == f"{0:.{digits}f}":  # "-0.00" and "+0.00": zero at this precision, unsigned
+            s = s.lstrip("+-")
+    return s.replace("-", MINUS)
+
+
+def interval_text(est, lo, hi, metric: str | None = None, scale: float | None = None, unit: str = "",
+                  digits: int = 2, sign: bool = True) -> str:
+    """An estimate and its interval, "+0.12 [−0.26, +0.41]" (then ``unit``), in the display unit: points
+    (×100) for the metrics of :data:`POINTS` named by ``metric``, else ``scale`` (default 1). The one format
+    of every interval in the book: chapter 06's (``protocol.ci_text``), the descriptive claims'
+    (``claims.fmt_interval``), chapter 07's table and the text of chapters 01–05 and 08. ``sign=False`` for a
+    ratio ("1.87 [1.80, 1.95]")."""
+    sc = display_scale(metric) if scale is None else scale
+    f = lambda v: number(None if v is None else float(v) * sc, digits, sign=sign)  # noqa: E731
+    return f"{f(est)} [{f(lo)}, {f(hi)}]{unit}"
