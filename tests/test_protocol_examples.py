@@ -129,3 +129,30 @@ def test_spec_key_is_validated():
 
     with pytest.raises(ConfigError, match="resample_examples: must be true or false"):
         P.check_spec({**SPEC, "resample_examples": "yes"})
+
+
+def test_differences_name_a_verdict_that_changes_with_the_optimiser_or_the_model():
+    from types import SimpleNamespace
+
+    from softgrad.config import Config
+
+    cfgs = {"mlp": Config(), "noise": Config(label_noise=0.4),
+            "cnn_sgd": Config(dataset="mnist1d", model="cnn1d"),
+            "cnn_adamw": Config(dataset="mnist1d", model="cnn1d", optimizer="adamw")}
+    v = {("mlp", "sgt"): "no detectable effect", ("noise", "sgt"): "reproduced",
+         ("cnn_sgd", "sgt"): "no detectable effect", ("cnn_adamw", "sgt"): "reproduced",
+         ("mlp", "temperature"): "inconclusive at this budget", ("noise", "temperature"): "reversed",
+         ("cnn_sgd", "temperature"): "reversed", ("cnn_adamw", "temperature"): "reversed"}
+    rows = [{"task": t, "method": m, "metric": "acc", "verdict": x, "diff": 0.01, "lo": 0.002, "hi": 0.02}
+            for (t, m), x in v.items()]
+    R = SimpleNamespace(comparisons=pd.DataFrame(rows), aggregate=pd.DataFrame(
+        [{"method": m, "metric": "acc", "verdict": "reversed"} for m in ("sgt", "temperature")]))
+    d = P.differences(R, cfgs)
+    # SGT changes with the optimiser on the CNN; temperature with the model under SGD; label noise is not compared
+    assert d == ["SGT: *no detectable effect* with SGD (+1.00 [+0.20, +2.00] points) but *reproduced* with AdamW "
+                 "(+1.00 [+0.20, +2.00] points), on the CNN.",
+                 "temperature: *inconclusive at this budget* on the MLP (+1.00 [+0.20, +2.00] points) but *reversed* "
+                 "on the CNN (+1.00 [+0.20, +2.00] points), with SGD."]
+    t = P.decisiveness(R).set_index("task")
+    assert t.loc["mlp", "acc_inconclusive"] == 1 and t.loc["cnn_sgd", "acc_inconclusive"] == 0
+    assert t.loc["all tasks", "acc_verdicts"] == 2 and t.loc["all tasks", "all_inconclusive"] == 0

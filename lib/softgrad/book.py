@@ -130,7 +130,7 @@ def _optimizer_text(c) -> str:
 
 def protocol_setup_text(params: dict) -> str:
     """Chapter 06's runs in a few words, from the parameters it was executed with (``extra.protocol`` over
-    ``base``): its tasks (data and model), optimiser, trial indices, search budget T and epochs — the scale
+    ``base``): its tasks (data, model, optimiser and epochs each), trial indices and search budget T — the scale
     every verdict of the book's front page is read at."""
     from .config import expand
     from .protocol import DEFAULTS
@@ -138,9 +138,8 @@ def protocol_setup_text(params: dict) -> str:
     # the defaults filled in; read, not validated (an executed notebook of an older specification stays readable)
     spec = {**DEFAULTS, **((params.get("extra") or {}).get("protocol") or {})}
     tasks = {name: expand(params.get("base") or {}, over or {})[0] for name, over in (spec.get("tasks") or {}).items()}
-    epochs = "/".join(str(e) for e in sorted({c.epochs for c in tasks.values()}))
     what = "; ".join(f"{name}: {DATASET_NAMES.get(c.dataset, c.dataset)}, {_model_text(c)}"
-                     + (f", {c.label_noise:.0%} label noise" if c.label_noise else "") for name, c in tasks.items())
-    opts = "; ".join(dict.fromkeys(_optimizer_text(c) for c in tasks.values()))
-    return (f"{len(tasks)} tasks ({what}), {opts}, {spec.get('trials')} trial indices per task, "
-            f"T = {spec.get('select')}, {epochs} epochs")
+                     + (f", {c.label_noise:.0%} label noise" if c.label_noise else "")
+                     + f", {_optimizer_text(c)}, {c.epochs} epochs" for name, c in tasks.items())
+    return (f"{len(tasks)} tasks ({what}), {spec.get('trials')} trial indices per task, "
+            f"T = {spec.get('select')}")

@@ -1,6 +1,7 @@
 """The protocol's findings in words: the bound an interval excludes (:func:`bound_text`), an interval in its
 display unit (:func:`ci_text`), the bottom line read off the across-task verdicts (:func:`bottom_line`), and the
-methods' short display names (:data:`SHORT`)."""
+methods' short display names (:data:`SHORT`), where a verdict changes with the model or the optimiser
+(:func:`differences`), and how many verdicts each task leaves inconclusive (:func:`decisiveness`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pandas as pd
 from .. import stats as S
 from ..common import POINTS
 
-__all__ = ["SHORT", "bound_text", "ci_text", "bottom_line"]
+__all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "decisiveness"]
 
 
 def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
@@ -84,3 +85,54 @@ def bottom_line(R: ProtocolResult) -> str:
                "no different from CE's beyond the margin for any method with a definite verdict")
                + "; after it, " + "; ".join(after) + ".")
     return " ".join(out)
+
+
+def _task_kind(cfg) -> dict:
+    """What a task's verdicts may depend on, in words: its model and its optimiser."""
+    model = {"mlp": "the MLP", "cnn1d": "the CNN", "mlp1d": "the MNIST-1D MLP"}.get(cfg.model, cfg.model)
+    return {"model": model, "optimizer": "AdamW" if cfg.optimizer == "adamw" else "SGD"}
+
+
+def differences(R, task_cfgs: dict, metric: str = "acc") -> list[str]:
+    """Where a method's verdict on ``metric`` changes with the optimiser (between tasks on the same data and model
+    that differ only in optimiser) or with the model (between tasks on different models trained with the same
+    optimiser and without label noise): one Markdown sentence per change, "SGT: *reproduced* with AdamW
+    (+0.61 [+0.20, +1.02] points) but *no detectable effect* with SGD (…) on the CNN". ``task_cfgs``: task ->
+    its Config (:func:`softgrad.protocol.tasks`). Empty when no verdict changes: the verdicts then hold across
+    the models and optimisers of the pool (a finding too, said by the caller)."""
+    c = R.comparisons[R.comparisons.metric == metric].set_index(["task", "method"])
+    kinds = {t: _task_kind(cfg) for t, cfg in task_cfgs.items()}
+    pairs = []
+    names = list(task_cfgs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ca, cb = task_cfgs[a], task_cfgs[b]
+            if ca.label_noise or cb.label_noise:
+                continue
+            same_data = ca.dataset == cb.dataset and ca.model == cb.model
+            if same_data and ca.optimizer != cb.optimizer:
+                pairs.append((a, b, "optimizer", f"on {kinds[a]['model']}"))
+            elif ca.model != cb.model and ca.optimizer == cb.optimizer:
+                pairs.append((a, b, "model", f"with {kinds[a]['optimizer']}"))
+    out = []
+    for method in dict.fromkeys(c.index.get_level_values("method")):
+        for a, b, dim, where in pairs:
+            ra, rb = c.loc[(a, method)], c.loc[(b, method)]
+            if ra.verdict == rb.verdict:
+                continue
+            what = lambda t, r: f"*{r.verdict}* {'with' if dim == 'optimizer' else 'on'} {kinds[t][dim]} ({ci_text(r, metric)}{' points' if metric in POINTS else ''})"  # noqa: E731,E501
+            out.append(f"{SHORT.get(method, method)}: {what(a, ra)} but {what(b, rb)}, {where}.")
+    return out
+
+
+def decisiveness(R) -> pd.DataFrame:
+    """Per task (and 'all tasks' for the across-task rows): how many of the accuracy comparisons, and of all the
+    verdicts (every metric), are *inconclusive at this budget*. Columns: task, acc_inconclusive, acc_verdicts,
+    all_inconclusive, all_verdicts."""
+    inc = S.VERDICTS[3]
+    rows = []
+    for task, g in list(R.comparisons.groupby("task", sort=False)) + [("all tasks", R.aggregate)]:
+        a = g[g.metric == "acc"]
+        rows.append({"task": task, "acc_inconclusive": int((a.verdict == inc).sum()), "acc_verdicts": len(a),
+                     "all_inconclusive": int((g.verdict == inc).sum()), "all_verdicts": len(g)})
+    return pd.DataFrame(rows)
