@@ -104,39 +104,92 @@ def _is_data(artist, ax) -> bool:
     return isinstance(artist, AxesImage)
 
 
-def _covered(artist, ax, bb) -> int:
-    """How many of a data artist's points (markers and vertices, line segments sampled every few pixels) or
-    bars lie inside the display-space box ``bb`` (a legend's)."""
+def _segments_in_box(p0, p1, bb):
+    """Which segments ``p0[i] -> p1[i]`` (display coordinates) pass through the open box ``bb`` (Liang-Barsky)."""
     import numpy as np
-    from matplotlib.collections import Collection
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    if isinstance(artist, Patch):  # a bar under the legend, even where none of its corners is
-        e = artist.get_window_extent()
-        return int(e.x0 < bb.x1 and bb.x0 < e.x1 and e.y0 < bb.y1 and bb.y0 < e.y1)
-    if isinstance(artist, Line2D):
-        xy = np.asarray(artist.get_xydata(), float)
-    elif isinstance(artist, Collection):
-        off = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
-        xy = off if artist.get_offset_transform() == ax.transData and len(off) else np.concatenate(
-            [p.vertices for p in artist.get_paths()] or [np.empty((0, 2))])
-    else:
-        return 0
-    xy = xy[np.isfinite(xy).all(axis=1)]
-    if not len(xy):
-        return 0
-    pts = ax.transData.transform(xy)
-    if isinstance(artist, Line2D) and artist.get_linestyle() not in ("None", "", " ") and len(pts) > 1:
-        t = np.linspace(0, 1, 16)[:, None, None]
-        pts = (pts[:-1] * (1 - t) + pts[1:] * t).reshape(-1, 2)
+    d = p1 - p0
+    t0, t1 = np.zeros(len(p0)), np.ones(len(p0))
+    for k, (lo, hi) in enumerate(((bb.x0, bb.x1), (bb.y0, bb.y1))):
+        par = d[:, k] == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = (lo - p0[:, k]) / d[:, k], (hi - p0[:, k]) / d[:, k]
+        inside = (p0[:, k] > lo) & (p0[:, k] < hi)
+        t0 = np.maximum(t0, np.where(par, np.where(inside, -np.inf, np.inf), np.minimum(a, b)))
+        t1 = np.minimum(t1, np.where(par, np.where(inside, np.inf, -np.inf), np.maximum(a, b)))
+    return t0 < t1
+
+
+def _points_in_box(pts, bb) -> int:
     x, y = pts.T
     return int(((x > bb.x0) & (x < bb.x1) & (y > bb.y0) & (y < bb.y1)).sum())
 
 
+def _overlap(a, b) -> tuple[float, float]:
+    """Width and height (px) of the intersection of two display-space boxes (0 where they are apart)."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)), max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def _covered(artist, ax, bb) -> int:
+    """How much of a data artist lies inside the display-space box ``bb`` (a legend's, a text's): its markers and
+    vertices inside, its line segments that pass through (error bars included), a filled area (``fill_between``)
+    under the box, or a bar or image that overlaps it by more than :data:`OVERLAP_PX` each way."""
+    import numpy as np
+    from matplotlib.collections import Collection
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    def lines(pts):  # vertices inside, plus segments through the box
+        ok = np.isfinite(pts).all(axis=1)
+        n = _points_in_box(pts[ok], bb)
+        if len(pts) > 1:
+            keep = ok[:-1] & ok[1:]
+            n += int(_segments_in_box(pts[:-1][keep], pts[1:][keep], bb).sum())
+        return n
+
+    def area(path, trans) -> int:  # a filled region under the box: a grid of the box's points inside it
+        gx, gy = np.meshgrid(np.linspace(bb.x0 + 1, bb.x1 - 1, 7), np.linspace(bb.y0 + 1, bb.y1 - 1, 5))
+        return int(path.contains_points(np.c_[gx.ravel(), gy.ravel()], transform=trans).any())
+
+    if isinstance(artist, (Rectangle, AxesImage)):  # bars: under the box, even where none of its corners is
+        w, h = _overlap(artist.get_window_extent(), bb)
+        return int(w > OVERLAP_PX and h > OVERLAP_PX)
+    if isinstance(artist, Patch):
+        trans = artist.get_transform()
+        return area(artist.get_path(), trans) or lines(trans.transform(artist.get_path().vertices))
+    if isinstance(artist, Line2D):
+        xy = np.asarray(artist.get_xydata(), float)
+        if not len(xy):
+            return 0
+        pts = artist.get_transform().transform(xy)
+        if artist.get_linestyle() in ("None", "", " "):
+            return _points_in_box(pts[np.isfinite(pts).all(axis=1)], bb)
+        return lines(pts)
+    if isinstance(artist, Collection):
+        off = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
+        if artist.get_offset_transform() == ax.transData and len(off):  # scatter markers
+            off = off[np.isfinite(off).all(axis=1)]
+            return _points_in_box(ax.transData.transform(off), bb) if len(off) else 0
+        trans = artist.get_transform()
+        fc = artist.get_facecolor()
+        filled = len(fc) and float(np.max(fc[:, 3])) > 0
+        return sum((area(p, trans) if filled else 0) or lines(trans.transform(p.vertices))
+                   for p in artist.get_paths() if len(p.vertices))
+    return 0
+
+
+def _data_artists(ax) -> list:
+    return [a for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images) if _is_data(a, ax)]
+
+
+def _axes_name(ax) -> str:
+    return ax.get_title() or ax.get_title("left") or ax.get_ylabel() or ax.get_xlabel()
+
+
 def figure_data(fig) -> dict:
     """What a figure shows, for the book's rendering test (:func:`save` stores it in the PNG): per axes, how
-    many artists draw data (``data``) and how many data points or bar corners its legend covers
+    many artists draw data (``data``) and how many data points, segments or bars its legend covers
     (``legend_covers``); ``data_artists``, the total. An axes with no data, or a legend over data, is a defect
     the test reports. Draws the figure."""
     fig.canvas.draw()
@@ -144,20 +197,258 @@ def figure_data(fig) -> dict:
     for ax in fig.axes:
         if not ax.get_visible():
             continue
-        arts = [a for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images) if _is_data(a, ax)]
+        arts = _data_artists(ax)
         covers, leg = 0, ax.get_legend()
         if leg is not None and leg.get_visible():
             bb = leg.get_window_extent()
             covers = sum(_covered(a, ax, bb) for a in arts)
-        axes.append({"title": ax.get_title() or ax.get_ylabel(), "data": len(arts), "legend_covers": covers})
+        axes.append({"title": _axes_name(ax), "data": len(arts), "legend_covers": covers})
     return {"data_artists": sum(a["data"] for a in axes), "axes": axes}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layout: what a reader of the book sees go wrong in a figure (save() records it in every PNG)
+
+#: width (CSS px) a figure gets in the book at a 1280 px window: the window less the chapter list (sphinx-book-
+#: theme: 20% = 256 px), the article's padding (2 × 2rem) and a cell output's left padding (myst-nb: 1em),
+#: 1280 − 256 − 64 − 16; the right sidebar is hidden (book/_static/softgrad.css). A PNG wider than this is
+#: scaled down to it; a narrower one is shown at its own size (1 PNG pixel = 1 CSS px). tests/test_book.py
+#: measures the width of every scaled figure in the browser against this value.
+COLUMN_PX = 944
+#: the smallest font (em size, CSS px) a figure's text may have once shown in the column
+MIN_TEXT_PX = 9.0
+#: overlaps of at most this many pixels (either way) are ignored: a text's box includes the font's line gap, so
+#: neighbouring labels that touch without their glyphs meeting overlap by a pixel or so
+OVERLAP_PX = 1.0
+#: WCAG AA contrast of normal text on white
+MIN_CONTRAST = 4.5
+#: secondary text (the provenance stamp, notes in a panel): 7.5:1 on white
+MUTED = "#555555"
+#: the provenance stamp's font size in the column (px)
+STAMP_PX = 9.5
+
+_DRAWN: list[list] = []  # the texts drawn while layout_defects draws the figure (the innermost list records)
+
+
+def _record_texts():
+    """A context in which every text matplotlib actually draws (visible, non-empty; a tick beyond the axis
+    limits is not drawn) is appended to the list it yields."""
+    from contextlib import contextmanager
+
+    import matplotlib.text as mtext
+
+    @contextmanager
+    def ctx():
+        orig = mtext.Text.draw
+
+        def draw(self, renderer):
+            orig(self, renderer)
+            if _DRAWN and self.get_visible() and self.get_text():
+                _DRAWN[-1].append(self)
+
+        _DRAWN.append([])
+        mtext.Text.draw = draw  # Annotation.draw calls Text.draw: annotations are recorded too
+        try:
+            yield _DRAWN[-1]
+        finally:
+            mtext.Text.draw = orig
+            _DRAWN.pop()
+
+    return ctx()
+
+
+def _text_roles(fig) -> dict:
+    """id(text) -> what it is, in words ("x tick label of 'panel'", "legend text", "figure text")."""
+    roles = {}
+
+    def legend(leg, where):
+        if leg is not None:
+            for t in leg.get_texts():
+                roles[id(t)] = f"legend text{where}"
+            roles[id(leg.get_title())] = f"legend title{where}"
+
+    for t in fig.texts:
+        roles[id(t)] = "figure text"
+    for attr in ("_suptitle", "_supxlabel", "_supylabel"):
+        if getattr(fig, attr, None) is not None:
+            roles[id(getattr(fig, attr))] = attr.strip("_")
+    for leg in fig.legends:
+        legend(leg, " (figure legend)")
+    for ax in fig.axes:
+        where = f" of {_axes_name(ax)!r}" if _axes_name(ax) else ""
+        for t in (ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None)):
+            if t is not None:
+                roles[id(t)] = f"title{where}"
+        for axis, n in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            roles[id(axis.label)] = f"{n}-axis label{where}"
+            roles[id(axis.get_offset_text())] = f"{n}-axis offset{where}"
+            for tick in (*axis.majorTicks, *axis.minorTicks):
+                roles[id(tick.label1)] = roles[id(tick.label2)] = f"{n} tick label{where}"
+        for t in ax.texts:
+            roles[id(t)] = f"text in the panel{where}"
+        legend(ax.get_legend(), where)
+    return roles
+
+
+def _quad(t, renderer):
+    """The four corners (display px) of a drawn text's box, rotated with the text."""
+    import numpy as np
+
+    bb = t.get_window_extent(renderer)
+    angle = t.get_rotation()
+    if min(angle % 90, 90 - angle % 90) < 1e-6:
+        return np.array([[bb.x0, bb.y0], [bb.x1, bb.y0], [bb.x1, bb.y1], [bb.x0, bb.y1]])
+    t.set_rotation(0)
+    flat = t.get_window_extent(renderer)
+    t.set_rotation(angle)
+    w, h, th = flat.width / 2, flat.height / 2, np.deg2rad(angle)
+    r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    return np.array([bb.x0 + bb.x1, bb.y0 + bb.y1]) / 2 + np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) @ r.T
+
+
+def _quad_overlap(a, b) -> float:
+    """How deep two convex quadrilaterals overlap (px): the smallest overlap of their projections on the
+    edge normals of both (separating axes); 0 where they are apart."""
+    import numpy as np
+
+    depth = np.inf
+    for q in (a, b):
+        for i in range(2):
+            e = q[i + 1] - q[i]
+            n = np.array([-e[1], e[0]]) / (np.hypot(*e) or 1.0)
+            pa, pb = a @ n, b @ n
+            depth = min(depth, min(pa.max(), pb.max()) - max(pa.min(), pb.min()))
+    return max(0.0, float(depth))
+
+
+def contrast(color, alpha: float | None = None) -> float:
+    """WCAG contrast ratio of ``color`` (its alpha, or ``alpha``, blended onto white) against white."""
+    from matplotlib.colors import to_rgba
+
+    r, g, b, a = to_rgba(color, alpha)
+    lum = sum(w * (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+              for w, c in zip((0.2126, 0.7152, 0.0722), (a * r + 1 - a, a * g + 1 - a, a * b + 1 - a)))
+    return 1.05 / (lum + 0.05)
+
+
+def shown_width(fig) -> float:
+    """The width (px) of the PNG :func:`save` writes: the figure's tight box, padded, at ``figure.dpi``."""
+    bb = fig.get_tightbbox(fig.canvas.get_renderer())
+    return (bb.width + 2 * plt.rcParams["savefig.pad_inches"]) * fig.dpi
+
+
+def page_scale(fig, column_px: float | None = None) -> float:
+    """How much the book scales the figure's PNG to fit its column (1: shown at its own size)."""
+    return min(1.0, (column_px or COLUMN_PX) / shown_width(fig))
+
+
+def text_px(size_pt: float, fig, column_px: float | None = None) -> float:
+    """The size (CSS px) of a ``size_pt`` font of ``fig`` in the book's column: ``size_pt × dpi/72 × scale``."""
+    return size_pt * fig.dpi / 72 * page_scale(fig, column_px)
+
+
+def layout_defects(fig, column_px: float | None = None) -> list[str]:
+    """What a reader of the book sees go wrong in ``fig`` (:func:`_layout`, which documents the checks)."""
+    return _layout(fig, column_px)[0]
+
+
+def _layout(fig, column_px: float | None = None) -> tuple[list[str], float]:
+    """What a reader of the book sees go wrong in ``fig`` as :func:`save` writes it and the book shows it in a
+    column ``column_px`` wide (default :data:`COLUMN_PX`), one line each (empty for a clean figure), and the
+    smallest font drawn (px, the PNG at its own size). Draws the figure.
+
+    - **text over text**: two drawn texts (titles, axis and tick labels, annotations, legend texts and titles,
+      the suptitle, figure texts such as the provenance stamp) whose boxes, rotated with the text, overlap by
+      more than :data:`OVERLAP_PX` each way;
+    - **legend over data**: a legend (an axes' own, over that axes; a figure legend, over any axes) covering
+      data: markers, line segments, error bars, scatter points, bars, filled areas, images. Reference lines and
+      spans drawn in axes coordinates (``axhline``, ``axvspan``) are not data;
+    - **text over data**: a text placed in a panel (``ax.text``, ``ax.annotate``) covering its data, likewise
+      (its box less :data:`OVERLAP_PX` each side);
+    - **small text**: a font under :data:`MIN_TEXT_PX` once the PNG is scaled to the column (:func:`text_px`:
+      ``size_pt × dpi/72 × min(1, column_px / png_width_px)``);
+    - **low contrast**: text under :data:`MIN_CONTRAST`:1 against the white page (WCAG AA).
+
+    Only texts actually drawn count: a tick beyond the view and a shared axis's hidden tick labels do not, while
+    tick labels of neighbouring panels that run into each other are a defect like any other."""
+    from matplotlib.transforms import Bbox
+
+    col = column_px or COLUMN_PX
+    renderer = fig.canvas.get_renderer()
+    with _record_texts() as drawn:
+        fig.canvas.draw()
+    texts, seen = [], set()
+    for t in drawn:
+        if id(t) not in seen:
+            seen.add(id(t))
+            texts.append(t)
+    roles = _text_roles(fig)
+    name = lambda t: f"{roles.get(id(t), 'text')} {t.get_text()[:40]!r}"  # noqa: E731
+    out = []
+
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    quads = [_quad(t, renderer) for t in texts]
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            w, h = _overlap(boxes[i], boxes[j])
+            if w > OVERLAP_PX and h > OVERLAP_PX and _quad_overlap(quads[i], quads[j]) > OVERLAP_PX:
+                out.append(f"text over text: {name(texts[i])} overlaps {name(texts[j])} ({w:.0f}×{h:.0f} px)")
+
+    for leg, axes in [(ax.get_legend(), [ax]) for ax in fig.axes] + [(leg, fig.axes) for leg in fig.legends]:
+        if leg is None or not leg.get_visible():
+            continue
+        bb = leg.get_window_extent(renderer)
+        for ax in axes:
+            n = sum(_covered(a, ax, bb) for a in _data_artists(ax)) if ax.get_visible() else 0
+            if n:
+                out.append(f"legend over data: the {'figure ' if len(axes) > 1 or leg in fig.legends else ''}legend "
+                           f"covers {n} data points of {_axes_name(ax)!r}")
+
+    for ax in fig.axes:
+        for t in ax.texts:
+            if id(t) not in seen:
+                continue
+            b = t.get_window_extent(renderer)
+            b = Bbox.from_extents(b.x0 + OVERLAP_PX, b.y0 + OVERLAP_PX, b.x1 - OVERLAP_PX, b.y1 - OVERLAP_PX)
+            n = sum(_covered(a, ax, b) for a in _data_artists(ax)) if b.width > 0 and b.height > 0 else 0
+            if n:
+                out.append(f"text over data: {name(t)} covers {n} data points of {_axes_name(ax)!r}")
+
+    width = shown_width(fig)
+    scale = min(1.0, col / width)
+    small: dict[float, list] = {}
+    for t in texts:
+        if t.get_fontsize() * fig.dpi / 72 * scale < MIN_TEXT_PX - 1e-9:
+            small.setdefault(t.get_fontsize(), []).append(t)
+    for size, ts in sorted(small.items()):
+        out.append(f"small text: {len(ts)} text{'s' if len(ts) > 1 else ''} at {size:g} pt = "
+                   f"{size * fig.dpi / 72 * scale:.1f} px in the {col:.0f} px column (the figure is {width:.0f} px "
+                   f"wide; minimum {MIN_TEXT_PX:g} px), e.g. {name(ts[0])}")
+
+    for t in texts:
+        c = contrast(t.get_color(), t.get_alpha())
+        if c < MIN_CONTRAST:
+            out.append(f"low contrast: {name(t)} at {c:.1f}:1 on white (minimum {MIN_CONTRAST:g}:1)")
+    return out, min((t.get_fontsize() * fig.dpi / 72 for t in texts), default=0.0)
+
+
+def _freeze_figure_legends(fig) -> None:
+    """Anchor each figure legend where it is now, in figure coordinates. A figure legend is anchored to the
+    figure's box by default, and saving with ``bbox_inches="tight"`` swaps that box for the tight one, which
+    moves the legend (figure 1.1's legend onto the provenance stamp)."""
+    for leg in fig.legends:
+        box = leg.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
+        leg.set_bbox_to_anchor(box.bounds, transform=fig.transFigure)
 
 
 def save(fig, name: str, profile: str, notebook: str) -> bytes:
     """Stamp ``fig`` with its source (notebook and parameter file), save it as PNG, and return the PNG's bytes.
 
-    The stamp goes below everything else the figure draws (its axis labels included), right-aligned. The PNG
-    carries :func:`figure_data` as JSON in its ``softgrad`` text field, which the book's rendering test reads.
+    The stamp goes below everything else the figure draws (axis labels and figure legends included),
+    right-aligned, in :data:`MUTED` grey, at :data:`STAMP_PX` once the figure is scaled to the book's column.
+    The PNG carries :func:`figure_data` as JSON in its ``softgrad`` text field, with the figure's
+    :func:`layout_defects` as saved (stamp included) under ``layout`` and its smallest font under ``min_text_px``
+    (px, the PNG at its own size): the book's rendering test and tests/test_plots.py read them.
 
     No commit or time in the stamp: a figure changes only when what it shows changes, so regenerating the
     results twice leaves the committed figures as they are (the executed notebook and the runs' provenance
@@ -165,11 +456,14 @@ def save(fig, name: str, profile: str, notebook: str) -> bytes:
     import io
     import json
 
+    _freeze_figure_legends(fig)
     meta = figure_data(fig)  # draws the figure
     w, h = fig.get_size_inches()
     bb = fig.get_tightbbox(fig.canvas.get_renderer())  # inches: everything drawn so far
-    fig.text(bb.x1 / w, (bb.y0 - 0.03) / h, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml",
-             ha="right", va="top", fontsize=6, color="0.5")
+    size = max(6.0, STAMP_PX / page_scale(fig) * 72 / fig.dpi)
+    fig.text(bb.x1 / w, (bb.y0 - 0.04) / h, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml",
+             ha="right", va="top", fontsize=size, color=MUTED)
+    meta["layout"], meta["min_text_px"] = _layout(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight",
                 metadata={"Software": None, "softgrad": json.dumps(meta, sort_keys=True)})
