@@ -225,3 +225,162 @@ def test_saved_quick_figures_have_no_layout_defects(png):
         pytest.xfail(f"{png.name} was saved before softgrad.plots.layout_defects existed: regenerate it")
     assert meta["layout"] == [], f"{png.name}: {meta['layout']}"
     assert all(a["data"] for a in meta["axes"]), f"{png.name}: a panel plots no data"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Each figure function of softgrad.plots, drawn on synthetic data: every panel plots data, no layout defect.
+
+RNG = np.random.default_rng(0)
+TASKS = ["mnist_mlp", "mnist_label_noise", "digits_mlp"]
+METHODS = ["temperature", "gradient_decay", "noisy", "sgt", "as_softmax"]
+
+
+def _lr_sweep():
+    rows = [{"run_id": f"{lr}-{b}-{s}", "final": True, "epoch": 1, "lr": lr, "beta": b, "seed": s,
+             "test_acc": float(np.clip(0.5 + 0.4 * np.tanh(np.log10(b * lr * 10)) + RNG.normal(0, 0.05), 0, 1))}
+            for lr in [0.003, 0.03, 0.3, 3, 30] for b in [0.01, 0.03, 0.1, 0.3, 1, 3, 10] for s in range(3)]
+    return plots.lr_sweep_figure(pd.DataFrame(rows), label=lambda v: f"η={v:g}")
+
+
+def _flow():
+    p2 = pd.DataFrame([{"beta": b, "x": 1 / (lr * b * b), "t": 1.2 / (lr * b * b)} for b in (0.5, 1, 2)
+                       for lr in (0.01, 0.02, 0.04)])
+    p4 = pd.Series({0.5: 8.0, 1.0: 2.0, 2.0: 0.5, 4.0: 0.125})
+    p5 = pd.DataFrame({"z0": np.geomspace(0.8, 90, 30), "ell": RNG.integers(2, 30, 30).astype(float),
+                       "t_learn": np.geomspace(6, 500, 30)})
+    p5["saturated"] = p5.z0 > 10
+    titles = {"p2": "P2: slope 1.00 (predicted 1)", "p4": "P4: slope -2.00 (predicted −2)",
+              "p5": "P5, the loss falls linearly: slope 0.95 (> 0)", "p5_time": "P5, time to learn: slope 1.02 (|·| < 0.3)"}
+    return plots.flow_figure(p2, [p4, p4 * 1.41], p4, p5, titles, "steps to training loss 2.07",
+                             "steps to training accuracy 0.5")
+
+
+def _reliability():
+    def rel():
+        conf = np.linspace(0.05, 0.95, 15)
+        return {"conf": list(conf), "acc": list(np.clip(conf + RNG.normal(0, 0.1, 15), 0, 1)),
+                "count": list(RNG.integers(0, 100, 15))}
+    return plots.reliability_grid([(f"β = {b:g}, ECE 0.0{i}", rel()) for i, b in enumerate([0.03, 0.1, 0.3, 1, 3, 10])])
+
+
+def _points():  # figure 2.4's settings: six close points with error bars both ways
+    names = ["fixed β=0.1", "fixed β=1", "warm-up linear 0.1→1 in 2 ep", "warm-up linear 0.1→1 in 4 ep",
+             "warm-up log 0.1→1 in 2 ep", "warm-up log 0.1→1 in 4 ep"]
+    m = pd.DataFrame({("test_ece", "mean"): [0.023, 0.0105, 0.009, 0.0099, 0.0099, 0.011],
+                      ("test_ece", "std"): [0.002, 0.002, 0.003, 0.001, 0.002, 0.002],
+                      ("test_acc", "mean"): [0.956, 0.9427, 0.9478, 0.9505, 0.9487, 0.952],
+                      ("test_acc", "std"): [0.0015, 0.002, 0.0015, 0.0025, 0.0007, 0.0013]}, index=names)
+    groups = {n: "fixed β" if n.startswith("fixed") else n.split(" ")[1] for n in names}
+    return plots.points_figure(m, "test_ece", "test_acc", groups)
+
+
+def _baseline_sweep():
+    rows = [{"run_id": f"{a}-{s}", "final": True, "epoch": 1, "seed": s, "noise_alpha": a,
+             "test_acc": (0.95 if a < 0.5 else 0.1) + RNG.normal(0, 0.003),
+             "test_nll": (0.2 if a < 0.5 else 2.3) + RNG.normal(0, 0.01)} for a in (0, 0.03, 0.1, 0.3, 1) for s in range(3)]
+    return plots.baseline_sweep_figure(pd.DataFrame(rows), "noise_alpha", ["test_acc", "test_nll"])
+
+
+def _match():  # figure 4.2: one curve differs from its twin, two are identical (difference exactly 0)
+    ep = np.arange(9)
+    curves = {}
+    for a in (0.1, 0.25, 0.5):
+        c = 2.3 * np.exp(-ep * a * 3) + 0.1
+        d = c.copy()
+        if a == 0.1:
+            d[1:] += np.r_[3e-4, 2e-2, 1e-2, 2e-3, 8e-4, 2e-3, 3e-3, 3e-3]
+        curves[f"α={a:g}"] = pd.DataFrame({"a": c, "b": d}, index=ep)
+    return plots.match_figure(curves)
+
+
+def _as_speed():  # figure 5.2: some runs never reach CE's accuracy; the window is capped at 2 throughout
+    names = ["softmax (CE)", "AS-Softmax δ=0.1", "AS-Softmax δ=0.1 + AS-Speed"]
+    speed = pd.DataFrame([{"setting": n, "seed": s, "steps_to": v} for n, vals in
+                          zip(names, ([250, 300, 320, 330, 340], [370, 372, 420, None, None], [None] * 5))
+                          for s, v in enumerate(vals)]).astype({"steps_to": float})
+    speed["time_to"] = speed.steps_to / 300
+    k = pd.DataFrame([{"seed": s, "epoch": e, "train_zero_frac": min(0.95, 0.5 + 0.05 * e + 0.01 * s), "accum_k": 2}
+                      for s in range(5) for e in range(9)])
+    return plots.as_speed_figure(speed, names, k, 2)
+
+
+def _forest():
+    verdicts = list(plots.VERDICT_COLORS)
+    rows = []
+    for t in TASKS:
+        for m in METHODS:
+            for metric, sd, margin in (("acc", 0.003, 0.004), ("nll", 0.3, 0.02), ("ece", 0.003, 0.002),
+                                       ("ece_ts", 0.003, 0.005)):
+                d, w = RNG.normal(0, sd), abs(RNG.normal(sd, sd / 2))
+                rows.append({"task": t, "method": m, "metric": metric, "diff": d, "lo": d - w, "hi": d + w,
+                             "margin": margin, "verdict": verdicts[RNG.integers(4)]})
+    return plots.forest_figure(pd.DataFrame(rows), TASKS, METHODS)
+
+
+def _time():
+    pool = pd.DataFrame([{"task": t, "method": m, "trial": i, "train_time": 1 + j * 0.05 + RNG.random() * 0.1}
+                         for t in TASKS for j, m in enumerate(["ce", *METHODS]) for i in range(8)])
+    return plots.time_figure(pool, ["ce", *METHODS])
+
+
+def _loss_cost(with_noisy: bool):
+    rows = []
+    names = ["ce", "temperature", "gradient_decay", "sgt", "sgt+ls", "as_softmax", "sparsemax", "entmax15",
+             "CE as autograd.Function", "F.cross_entropy", *(["noisy"] if with_noisy else [])]
+    for suffix in ("", " (compiled)"):
+        for m in names:
+            for n, c in ((128, 10), (4096, 10), (8192, 1000), (2048, 32000)):
+                rows.append({"device": "cpu", "loss": m + suffix, "N": n, "C": c,
+                             "ratio_to_ce": float(np.exp(RNG.normal(0.3, 0.5)))})
+    return plots.loss_cost_figure(pd.DataFrame(rows))
+
+
+FIGURES = {"1.1 lr sweep": _lr_sweep, "1.4 flow": _flow, "2.3 reliability": _reliability, "2.4 points": _points,
+           "3.1 baseline sweep": _baseline_sweep, "4.2 match": _match, "5.2 AS-Speed": _as_speed,
+           "6.2 forest": _forest, "6.6 time": _time, "8.1 loss cost": lambda: _loss_cost(True),
+           "8.1 loss cost, Noisy Softmax not measured": lambda: _loss_cost(False)}
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_figure_function_draws_without_layout_defects(name):
+    fig = FIGURES[name]()
+    meta = plots.png_metadata(plots.save(fig, "synthetic", "ci", "01_temperature"))
+    assert all(a["data"] for a in meta["axes"]), f"{name}: a panel plots no data: {meta['axes']}"
+    assert meta["layout"] == [], f"{name}: {meta['layout']}"
+
+
+def test_figures_use_display_names():
+    """Method code names (gradient_decay, as_softmax) appear in no tick label or legend (figures 6.6, 8.1)."""
+    for fig in (_time(), _loss_cost(True), _forest()):
+        fig.canvas.draw()
+        shown = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+        shown += [t.get_text() for leg in fig.legends + [ax.get_legend() for ax in fig.axes] if leg for t in leg.get_texts()]
+        assert not {"gradient_decay", "as_softmax", "sgt", "noisy", "ce"} & set(shown), shown
+        assert "gradient decay" in shown and "AS-Softmax" in shown
+
+
+def test_loss_cost_figure_shows_the_books_methods_only():
+    fig = _loss_cost(False)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["CE", "temperature", "gradient decay", "Noisy Softmax (head + CE)\n(not measured)", "SGT",
+                      "AS-Softmax"]
+
+
+def test_readable_log_axis_has_two_labelled_ticks():
+    """Figure 1.4 (P4): a log axis spanning less than a decade labelled one tick; now at least two."""
+    for lo, hi in ((0.3, 3.0), (0.11, 0.19), (2.0, 30.0), (1.01, 1.02)):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.loglog([1, 2], [lo, hi], "o")
+        ax.set_ylim(lo, hi)
+        plots.readable_log_axis(ax, "y")
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+        assert len(labels) >= 2, (lo, hi, labels)
+
+
+def test_match_figure_marks_exact_zeros_instead_of_a_floor():
+    fig = _match()
+    ax = fig.axes[1]
+    assert "exactly 0" in [t.get_text() for t in ax.get_yticklabels()]
+    ys = np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_linestyle() != ":"])
+    assert np.nanmin(ys) > 1e-10  # nothing on an artificial 1e-16 floor

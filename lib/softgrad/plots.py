@@ -733,7 +733,7 @@ def readable_log_axis(ax, axis: str = "y") -> None:
 
     a = ax.yaxis if axis == "y" else ax.xaxis
     lo, hi = sorted(a.get_view_interval())
-    fmt = FuncFormatter(lambda v, _: f"{v:.3g}")
+    fmt = FuncFormatter(lambda v, _: f"{v:.4g}")
     for subs in ((1.0, 2.0, 5.0), tuple(np.arange(1.0, 10.0))):
         loc = LogLocator(base=10, subs=subs, numticks=30)
         if sum(lo <= v <= hi for v in loc.tick_values(lo, hi)) >= 2:
