@@ -69,7 +69,7 @@ from myst_nb import glue
 
 from softgrad import analysis as A
 from softgrad import claims as C
-from softgrad.plots import points_figure, reliability_grid, show, summary_table, table
+from softgrad.plots import points_figure, reliability_grid, show, summary_table, sweep_figure, table
 from softgrad.book import page_header
 from softgrad.runs import load_run, notebook_params, run_params
 
@@ -86,10 +86,7 @@ page_header(NB, P)
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-beta-sweep", "caption": "{glue:md}`fig_02_beta_sweep_num` Test accuracy, ECE and MCE (15 bins) against the gradient-decay β, mean ± std over seeds; the dotted line is β = 1 (CE). {glue:md}`fig_02_beta_sweep_src`"}}
 sw = df[df.sweep == "beta"]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-for ax, m in zip(axes, ["test_acc", "test_ece", "test_mce"]):
-    A.errorbars(ax, sw, "beta", m, logx=True)
-    ax.axvline(1.0, color="0.7", ls=":", lw=1)
+fig = sweep_figure(sw, "beta", ["test_acc", "test_ece", "test_mce"], ref=1.0)
 show(fig, "02_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 
 # %% tags=["hide-input"]

@@ -335,7 +335,30 @@ def _loss_cost(with_noisy: bool):
     return plots.loss_cost_figure(pd.DataFrame(rows))
 
 
-FIGURES = {"1.1 lr sweep": _lr_sweep, "1.4 flow": _flow, "2.3 reliability": _reliability, "2.4 points": _points,
+def _sweep(hue):
+    rows = [{"run_id": f"{a}-{ls}-{s}", "final": True, "epoch": 1, "seed": s, "alpha": a, "ls": ls,
+             "test_acc": 0.95 - 0.01 * a + RNG.normal(0, 0.002), "train_nll": 0.1 + 0.1 * a + RNG.normal(0, 0.01),
+             "train_logit_norm": 20 / a + RNG.normal(0, 1)}
+            for a in (0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0, 10.0) for ls in (0.0, 0.1) for s in range(3)]
+    return plots.sweep_figure(pd.DataFrame(rows), "alpha", ["test_acc", "train_nll", "train_logit_norm"],
+                              hue="ls" if hue else None, label=(lambda v: f"label smoothing {v:g}") if hue else None,
+                              ref=None if hue else 1.0)
+
+
+def _power():
+    pw = pd.DataFrame({"trials": [32, 64, 128, 256, 512], "predicted_agreement": [0.7, 0.78, 0.85, 0.9, 0.95],
+                       "inconclusive": [0.6, 0.5, 0.4, 0.3, 0.2]})
+    return plots.power_figure(pw, 32)
+
+
+def _curse():
+    rows = [{"task": t, "method": m, "own_test_acc": 0.96 + RNG.normal(0, 0.003), "fresh_mean": 0.96,
+             "fresh_min": 0.955, "fresh_max": 0.965} for t in TASKS for m in ["ce", *METHODS]]
+    return plots.curse_figure(pd.DataFrame(rows), TASKS)
+
+
+FIGURES = {"2.1 sweep": lambda: _sweep(False), "4.1 sweep with hue": lambda: _sweep(True), "6.3 power": _power,
+           "6.5 curse": _curse, "1.1 lr sweep": _lr_sweep, "1.4 flow": _flow, "2.3 reliability": _reliability, "2.4 points": _points,
            "3.1 baseline sweep": _baseline_sweep, "4.2 match": _match, "5.2 AS-Speed": _as_speed,
            "6.2 forest": _forest, "6.6 time": _time, "8.1 loss cost": lambda: _loss_cost(True),
            "8.1 loss cost, Noisy Softmax not measured": lambda: _loss_cost(False)}
@@ -351,9 +374,9 @@ def test_figure_function_draws_without_layout_defects(name):
 
 def test_figures_use_display_names():
     """Method code names (gradient_decay, as_softmax) appear in no tick label or legend (figures 6.6, 8.1)."""
-    for fig in (_time(), _loss_cost(True), _forest()):
+    for fig in (_time(), _loss_cost(True), _forest(), _curse()):
         fig.canvas.draw()
-        shown = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+        shown = [t.get_text() for ax in fig.axes for t in (*ax.get_yticklabels(), *ax.get_xticklabels())]
         shown += [t.get_text() for leg in fig.legends + [ax.get_legend() for ax in fig.axes] if leg for t in leg.get_texts()]
         assert not {"gradient_decay", "as_softmax", "sgt", "noisy", "ce"} & set(shown), shown
         assert "gradient decay" in shown and "AS-Softmax" in shown

@@ -725,16 +725,18 @@ def method_name(m: str) -> str:
 
 
 def readable_log_axis(ax, axis: str = "y") -> None:
-    """A log axis whose labelled ticks are plain numbers at 1, 2 and 5 × 10^k (all of 1–9 × 10^k where that
-    leaves fewer than two in view, the view's ends where even that does): a log axis spanning less than a decade
-    otherwise shows one tick label, or none."""
+    """A log axis whose labelled ticks are plain numbers: at 10^k over more than 2.5 decades, else at 1, 2 and
+    5 × 10^k (all of 1–9 × 10^k where that leaves fewer than two in view, the view's ends where even that does):
+    matplotlib's default labels a log axis spanning less than a decade with one tick, or none."""
     import numpy as np
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     a = ax.yaxis if axis == "y" else ax.xaxis
     lo, hi = sorted(a.get_view_interval())
     fmt = FuncFormatter(lambda v, _: f"{v:.4g}")
-    for subs in ((1.0, 2.0, 5.0), tuple(np.arange(1.0, 10.0))):
+    decades = np.log10(hi / lo) if lo > 0 else np.inf
+    first = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0)  # labels that fit: fewer per decade on a wide range
+    for subs in (first, (1.0, 2.0, 5.0), tuple(np.arange(1.0, 10.0))):
         loc = LogLocator(base=10, subs=subs, numticks=30)
         if sum(lo <= v <= hi for v in loc.tick_values(lo, hi)) >= 2:
             break
@@ -767,6 +769,26 @@ def legend_below(fig, handles, labels, ncol: int | None = None, rows_height: flo
     fig.tight_layout(rect=(0, min(0.45, (rows * rows_height + 0.1) / h), 1, 1))
     kw.setdefault("fontsize", 10)
     return fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0), **kw)
+
+
+def sweep_figure(df, x: str, ys, hue: str | None = None, label=None, logx: bool = True, ref: float | None = None):
+    """Final-epoch ``ys`` (one panel each, side by side, at most 11 in wide) against ``x``, mean ± std over
+    seeds, one line per ``hue`` value with one legend below the panels; ``ref``: a dotted vertical line (the
+    neutral setting, e.g. β = 1). Figures 2.1 and 4.1."""
+    from .analysis import errorbars
+
+    fig, axes = plt.subplots(1, len(ys), figsize=(min(11.0, 3.7 * len(ys)), 3.8), squeeze=False)
+    for ax, y in zip(axes[0], ys):
+        errorbars(ax, df, x, y, hue=hue, label=label, logx=logx)
+        if logx:
+            readable_log_axis(ax, "x")
+        if ref is not None:
+            ax.axvline(ref, color="0.6", ls=":", lw=1)
+    if hue:
+        legend_below(fig, *axes[0][0].get_legend_handles_labels())
+    else:
+        fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1112,6 +1134,44 @@ def forest_figure(comparisons, tasks, methods, metrics=("acc", "nll", "ece", "ec
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=10,
                bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
+def power_figure(power, n_pool: int, goals=(95, 35)):
+    """Figure 6.3: the bootstrap-predicted share of verdicts a rerun reproduces (left) and the share
+    inconclusive (right) against the trial indices per task N′ (``power``: rows ``trials``,
+    ``predicted_agreement``, ``inconclusive``), the goals dashed, this pool's N dotted."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    for ax, col, label, goal in [(axes[0], "predicted_agreement", "predicted agreement of a rerun (%)", goals[0]),
+                                 (axes[1], "inconclusive", "verdicts inconclusive (%)", goals[1])]:
+        ax.plot(power.trials, 100 * power[col], "o-", color="k")
+        ax.axvline(n_pool, color="0.5", ls=":")
+        ax.axhline(goal, color="C3", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(power.trials, [str(n) for n in power.trials])
+        ax.minorticks_off()
+        ax.set_xlabel("trial indices per task N′")
+        ax.set_ylabel(label)
+    fig.tight_layout()
+    return fig
+
+
+def curse_figure(retrain, tasks):
+    """Figure 6.5: test accuracy of each method's most frequent winner, one panel per task: its own score in the
+    pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range); ``retrain``:
+    rows ``task``, ``method``, ``own_test_acc``, ``fresh_mean``, ``fresh_min``, ``fresh_max``."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(min(11.0, 3.6 * len(tasks)), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        g = retrain[retrain.task == t].reset_index(drop=True) if len(retrain) else retrain
+        for j, r in enumerate(g.itertuples()):
+            ax.plot([j - 0.3, j + 0.3], [100 * r.fresh_mean] * 2, color=COLORS.get(r.method), lw=2)
+            ax.plot([j] * 2, [100 * r.fresh_min, 100 * r.fresh_max], color=COLORS.get(r.method), lw=0.8)
+            ax.plot(j, 100 * r.own_test_acc, "D", color="k", ms=4)
+        ax.set_xticks(range(len(g)), [method_name(m) for m in g.method] if len(g) else [], rotation=45, ha="right",
+                      rotation_mode="anchor", fontsize=9)
+        ax.set_title(t)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.tight_layout()
     return fig
 
 
