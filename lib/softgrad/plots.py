@@ -998,24 +998,33 @@ def match_figure(curves, floor: float = 0.0):
         d = diffs[k]
         nz = d.where(d > floor)
         ax2.plot(nz.index, nz.to_numpy(float), "o-", color=col, ms=4)
-        z = d.index[(d <= floor).to_numpy()]
-        ax2.plot(z, np.full(len(z), zero_y), "o", mfc="white", color=col, ms=5, ls="")
+        z = d.index[(d <= floor).to_numpy()].to_numpy(float)
+        shift = (i - (len(curves) - 1) / 2) * 0.1  # side by side, so that every curve's zeros show
+        ax2.plot(z + shift, np.full(len(z), zero_y), "o", mfc="white", color=col, ms=5, ls="")
         handles.append(Line2D([], [], color=col, label=k))
     handles += [Line2D([], [], color="k", ls="-", label="SGT(α)"),
                 Line2D([], [], color="k", ls="", marker="o", ms=4, label="CE(αz), η/α, λα")]
     ax.set_xlabel("epoch")
     ax.set_ylabel("training CE (nats)")
     ax2.set_yscale("log")
-    ax2.set_ylim(zero_y / 4, hi * 4)
-    ax2.axhline((zero_y * lo) ** 0.5, color="0.45", lw=0.8, ls=":")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("|Δ training CE| (nats)")
-    readable_log_axis(ax2, "y")
-    ticks = [t for t in ax2.get_yticks() if lo / 1.01 <= t <= hi * 4] or [lo]
-    if len(ticks) > 5:
-        ticks = ticks[::-(-len(ticks) // 5)]
+    if len(pos):
+        ax2.set_ylim(zero_y / 4, hi * 4)
+        ax2.axhline((zero_y * lo) ** 0.5, color="0.45", lw=0.8, ls=":")
+        readable_log_axis(ax2, "y")
+        ticks = [t for t in ax2.get_yticks() if lo / 1.01 <= t <= hi * 4] or [lo]
+        if len(ticks) > 5:
+            ticks = ticks[::-(-len(ticks) // 5)]
+    else:  # every difference is exactly 0: the one row, no log scale to read
+        ax2.set_ylim(zero_y / 4, zero_y * 4)
+        ticks = []
     ax2.set_yticks([zero_y, *ticks], ["exactly 0", *[f"{t:.0e}".replace("e-0", "e-") for t in ticks]])
     ax2.minorticks_off()
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (ax, ax2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     legend_below(fig, handles, [h.get_label() for h in handles])
     return fig
 
