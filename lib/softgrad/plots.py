@@ -1079,6 +1079,9 @@ def as_speed_figure(speed, names, k_runs, kmax: int, lam: float = 1.0):
     lo, hi = ax2.get_ylim()
     ax2.set_ylim(min(lo, 0.8), max(hi, 2.0 * kmax))
     readable_log_axis(ax2, "y")
+    from matplotlib.ticker import MaxNLocator
+
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_title("AS-Speed's accumulation window, one line per seed", fontsize=11)
     legend_below(fig, *ax2.get_legend_handles_labels())
     return fig
