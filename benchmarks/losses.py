@@ -13,7 +13,9 @@ time excluded by the warm-up); its baseline stays eager ``F.cross_entropy``.
 
 Each cell is the median over ``--repeats`` samples (after warm-up) of forward + backward on
 float32 logits with ``reduction='mean'``; the baseline is the loss a method replaces, measured in the same
-run: ``F.cross_entropy``, or ``F.cross_entropy(label_smoothing=0.1)`` for a label-smoothed setting (``sgt+ls``), interleaved with the others, so the ratios are robust to machine load. A sample is
+run: ``F.cross_entropy``, or ``F.cross_entropy(label_smoothing=0.1)`` for a label-smoothed setting (``sgt+ls``), or
+for Noisy Softmax, a classifier head rather than a loss, a bias-free linear head + ``F.cross_entropy`` (``noisy``:
+``NoisySoftmaxHead`` + CE, from ``HEAD_FEATURES``-wide features to the loss and back), interleaved with the others, so the ratios are robust to machine load. A sample is
 the mean of a burst of back-to-back calls lasting about 2 ms (one call at the large shapes, ~20 at 128 x 10;
 ``calls_per_sample`` in the JSON rows), the same burst length for every method of a shape. On CUDA the table also
 reports the bytes floor (read logits once + write the gradient once at the device's measured copy
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from softgrad import losses as L  # noqa: E402
+from softgrad.noisy import NoisySoftmaxHead  # noqa: E402
 
 SHAPES = [(128, 10), (4096, 10), (8192, 1000), (2048, 32000)]
 TCMALLOC = [p for p in ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -45,12 +48,15 @@ METHODS = {
     "gradient_decay": {"beta": 0.1},
     "sgt": {"alpha": 0.3},
     "sgt+ls": {"alpha": 0.3, "label_smoothing": 0.1},  # the SGT paper's setting
+    "noisy": {"alpha": 0.1},  # Noisy Softmax: a head, timed as head + CE against a linear head + CE
     "as_softmax": {"delta": 0.1},
     "sparse_softmax": {"k": 5},
     "sparsemax": {},
     "entmax15": {},
 }
 LS_BASELINE = "F.cross_entropy (ls=0.1)"  # what a label-smoothed loss replaces: its ratio is against this
+HEAD_BASELINE = "F.cross_entropy (linear head)"  # what Noisy Softmax replaces: a bias-free linear head + CE
+HEAD_FEATURES = 64  # the feature width of the heads Noisy Softmax is timed with
 
 
 class _CEFunction(torch.autograd.Function):
@@ -122,7 +128,24 @@ def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = 
         fns = {"F.cross_entropy": run(lambda a, b: F.cross_entropy(a, b)),
                LS_BASELINE: run(lambda a, b: F.cross_entropy(a, b, label_smoothing=0.1)),
                "CE as autograd.Function": run(_CEFunction.apply)}
+        if "noisy" in methods:  # Noisy Softmax perturbs the head's logits: head + CE, features to logits and back
+            x = torch.randn(n, HEAD_FEATURES, generator=g).to(device).requires_grad_(True)
+            head = NoisySoftmaxHead(HEAD_FEATURES, c, **METHODS["noisy"]).to(device)  # training mode: noisy
+
+            def run_head(loss_fn):
+                def f():
+                    x.grad = head.weight.grad = None
+                    loss_fn(x, t).backward()
+                return f
+
+            fns[HEAD_BASELINE] = run_head(lambda a, b: F.cross_entropy(a @ head.weight.t(), b))
+            fns["noisy"] = run_head(lambda a, b: F.cross_entropy(head(a, b), b))
+            if compiled:
+                fns["noisy (compiled)"] = run_head(torch.compile(lambda a, b: F.cross_entropy(head(a, b), b),
+                                                                 fullgraph=True))
         for name in methods:
+            if name == "noisy":
+                continue  # above
             if name in ("sparsemax", "entmax15") and c > 1000:
                 continue  # sort-based, minutes at C=32000 on CPU
             loss = name.split("+")[0]
@@ -143,6 +166,7 @@ def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = 
                     peaks[k] = torch.cuda.max_memory_allocated() / 2**20
         base = statistics.median(times["F.cross_entropy"])
         base_ls = statistics.median(times[LS_BASELINE])
+        base_head = statistics.median(times[HEAD_BASELINE]) if HEAD_BASELINE in times else None
         floor = None
         if device.type == "cuda":  # bytes floor: read logits once, write grad once
             buf = torch.empty_like(z0)
@@ -151,19 +175,22 @@ def bench(device: torch.device, shapes, repeats: int, methods, compiled: bool = 
         for k, ts in times.items():
             med = statistics.median(ts)
             smoothed = k == LS_BASELINE or METHODS.get(k.split(" ")[0], {}).get("label_smoothing")
+            headed = k == HEAD_BASELINE or k.split(" ")[0] == "noisy"
+            baseline, b = ((HEAD_BASELINE, base_head) if headed else (LS_BASELINE, base_ls) if smoothed
+                           else ("F.cross_entropy", base))
             rows.append({"device": device.type, "allocator": allocator(), "N": n, "C": c, "loss": k,
-                         "median_ms": med * 1e3, "calls_per_sample": inner, "baseline": LS_BASELINE if smoothed else "F.cross_entropy",
-                         "ratio_to_ce": med / (base_ls if smoothed else base), "ratio_to_floor": (med / floor) if floor else None,
+                         "median_ms": med * 1e3, "calls_per_sample": inner, "baseline": baseline,
+                         "ratio_to_ce": med / b, "ratio_to_floor": (med / floor) if floor else None,
                          "peak_MiB": peaks.get(k)})
     return rows
 
 
 def print_table(rows):
-    print(f"{'device':6} {'alloc':8} {'N x C':>12} {'loss':27} {'median ms':>10} {'x F.ce':>7} {'x floor':>8} {'peak MiB':>9}")
+    print(f"{'device':6} {'alloc':8} {'N x C':>12} {'loss':30} {'median ms':>10} {'x F.ce':>7} {'x floor':>8} {'peak MiB':>9}")
     for r in rows:
         fl = f"{r['ratio_to_floor']:.2f}" if r["ratio_to_floor"] else "-"
         pk = f"{r['peak_MiB']:.0f}" if r["peak_MiB"] else "-"
-        print(f"{r['device']:6} {r.get('allocator', '?'):8} {str(r['N']) + 'x' + str(r['C']):>12} {r['loss']:27} "
+        print(f"{r['device']:6} {r.get('allocator', '?'):8} {str(r['N']) + 'x' + str(r['C']):>12} {r['loss']:30} "
               f"{r['median_ms']:10.3f} {r['ratio_to_ce']:7.2f} {fl:>8} {pk:>9}")
 
 

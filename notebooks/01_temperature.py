@@ -78,7 +78,7 @@ from myst_nb import glue
 
 from softgrad import analysis as A
 from softgrad import claims as C
-from softgrad.plots import show, summary_table, table
+from softgrad.plots import flow_figure, lr_sweep_figure, show, summary_table, table
 from softgrad.book import page_header, setting_text
 from softgrad.data import dataset_shape
 from softgrad.runs import load_run, notebook_params, run_params
@@ -100,18 +100,8 @@ page_header(NB, P)
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-beta-sweep", "caption": "{glue:md}`fig_01_beta_sweep_num` Left: test accuracy against β, one line per learning rate η, mean ± std over seeds. Right: that std alone (same colours; the legend below). {glue:md}`fig_01_beta_sweep_src`"}}
 sw = df[df.sweep == "beta"]
-fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-A.errorbars(ax, sw, "beta", "test_acc", hue="lr", logx=True, label=lambda v: f"η={v:g}")
-ax.set_ylim(0, 1)
-ax.set_title("test accuracy vs β")
 s = A.summarize(sw, ["beta", "lr"])
-for lr, sub in s.reset_index().groupby("lr"):
-    ax2.plot(sub["beta"], sub["test_acc_std"], "o-", label=f"η={lr:g}")
-ax2.set_xscale("log")
-ax2.set_xlabel("β (inverse temperature)")
-ax2.set_ylabel("std of test accuracy over seeds")
-fig.tight_layout(rect=(0, 0.1, 1, 1))  # one legend for both panels, below them, clear of the data
-fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=8, frameon=False)
+fig = lr_sweep_figure(sw, "beta", "test_acc", hue="lr", label=lambda v: f"η={v:g}")
 show(fig, "01_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 
 # %% tags=["hide-input"]
@@ -259,43 +249,17 @@ print(f"P2: {len(fp2)} runs, {int(fp2.t.isna().sum())} never reached a training 
       f"{int(fp5.ell.isna().sum())} of {len(fp5)} runs")
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-flow", "caption": "{glue:md}`fig_01_flow_num` Full-batch gradient descent on a linear softmax model (digits). Top left (P2): steps until the training loss falls to 0.9 ln C, against 1/(ηβ²). Top right (P4): the largest learning rate of the grid with monotone descent, against β. Bottom (P5): the length of the linear phase (left) and the steps to learn (right) against ‖βz₀‖; filled markers: initial loss above 2 ln C, the saturated runs both slopes are read from. Dashed lines: the predicted slopes of P2 and P4. {glue:md}`fig_01_flow_src`"}}
-fig, axes = plt.subplots(2, 2, figsize=(11, 7.2))
-axes = axes.ravel()
 m2, m4, m5 = t_p2.means(), t_p4.means(), t_p5.means()
-for b, sub in fp2.groupby("beta"):
-    axes[0].loglog(1 / (sub.lr * b ** 2), sub.t, "o", ms=4, alpha=0.6, label=f"β={b:g}")
-x = 1 / (fp2.lr * fp2.beta ** 2)
-axes[0].loglog(np.sort(x), fp2.t.median() * np.sort(x) / x.median(), "k--", lw=0.8, label="slope 1")
-axes[0].set_xlabel("1/(ηβ²)")
-axes[0].set_ylabel(f"steps to training loss {thr:.2f}")
-axes[0].set_title(f"P2: slope {p2_slope(m2):.2f} (predicted 1)")
-axes[0].legend(fontsize=7, loc="best")
-ok = m4["monotone"].unstack("lr")
-largest = ok.apply(lambda r: r.index[r.to_numpy() >= 0.5].max() if (r >= 0.5).any() else np.nan, axis=1)
-for s_ in t_p4.seeds:
-    one = fp4[fp4.seed == s_].pivot_table(index="beta", columns="lr", values="monotone")
-    axes[1].loglog(one.index, one.apply(lambda r: r.index[r.to_numpy() >= 0.5].max(), axis=1), ".", color="0.6")
-axes[1].loglog(largest.index, largest.values, "o-", label="seed majority")
-axes[1].loglog(largest.index, largest.iloc[0] * (largest.index / largest.index[0]) ** -2.0, "k--", lw=0.8,
-               label="slope −2")
-axes[1].set_xticks(largest.index, [f"{b:g}" for b in largest.index])
-axes[1].minorticks_off()
-axes[1].set_xlabel("β")
-axes[1].set_ylabel("largest η with monotone descent")
-axes[1].set_title(f"P4: slope {p4_slope(m4):.2f} (predicted −2)")
-axes[1].legend(fontsize=7, loc="best")
-big = fp5.L0 > 2 * np.log(n_classes)
-for ax, col, marker, color, ylabel, title in [
-        (axes[2], "ell", "o", "tab:blue", "steps in the linear phase", f"P5, the loss falls linearly: slope {p5_slope(m5):.2f} (> 0)"),
-        (axes[3], "t_learn", "s", "tab:red", f"steps to training accuracy {P['extra']['p5_learned']}",
-         f"P5, time to learn: slope {p5_time_slope(m5):.2f} (|·| < 0.3)")]:
-    ax.loglog(fp5.z0[big], fp5[col][big], marker, ms=4, color=color, label="saturated (initial loss > 2 ln C)")
-    ax.loglog(fp5.z0[~big], fp5[col][~big], marker, ms=4, mfc="none", color=color, label="not saturated")
-    ax.set_xlabel("‖βz₀‖")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="best")
-fig.tight_layout()
+largest_eta = lambda m: m.apply(lambda r: r.index[r.to_numpy() >= 0.5].max() if (r >= 0.5).any() else np.nan, axis=1)
+fig = flow_figure(
+    fp2.assign(x=1 / (fp2.lr * fp2.beta ** 2)),
+    [largest_eta(fp4[fp4.seed == s_].pivot_table(index="beta", columns="lr", values="monotone")) for s_ in t_p4.seeds],
+    largest_eta(m4["monotone"].unstack("lr")),
+    fp5.assign(saturated=fp5.L0 > 2 * np.log(n_classes)),
+    {"p2": f"P2: slope {p2_slope(m2):.2f} (predicted 1)", "p4": f"P4: slope {p4_slope(m4):.2f} (predicted −2)",
+     "p5": f"P5, the loss falls linearly: slope {p5_slope(m5):.2f} (> 0)",
+     "p5_time": f"P5, time to learn: slope {p5_time_slope(m5):.2f} (|·| < 0.3)"},
+    f"steps to training loss {thr:.2f}", f"steps to training accuracy {P['extra']['p5_learned']}")
 show(fig, "01_flow", profile, NB, runs=sum(f.run_id.nunique() for f in flow.values()))
 
 # %% [markdown]

@@ -84,7 +84,7 @@ from myst_nb import glue
 
 from softgrad import analysis as A
 from softgrad import claims as C
-from softgrad.plots import show, summary_table, table
+from softgrad.plots import points_figure, reliability_grid, show, summary_table, sweep_figure, table
 from softgrad.book import page_header, setting_text
 from softgrad.common import number
 from softgrad.runs import load_run, notebook_params, run_params
@@ -102,10 +102,7 @@ page_header(NB, P)
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-beta-sweep", "caption": "{glue:md}`fig_02_beta_sweep_num` Test accuracy, ECE and MCE (15 bins) against the gradient-decay β, mean ± std over seeds; the dotted line is β = 1 (CE). {glue:md}`fig_02_beta_sweep_src`"}}
 sw = df[df.sweep == "beta"]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-for ax, m in zip(axes, ["test_acc", "test_ece", "test_mce"]):
-    A.errorbars(ax, sw, "beta", m, logx=True)
-    ax.axvline(1.0, color="0.7", ls=":", lw=1)
+fig = sweep_figure(sw, "beta", ["test_acc", "test_ece", "test_mce"], ref=1.0)
 show(fig, "02_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 
 # %% tags=["hide-input"]
@@ -162,10 +159,7 @@ glue("gd_gap_large", gap[hi], display=False)
 # ## Reliability diagrams (test set, final epoch, seed 0)
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-reliability", "caption": "{glue:md}`fig_02_reliability_num` Reliability diagrams on the test set after the last epoch, one per β (seed 0). {glue:md}`fig_02_reliability_src`"}}
-fig, axes = plt.subplots(1, len(tracked), figsize=(3.2 * len(tracked), 3.2), sharey=True)
-for ax, (b, r) in zip(np.atleast_1d(axes), tracked.items()):
-    A.reliability_plot(ax, r["reliability"], f"β={b:g}")
-    ax.set_title(f"β = {b:g}, ECE {r['final']['test_ece']:.3f}")
+fig = reliability_grid([(f"β = {b:g}, ECE {r['final']['test_ece']:.3f}", r["reliability"]) for b, r in tracked.items()])
 show(fig, "02_reliability", profile, NB, runs=len(tracked))
 
 # %% [markdown]
@@ -180,14 +174,10 @@ wu["setting"] = wu.apply(lambda r: f"warm-up {r.warmup_shape} {r.warmup_start:g}
 fixed = A.final(sw[sw.beta.isin(set(wu.warmup_start) | set(wu.beta))]).copy()  # its endpoints, held fixed
 fixed["setting"] = fixed.beta.map(lambda b: f"fixed β={b:g}")
 both = pd.concat([fixed, wu])
-fig, ax = plt.subplots(figsize=(7, 3.5))
-m = both.groupby("setting")[["test_acc", "test_ece"]].agg(["mean", "std"])
-ax.errorbar(m[("test_ece", "mean")], m[("test_acc", "mean")], xerr=m[("test_ece", "std")],
-            yerr=m[("test_acc", "std")], fmt="o", capsize=3)
-for name, row in m.iterrows():
-    ax.annotate(name, (row[("test_ece", "mean")], row[("test_acc", "mean")]), fontsize=7)
-ax.set_xlabel("test ECE (15 bins)")
-ax.set_ylabel("test accuracy")
+m = both.groupby("setting")[["test_acc", "test_ece"]].agg(["mean", "std"]).fillna(0.0)
+kind = both.drop_duplicates("setting").set_index("setting").apply(
+    lambda r: "fixed β" if r.sweep != "warmup" else f"warm-up {r.warmup_shape}", axis=1)
+fig = points_figure(m, "test_ece", "test_acc", groups=kind.to_dict())
 show(fig, "02_warmup", profile, NB, runs=both.run_id.nunique())
 
 # %% tags=["hide-input"]

@@ -70,7 +70,7 @@ from myst_nb import glue
 
 from softgrad import analysis as A
 from softgrad import claims as C
-from softgrad.plots import show, summary_table, table
+from softgrad.plots import match_figure, show, summary_table, sweep_figure, table
 from softgrad.book import page_header, setting_text
 from softgrad.common import number
 from softgrad.runs import notebook_params, run_params
@@ -89,10 +89,8 @@ page_header(NB, P)
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-alpha-sweep", "caption": "{glue:md}`fig_04_alpha_sweep_num` Test accuracy, final training CE and mean logit norm against SGT's α, with and without label smoothing, mean ± std over seeds. {glue:md}`fig_04_alpha_sweep_src`"}}
 sw = df[df.sweep == "alpha"].copy()
 sw["ls"] = sw["param.label_smoothing"]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, m in zip(axes, ["test_acc", "train_nll", "train_logit_norm"]):
-    A.errorbars(ax, sw, "alpha", m, hue="ls", logx=True, label=lambda v: f"label smoothing {v:g}")
-axes[0].legend(fontsize=8)
+fig = sweep_figure(sw, "alpha", ["test_acc", "train_nll", "train_logit_norm"], hue="ls",
+                   label=lambda v: f"label smoothing {v:g}")
 show(fig, "04_alpha_sweep", profile, NB, runs=sw.run_id.nunique())
 
 # %% tags=["hide-input"]
@@ -123,26 +121,16 @@ display(table(gap_t.reset_index(), names={"alpha": "α"}, formats={c: "{:.2f}" f
 # $\mathrm{CE}(\alpha z)$ with η/α and λα. The two code paths should give the same training trajectory up to
 # floating-point rounding (which a chaotic training run can amplify over epochs).
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-sgt-vs-temperature", "caption": "{glue:md}`fig_04_sgt_vs_temperature_num` Left: training CE over epochs of SGT(α) (lines) and CE(αz) with η/α and λα (dots), seed 0. Right: their absolute difference (float32, floor 1e-16). {glue:md}`fig_04_sgt_vs_temperature_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-sgt-vs-temperature", "caption": "{glue:md}`fig_04_sgt_vs_temperature_num` Left: training CE over epochs of SGT(α) (lines) and CE(αz) with η/α and λα (dots), seed 0. Right: their absolute difference (float32) on a log axis; a difference of exactly 0 is a hollow marker on the row below it. {glue:md}`fig_04_sgt_vs_temperature_src`"}}
 a = df[df.sweep == "match_sgt"]
 b = df[df.sweep == "match_temperature"].copy()
 b["alpha"] = b["param.beta"]
 key = ["alpha", "seed", "epoch"]
 cols = key + ["test_acc", "train_nll", "weight_dist"]
 m = a[cols].merge(b[cols], on=key, suffixes=("", "_temp")).set_index(key)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-for al, sub in m.groupby(level="alpha"):
-    sub0 = sub.xs(sub.index.get_level_values("seed").min(), level="seed")
-    l, = axes[0].plot(sub0.index.get_level_values("epoch"), sub0["train_nll"], "-", label=f"SGT α={al:g}")
-    axes[0].plot(sub0.index.get_level_values("epoch"), sub0["train_nll_temp"], "o", color=l.get_color(), ms=4,
-                 label=f"CE(αz), η/α, λα")
-    axes[1].semilogy(sub0.index.get_level_values("epoch"),
-                     (sub0["train_nll"] - sub0["train_nll_temp"]).abs() + 1e-16, "o-", color=l.get_color())
-axes[0].set_xlabel("epoch")
-axes[0].set_ylabel("training CE (nats)")
-axes[0].legend(fontsize=7)
-axes[1].set_xlabel("epoch")
-axes[1].set_ylabel("|Δ training CE| (nats, floor 1e-16)")
+seed0 = m.index.get_level_values("seed").min()
+fig = match_figure({f"α={al:g}": sub.xs(seed0, level="seed").droplevel("alpha")[["train_nll", "train_nll_temp"]]
+                    .set_axis(["a", "b"], axis=1) for al, sub in m.groupby(level="alpha")})
 show(fig, "04_sgt_vs_temperature", profile, NB, runs=a.run_id.nunique() + b.run_id.nunique())
 
 # %% tags=["hide-input"]

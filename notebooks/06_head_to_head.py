@@ -74,8 +74,8 @@ from softgrad import protocol
 from softgrad import stats as S
 from softgrad.book import page_header, protocol_setup_text
 from softgrad.common import interval_text, number
-from softgrad.plots import (COLORS, VERDICT_BACKGROUND, budget_figure, convergence_figure, edge_figure, forest,
-                            show, table, time_figure, verdict_legend)
+from softgrad.plots import (VERDICT_BACKGROUND, budget_figure, convergence_figure, curse_figure, edge_figure,
+                            forest_figure, power_figure, show, table, time_figure)
 from softgrad.protocol import POINTS, SHORT, bound_text, ci_text
 from softgrad.runs import notebook_params
 
@@ -195,12 +195,8 @@ show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
 # The full table (every metric, the bound each interval excludes, stability, P(beats CE)) is collapsed
 # below the figure.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-forest", "caption": "{glue:md}`fig_06_forest_num` Δ = E_T(method) − E_T(CE) on the test set — accuracy (points), NLL, and ECE raw and after temperature scaling (points) — with its bootstrap interval over trial indices at the level of its Holm step, coloured by verdict; grey: the task's margin. {glue:md}`fig_06_forest_src`"}}
-fig, axes = plt.subplots(1, 4, figsize=(14, 0.3 * len(tasks) * len(methods) + 1.6), sharey=True)
-for ax, metric in zip(axes, ["acc", "nll", "ece", "ece_ts"]):
-    forest(ax, R.comparisons, metric)
-fig.tight_layout()
-verdict_legend(axes[-1], loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-forest", "caption": "{glue:md}`fig_06_forest_num` Δ = E_T(method) − E_T(CE) on the test set — accuracy (points), NLL, and ECE raw and after temperature scaling (points) — with its bootstrap interval over trial indices at the level of its Holm step, coloured by verdict; grey band between dark ticks: the task's margin. Rows are grouped by task. {glue:md}`fig_06_forest_src`"}}
+fig = forest_figure(R.comparisons, tasks, methods, ["acc", "nll", "ece", "ece_ts"])
 show(fig, "06_forest", P["profile"], NB, runs=len(R.pool))
 
 # %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
@@ -348,18 +344,7 @@ glue("h2h_power_text", Markdown(
     + " (the plug-in analysis below, which takes this pool's estimates as the truth; its 1/√N′ scaling holds on "
     f"the pool's own halves: spread ratio {SR.ratio.median():.2f}, predicted {SR.predicted.iloc[0]:.2f}). "
     "Chapter 08 says what the GPU script will run to get there."), display=False)
-fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
-for ax, col, label, goal in [(axes[0], "predicted_agreement", "predicted agreement of a rerun (%)", 95),
-                             (axes[1], "inconclusive", "verdicts inconclusive (%)", 35)]:
-    ax.plot(PW.trials, 100 * PW[col], "o-", color="k")
-    ax.axvline(n_pool, color="0.5", ls=":")
-    ax.axhline(goal, color="C3", ls="--", lw=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(PW.trials, [str(n) for n in PW.trials])
-    ax.minorticks_off()
-    ax.set_xlabel("trial indices per task N′")
-    ax.set_ylabel(label)
-fig.tight_layout()
+fig = power_figure(PW, n_pool)
 show(fig, "06_power", P["profile"], NB, runs=len(R.pool))
 
 # %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
@@ -440,18 +425,7 @@ show(fig, "06_budget", P["profile"], NB, runs=len(R.pool))
 # %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-curse", "caption": "{glue:md}`fig_06_curse_num` Test accuracy of each method's most frequent winner: its own score in the pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range), one panel per task. {glue:md}`fig_06_curse_src`"}}
 rt = R.retrain
 glue("h2h_retrain_seeds", int(spec["retrain_seeds"]), display=False)
-fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
-for ax, t in zip(axes[0], tasks):
-    g = rt[rt.task == t].reset_index(drop=True) if len(rt) else rt
-    for j, r in enumerate(g.itertuples()):
-        ax.plot([j - 0.3, j + 0.3], [100 * r.fresh_mean] * 2, color=COLORS.get(r.method), lw=2)
-        ax.plot([j] * 2, [100 * r.fresh_min, 100 * r.fresh_max], color=COLORS.get(r.method), lw=0.8)
-        ax.plot(j, 100 * r.own_test_acc, "D", color="k", ms=4)
-    ax.set_xticks(range(len(g)), [SHORT.get(m, m) for m in g.method] if len(g) else [], rotation=45, ha="right",
-                  fontsize=8)
-    ax.set_title(t)
-axes[0][0].set_ylabel("test accuracy (%)")
-fig.tight_layout()
+fig = curse_figure(rt, tasks)
 show(fig, "06_curse", P["profile"], NB, runs=int(len(rt) * spec["retrain_seeds"]))
 
 # %% tags=["hide-input", "hide-output", "nbval-ignore-output"]

@@ -10,8 +10,11 @@ title; no raw ``{glue`` or ``??``; typeset equations where it has TeX; figures t
 adds what a reader notices on a finished page:
 
 - a figure caption numbered twice (Sphinx's "Fig. 23" before the book's own "Figure 7.1");
-- a figure that plots no data, has an empty panel, or whose legend covers data (read from the metadata
-  ``softgrad.plots.save`` writes into every PNG; a figure without it was not made by the book's code);
+- a figure that plots no data, has an empty panel, or has a layout defect: text over text, a legend or a
+  label over data, text under 9 px as the page shows it, low-contrast text (read from the metadata
+  ``softgrad.plots.save`` writes into every PNG, ``softgrad.plots.layout_defects``; a figure without it was not
+  made by the book's code, or made before the layout check: regenerate it); and a figure scaled to a column
+  narrower than the ``softgrad.plots.COLUMN_PX`` that check assumes;
 - a table column narrower than its longest word (a word broken across lines, or sticking out of its cell);
 - a page taller than :data:`MAX_PAGE_PX` with its collapsed sections closed.
 
@@ -66,12 +69,13 @@ MEASURE = """(() => {
   }
   if (document.documentElement.scrollWidth > window.innerWidth + 2)
     overflow.push(`page: ${document.documentElement.scrollWidth}px wide at ${window.innerWidth}px`);
-  const narrow = [], images = [];
+  const narrow = [], images = [], widths = {};
   for (const img of document.querySelectorAll('article img')) {
     if (!shown(img)) continue;
     const w = img.getBoundingClientRect().width;
     if (w < %d) narrow.push(`${img.getAttribute('src').slice(0, 50)}: ${Math.round(w)}px`);
     images.push(img.getAttribute('src'));
+    widths[img.getAttribute('src')] = [w, img.naturalWidth];  // as shown, and the PNG's own width
   }
   const captions = [...document.querySelectorAll('article figcaption')].map(c => short(c.innerText));
   // words of table cells: broken across lines, or sticking out of the cell's content box
@@ -98,7 +102,7 @@ MEASURE = """(() => {
     }
   }
   const titles = [...document.querySelectorAll('article h1')].map(h => h.textContent.trim());
-  return {overflow, narrow, images, captions, words, titles, height: document.documentElement.scrollHeight,
+  return {overflow, narrow, images, widths, captions, words, titles, height: document.documentElement.scrollHeight,
           html: document.documentElement.outerHTML, text: document.body.innerText};
 })()""" % MIN_FIGURE_PX
 
@@ -132,16 +136,20 @@ class Browser:
         self._pw.stop()
 
 
-def figure_defects(src: str, page: Path) -> list[str]:
-    """What the metadata of one figure's PNG says is wrong with it (``softgrad.plots.png_metadata``)."""
-    from softgrad.plots import png_metadata
+def figure_defects(src: str, page: Path, shown: tuple[float, float] | None = None) -> list[str]:
+    """What the metadata of one figure's PNG says is wrong with it (``softgrad.plots.png_metadata``): no data, an
+    empty panel, and the layout defects ``softgrad.plots.layout_defects`` found when the figure was saved (text
+    over text, legend or text over data, small text, low contrast). ``shown``: its width in the page and the
+    PNG's own width; with it, the smallest text is checked at the size this page shows it (the saved check
+    assumed a column of ``plots.COLUMN_PX``)."""
+    from softgrad import plots
 
     if src.startswith("data:") or "_static" in src or not src.endswith(".png"):
         return []
     f = (page.parent / src).resolve()
     if not f.is_file():
         return [f"figure {src}: missing"]
-    meta = png_metadata(f.read_bytes())
+    meta = plots.png_metadata(f.read_bytes())
     if meta is None:
         return [f"figure {src}: no softgrad metadata (not made by softgrad.plots.save; regenerate it)"]
     out = []
@@ -149,8 +157,14 @@ def figure_defects(src: str, page: Path) -> list[str]:
         out.append(f"figure {src}: plots no data")
     else:
         out += [f"figure {src}: panel {a['title']!r} plots no data" for a in meta["axes"] if a["data"] == 0]
-    out += [f"figure {src}: the legend of {a['title']!r} covers {a['legend_covers']} data points"
-            for a in meta["axes"] if a["legend_covers"]]
+    if "layout" not in meta:
+        return out + [f"figure {src}: no layout check (saved before softgrad.plots.layout_defects; regenerate it)"]
+    out += [f"figure {src}: {d}" for d in meta["layout"]]
+    if shown and shown[1] and meta.get("min_text_px"):
+        px = meta["min_text_px"] * min(1.0, shown[0] / shown[1])
+        if px < plots.MIN_TEXT_PX - 0.05 and not any(d.startswith("small text") for d in meta["layout"]):
+            out.append(f"figure {src}: small text: {px:.1f} px as shown ({shown[0]:.0f} px of {shown[1]} px; "
+                       f"minimum {plots.MIN_TEXT_PX:g} px)")
     return out
 
 
@@ -162,7 +176,7 @@ def defects(m: dict, page: Path, max_height: int = MAX_PAGE_PX) -> list[str]:
         if first and _NUMBER.match(c[first.end():]):
             out.append(f"caption numbered twice: {c!r}")
     for src in m["images"]:
-        out += figure_defects(src, page)
+        out += figure_defects(src, page, m.get("widths", {}).get(src))
     out += [f"table column narrower than its longest word: {w}" for w in m["words"]]
     if m["height"] > max_height:
         out.append(f"page {m['height']}px tall at {WIDTH}px (limit {max_height}px)")
@@ -218,6 +232,12 @@ def test_page_reads_well_at_1280px(browser, book, shots, page):
     assert len(m["titles"]) == 1, f"{page}: a page has exactly one title, not {m['titles']}"
     assert not m["overflow"], f"{page}: horizontal overflow at {WIDTH}px: {m['overflow'][:5]}"
     assert not m["narrow"], f"{page}: figures narrower than {MIN_FIGURE_PX}px: {m['narrow'][:5]}"
+    from softgrad.plots import COLUMN_PX
+
+    scaled = [w for w, natural in m["widths"].values() if natural > w + 1]  # scaled down: as wide as the column
+    assert all(w >= COLUMN_PX - 8 for w in scaled), (
+        f"{page}: figures are scaled to {min(scaled):.0f}px, narrower than the column softgrad.plots.COLUMN_PX "
+        f"({COLUMN_PX}px) the layout check assumes: set it to the measured width")
     found = defects(m, path)
     assert not found, f"{page}: {len(found)} defects: {found[:8]}"
     needs_math, needs_figs = CHAPTERS[page]

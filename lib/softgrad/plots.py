@@ -104,39 +104,92 @@ def _is_data(artist, ax) -> bool:
     return isinstance(artist, AxesImage)
 
 
-def _covered(artist, ax, bb) -> int:
-    """How many of a data artist's points (markers and vertices, line segments sampled every few pixels) or
-    bars lie inside the display-space box ``bb`` (a legend's)."""
+def _segments_in_box(p0, p1, bb):
+    """Which segments ``p0[i] -> p1[i]`` (display coordinates) pass through the open box ``bb`` (Liang-Barsky)."""
     import numpy as np
-    from matplotlib.collections import Collection
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    if isinstance(artist, Patch):  # a bar under the legend, even where none of its corners is
-        e = artist.get_window_extent()
-        return int(e.x0 < bb.x1 and bb.x0 < e.x1 and e.y0 < bb.y1 and bb.y0 < e.y1)
-    if isinstance(artist, Line2D):
-        xy = np.asarray(artist.get_xydata(), float)
-    elif isinstance(artist, Collection):
-        off = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
-        xy = off if artist.get_offset_transform() == ax.transData and len(off) else np.concatenate(
-            [p.vertices for p in artist.get_paths()] or [np.empty((0, 2))])
-    else:
-        return 0
-    xy = xy[np.isfinite(xy).all(axis=1)]
-    if not len(xy):
-        return 0
-    pts = ax.transData.transform(xy)
-    if isinstance(artist, Line2D) and artist.get_linestyle() not in ("None", "", " ") and len(pts) > 1:
-        t = np.linspace(0, 1, 16)[:, None, None]
-        pts = (pts[:-1] * (1 - t) + pts[1:] * t).reshape(-1, 2)
+    d = p1 - p0
+    t0, t1 = np.zeros(len(p0)), np.ones(len(p0))
+    for k, (lo, hi) in enumerate(((bb.x0, bb.x1), (bb.y0, bb.y1))):
+        par = d[:, k] == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = (lo - p0[:, k]) / d[:, k], (hi - p0[:, k]) / d[:, k]
+        inside = (p0[:, k] > lo) & (p0[:, k] < hi)
+        t0 = np.maximum(t0, np.where(par, np.where(inside, -np.inf, np.inf), np.minimum(a, b)))
+        t1 = np.minimum(t1, np.where(par, np.where(inside, np.inf, -np.inf), np.maximum(a, b)))
+    return t0 < t1
+
+
+def _points_in_box(pts, bb) -> int:
     x, y = pts.T
     return int(((x > bb.x0) & (x < bb.x1) & (y > bb.y0) & (y < bb.y1)).sum())
 
 
+def _overlap(a, b) -> tuple[float, float]:
+    """Width and height (px) of the intersection of two display-space boxes (0 where they are apart)."""
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)), max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def _covered(artist, ax, bb) -> int:
+    """How much of a data artist lies inside the display-space box ``bb`` (a legend's, a text's): its markers and
+    vertices inside, its line segments that pass through (error bars included), a filled area (``fill_between``)
+    under the box, or a bar or image that overlaps it by more than :data:`OVERLAP_PX` each way."""
+    import numpy as np
+    from matplotlib.collections import Collection
+    from matplotlib.image import AxesImage
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    def lines(pts):  # vertices inside, plus segments through the box
+        ok = np.isfinite(pts).all(axis=1)
+        n = _points_in_box(pts[ok], bb)
+        if len(pts) > 1:
+            keep = ok[:-1] & ok[1:]
+            n += int(_segments_in_box(pts[:-1][keep], pts[1:][keep], bb).sum())
+        return n
+
+    def area(path, trans) -> int:  # a filled region under the box: a grid of the box's points inside it
+        gx, gy = np.meshgrid(np.linspace(bb.x0 + 1, bb.x1 - 1, 7), np.linspace(bb.y0 + 1, bb.y1 - 1, 5))
+        return int(path.contains_points(np.c_[gx.ravel(), gy.ravel()], transform=trans).any())
+
+    if isinstance(artist, (Rectangle, AxesImage)):  # bars: under the box, even where none of its corners is
+        w, h = _overlap(artist.get_window_extent(), bb)
+        return int(w > OVERLAP_PX and h > OVERLAP_PX)
+    if isinstance(artist, Patch):
+        trans = artist.get_transform()
+        return area(artist.get_path(), trans) or lines(trans.transform(artist.get_path().vertices))
+    if isinstance(artist, Line2D):
+        xy = np.asarray(artist.get_xydata(), float)
+        if not len(xy):
+            return 0
+        pts = artist.get_transform().transform(xy)
+        if artist.get_linestyle() in ("None", "", " "):
+            return _points_in_box(pts[np.isfinite(pts).all(axis=1)], bb)
+        return lines(pts)
+    if isinstance(artist, Collection):
+        off = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
+        if artist.get_offset_transform() == ax.transData and len(off):  # scatter markers
+            off = off[np.isfinite(off).all(axis=1)]
+            return _points_in_box(ax.transData.transform(off), bb) if len(off) else 0
+        trans = artist.get_transform()
+        fc = artist.get_facecolor()
+        filled = len(fc) and float(np.max(fc[:, 3])) > 0
+        return sum((area(p, trans) if filled else 0) or lines(trans.transform(p.vertices))
+                   for p in artist.get_paths() if len(p.vertices))
+    return 0
+
+
+def _data_artists(ax) -> list:
+    return [a for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images) if _is_data(a, ax)]
+
+
+def _axes_name(ax) -> str:
+    return ax.get_title() or ax.get_title("left") or ax.get_ylabel() or ax.get_xlabel()
+
+
 def figure_data(fig) -> dict:
     """What a figure shows, for the book's rendering test (:func:`save` stores it in the PNG): per axes, how
-    many artists draw data (``data``) and how many data points or bar corners its legend covers
+    many artists draw data (``data``) and how many data points, segments or bars its legend covers
     (``legend_covers``); ``data_artists``, the total. An axes with no data, or a legend over data, is a defect
     the test reports. Draws the figure."""
     fig.canvas.draw()
@@ -144,20 +197,258 @@ def figure_data(fig) -> dict:
     for ax in fig.axes:
         if not ax.get_visible():
             continue
-        arts = [a for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images) if _is_data(a, ax)]
+        arts = _data_artists(ax)
         covers, leg = 0, ax.get_legend()
         if leg is not None and leg.get_visible():
             bb = leg.get_window_extent()
             covers = sum(_covered(a, ax, bb) for a in arts)
-        axes.append({"title": ax.get_title() or ax.get_ylabel(), "data": len(arts), "legend_covers": covers})
+        axes.append({"title": _axes_name(ax), "data": len(arts), "legend_covers": covers})
     return {"data_artists": sum(a["data"] for a in axes), "axes": axes}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layout: what a reader of the book sees go wrong in a figure (save() records it in every PNG)
+
+#: width (CSS px) a figure gets in the book at a 1280 px window: the window less the chapter list (sphinx-book-
+#: theme: 20% = 256 px), the article's padding (2 × 2rem) and a cell output's left padding (myst-nb: 1em),
+#: 1280 − 256 − 64 − 16; the right sidebar is hidden (book/_static/softgrad.css). A PNG wider than this is
+#: scaled down to it; a narrower one is shown at its own size (1 PNG pixel = 1 CSS px). tests/test_book.py
+#: measures the width of every scaled figure in the browser against this value.
+COLUMN_PX = 944
+#: the smallest font (em size, CSS px) a figure's text may have once shown in the column
+MIN_TEXT_PX = 9.0
+#: overlaps of at most this many pixels (either way) are ignored: a text's box includes the font's line gap, so
+#: neighbouring labels that touch without their glyphs meeting overlap by a pixel or so
+OVERLAP_PX = 1.0
+#: WCAG AA contrast of normal text on white
+MIN_CONTRAST = 4.5
+#: secondary text (the provenance stamp, notes in a panel): 7.5:1 on white
+MUTED = "#555555"
+#: the provenance stamp's font size in the column (px)
+STAMP_PX = 9.5
+
+_DRAWN: list[list] = []  # the texts drawn while layout_defects draws the figure (the innermost list records)
+
+
+def _record_texts():
+    """A context in which every text matplotlib actually draws (visible, non-empty; a tick beyond the axis
+    limits is not drawn) is appended to the list it yields."""
+    from contextlib import contextmanager
+
+    import matplotlib.text as mtext
+
+    @contextmanager
+    def ctx():
+        orig = mtext.Text.draw
+
+        def draw(self, renderer):
+            orig(self, renderer)
+            if _DRAWN and self.get_visible() and self.get_text():
+                _DRAWN[-1].append(self)
+
+        _DRAWN.append([])
+        mtext.Text.draw = draw  # Annotation.draw calls Text.draw: annotations are recorded too
+        try:
+            yield _DRAWN[-1]
+        finally:
+            mtext.Text.draw = orig
+            _DRAWN.pop()
+
+    return ctx()
+
+
+def _text_roles(fig) -> dict:
+    """id(text) -> what it is, in words ("x tick label of 'panel'", "legend text", "figure text")."""
+    roles = {}
+
+    def legend(leg, where):
+        if leg is not None:
+            for t in leg.get_texts():
+                roles[id(t)] = f"legend text{where}"
+            roles[id(leg.get_title())] = f"legend title{where}"
+
+    for t in fig.texts:
+        roles[id(t)] = "figure text"
+    for attr in ("_suptitle", "_supxlabel", "_supylabel"):
+        if getattr(fig, attr, None) is not None:
+            roles[id(getattr(fig, attr))] = attr.strip("_")
+    for leg in fig.legends:
+        legend(leg, " (figure legend)")
+    for ax in fig.axes:
+        where = f" of {_axes_name(ax)!r}" if _axes_name(ax) else ""
+        for t in (ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None)):
+            if t is not None:
+                roles[id(t)] = f"title{where}"
+        for axis, n in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            roles[id(axis.label)] = f"{n}-axis label{where}"
+            roles[id(axis.get_offset_text())] = f"{n}-axis offset{where}"
+            for tick in (*axis.majorTicks, *axis.minorTicks):
+                roles[id(tick.label1)] = roles[id(tick.label2)] = f"{n} tick label{where}"
+        for t in ax.texts:
+            roles[id(t)] = f"text in the panel{where}"
+        legend(ax.get_legend(), where)
+    return roles
+
+
+def _quad(t, renderer):
+    """The four corners (display px) of a drawn text's box, rotated with the text."""
+    import numpy as np
+
+    bb = t.get_window_extent(renderer)
+    angle = t.get_rotation()
+    if min(angle % 90, 90 - angle % 90) < 1e-6:
+        return np.array([[bb.x0, bb.y0], [bb.x1, bb.y0], [bb.x1, bb.y1], [bb.x0, bb.y1]])
+    t.set_rotation(0)
+    flat = t.get_window_extent(renderer)
+    t.set_rotation(angle)
+    w, h, th = flat.width / 2, flat.height / 2, np.deg2rad(angle)
+    r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    return np.array([bb.x0 + bb.x1, bb.y0 + bb.y1]) / 2 + np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) @ r.T
+
+
+def _quad_overlap(a, b) -> float:
+    """How deep two convex quadrilaterals overlap (px): the smallest overlap of their projections on the
+    edge normals of both (separating axes); 0 where they are apart."""
+    import numpy as np
+
+    depth = np.inf
+    for q in (a, b):
+        for i in range(2):
+            e = q[i + 1] - q[i]
+            n = np.array([-e[1], e[0]]) / (np.hypot(*e) or 1.0)
+            pa, pb = a @ n, b @ n
+            depth = min(depth, min(pa.max(), pb.max()) - max(pa.min(), pb.min()))
+    return max(0.0, float(depth))
+
+
+def contrast(color, alpha: float | None = None) -> float:
+    """WCAG contrast ratio of ``color`` (its alpha, or ``alpha``, blended onto white) against white."""
+    from matplotlib.colors import to_rgba
+
+    r, g, b, a = to_rgba(color, alpha)
+    lum = sum(w * (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+              for w, c in zip((0.2126, 0.7152, 0.0722), (a * r + 1 - a, a * g + 1 - a, a * b + 1 - a)))
+    return 1.05 / (lum + 0.05)
+
+
+def shown_width(fig) -> float:
+    """The width (px) of the PNG :func:`save` writes: the figure's tight box, padded, at ``figure.dpi``."""
+    bb = fig.get_tightbbox(fig.canvas.get_renderer())
+    return (bb.width + 2 * plt.rcParams["savefig.pad_inches"]) * fig.dpi
+
+
+def page_scale(fig, column_px: float | None = None) -> float:
+    """How much the book scales the figure's PNG to fit its column (1: shown at its own size)."""
+    return min(1.0, (column_px or COLUMN_PX) / shown_width(fig))
+
+
+def text_px(size_pt: float, fig, column_px: float | None = None) -> float:
+    """The size (CSS px) of a ``size_pt`` font of ``fig`` in the book's column: ``size_pt × dpi/72 × scale``."""
+    return size_pt * fig.dpi / 72 * page_scale(fig, column_px)
+
+
+def layout_defects(fig, column_px: float | None = None) -> list[str]:
+    """What a reader of the book sees go wrong in ``fig`` (:func:`_layout`, which documents the checks)."""
+    return _layout(fig, column_px)[0]
+
+
+def _layout(fig, column_px: float | None = None) -> tuple[list[str], float]:
+    """What a reader of the book sees go wrong in ``fig`` as :func:`save` writes it and the book shows it in a
+    column ``column_px`` wide (default :data:`COLUMN_PX`), one line each (empty for a clean figure), and the
+    smallest font drawn (px, the PNG at its own size). Draws the figure.
+
+    - **text over text**: two drawn texts (titles, axis and tick labels, annotations, legend texts and titles,
+      the suptitle, figure texts such as the provenance stamp) whose boxes, rotated with the text, overlap by
+      more than :data:`OVERLAP_PX` each way;
+    - **legend over data**: a legend (an axes' own, over that axes; a figure legend, over any axes) covering
+      data: markers, line segments, error bars, scatter points, bars, filled areas, images. Reference lines and
+      spans drawn in axes coordinates (``axhline``, ``axvspan``) are not data;
+    - **text over data**: a text placed in a panel (``ax.text``, ``ax.annotate``) covering its data, likewise
+      (its box less :data:`OVERLAP_PX` each side);
+    - **small text**: a font under :data:`MIN_TEXT_PX` once the PNG is scaled to the column (:func:`text_px`:
+      ``size_pt × dpi/72 × min(1, column_px / png_width_px)``);
+    - **low contrast**: text under :data:`MIN_CONTRAST`:1 against the white page (WCAG AA).
+
+    Only texts actually drawn count: a tick beyond the view and a shared axis's hidden tick labels do not, while
+    tick labels of neighbouring panels that run into each other are a defect like any other."""
+    from matplotlib.transforms import Bbox
+
+    col = column_px or COLUMN_PX
+    renderer = fig.canvas.get_renderer()
+    with _record_texts() as drawn:
+        fig.canvas.draw()
+    texts, seen = [], set()
+    for t in drawn:
+        if id(t) not in seen:
+            seen.add(id(t))
+            texts.append(t)
+    roles = _text_roles(fig)
+    name = lambda t: f"{roles.get(id(t), 'text')} {t.get_text()[:40]!r}"  # noqa: E731
+    out = []
+
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    quads = [_quad(t, renderer) for t in texts]
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            w, h = _overlap(boxes[i], boxes[j])
+            if w > OVERLAP_PX and h > OVERLAP_PX and _quad_overlap(quads[i], quads[j]) > OVERLAP_PX:
+                out.append(f"text over text: {name(texts[i])} overlaps {name(texts[j])} ({w:.0f}×{h:.0f} px)")
+
+    for leg, axes in [(ax.get_legend(), [ax]) for ax in fig.axes] + [(leg, fig.axes) for leg in fig.legends]:
+        if leg is None or not leg.get_visible():
+            continue
+        bb = leg.get_window_extent(renderer)
+        for ax in axes:
+            n = sum(_covered(a, ax, bb) for a in _data_artists(ax)) if ax.get_visible() else 0
+            if n:
+                out.append(f"legend over data: the {'figure ' if len(axes) > 1 or leg in fig.legends else ''}legend "
+                           f"covers {n} data points of {_axes_name(ax)!r}")
+
+    for ax in fig.axes:
+        for t in ax.texts:
+            if id(t) not in seen:
+                continue
+            b = t.get_window_extent(renderer)
+            b = Bbox.from_extents(b.x0 + OVERLAP_PX, b.y0 + OVERLAP_PX, b.x1 - OVERLAP_PX, b.y1 - OVERLAP_PX)
+            n = sum(_covered(a, ax, b) for a in _data_artists(ax)) if b.width > 0 and b.height > 0 else 0
+            if n:
+                out.append(f"text over data: {name(t)} covers {n} data points of {_axes_name(ax)!r}")
+
+    width = shown_width(fig)
+    scale = min(1.0, col / width)
+    small: dict[float, list] = {}
+    for t in texts:
+        if t.get_fontsize() * fig.dpi / 72 * scale < MIN_TEXT_PX - 1e-9:
+            small.setdefault(t.get_fontsize(), []).append(t)
+    for size, ts in sorted(small.items()):
+        out.append(f"small text: {len(ts)} text{'s' if len(ts) > 1 else ''} at {size:g} pt = "
+                   f"{size * fig.dpi / 72 * scale:.1f} px in the {col:.0f} px column (the figure is {width:.0f} px "
+                   f"wide; minimum {MIN_TEXT_PX:g} px), e.g. {name(ts[0])}")
+
+    for t in texts:
+        c = contrast(t.get_color(), t.get_alpha())
+        if c < MIN_CONTRAST:
+            out.append(f"low contrast: {name(t)} at {c:.1f}:1 on white (minimum {MIN_CONTRAST:g}:1)")
+    return out, min((t.get_fontsize() * fig.dpi / 72 for t in texts), default=0.0)
+
+
+def _freeze_figure_legends(fig) -> None:
+    """Anchor each figure legend where it is now, in figure coordinates. A figure legend is anchored to the
+    figure's box by default, and saving with ``bbox_inches="tight"`` swaps that box for the tight one, which
+    moves the legend (figure 1.1's legend onto the provenance stamp)."""
+    for leg in fig.legends:
+        box = leg.get_bbox_to_anchor().transformed(fig.transFigure.inverted())
+        leg.set_bbox_to_anchor(box.bounds, transform=fig.transFigure)
 
 
 def save(fig, name: str, profile: str, notebook: str) -> bytes:
     """Stamp ``fig`` with its source (notebook and parameter file), save it as PNG, and return the PNG's bytes.
 
-    The stamp goes below everything else the figure draws (its axis labels included), right-aligned. The PNG
-    carries :func:`figure_data` as JSON in its ``softgrad`` text field, which the book's rendering test reads.
+    The stamp goes below everything else the figure draws (axis labels and figure legends included),
+    right-aligned, in :data:`MUTED` grey, at :data:`STAMP_PX` once the figure is scaled to the book's column.
+    The PNG carries :func:`figure_data` as JSON in its ``softgrad`` text field, with the figure's
+    :func:`layout_defects` as saved (stamp included) under ``layout`` and its smallest font under ``min_text_px``
+    (px, the PNG at its own size): the book's rendering test and tests/test_plots.py read them.
 
     No commit or time in the stamp: a figure changes only when what it shows changes, so regenerating the
     results twice leaves the committed figures as they are (the executed notebook and the runs' provenance
@@ -165,11 +456,14 @@ def save(fig, name: str, profile: str, notebook: str) -> bytes:
     import io
     import json
 
+    _freeze_figure_legends(fig)
     meta = figure_data(fig)  # draws the figure
     w, h = fig.get_size_inches()
     bb = fig.get_tightbbox(fig.canvas.get_renderer())  # inches: everything drawn so far
-    fig.text(bb.x1 / w, (bb.y0 - 0.03) / h, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml",
-             ha="right", va="top", fontsize=6, color="0.5")
+    size = max(6.0, STAMP_PX / page_scale(fig) * 72 / fig.dpi)
+    fig.text(bb.x1 / w, (bb.y0 - 0.04) / h, f"softgrad notebooks/{notebook}.py · params/{profile}/{notebook}.yaml",
+             ha="right", va="top", fontsize=size, color=MUTED)
+    meta["layout"], meta["min_text_px"] = _layout(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight",
                 metadata={"Software": None, "softgrad": json.dumps(meta, sort_keys=True)})
@@ -294,37 +588,6 @@ METRIC_LABELS = {"acc": "test accuracy (points)", "nll": "test NLL", "ece": "tes
                  "nll_ts": "test NLL after temperature scaling", "ece_ts": "test ECE after temperature scaling (points)"}
 
 
-def forest(ax, comparisons, metric: str = "acc", methods=None, tasks=None):
-    """Forest plot of :func:`softgrad.protocol.compare` rows: per (task, method) the paired difference to
-    tuned CE with its interval, coloured by verdict; a vertical line at 0 and the equivalence margin band."""
-    c = comparisons[comparisons.metric == metric]
-    if methods is not None:
-        c = c[c.method.isin(methods)]
-    if tasks is not None:
-        c = c[c.task.isin(tasks)]
-    scale = 100.0 if metric in POINTS else 1.0
-    labels = []
-    for i, r in enumerate(c.itertuples()):
-        y = len(c) - 1 - i
-        col = VERDICT_COLORS.get(r.verdict, "0.3")
-        if "margin" in c:  # the row's equivalence margin: a grey band behind its interval
-            ax.fill_betweenx([y - 0.35, y + 0.35], -r.margin * scale, r.margin * scale, color="0.88", lw=0, zorder=0)
-        ax.errorbar([r.diff * scale], [y], xerr=[[(r.diff - r.lo) * scale], [(r.hi - r.diff) * scale]], fmt="o",
-                    color=col, ms=5, capsize=3)
-        labels.append(f"{r.task} · {r.method}")
-    ax.set_yticks(range(len(c) - 1, -1, -1), labels)
-    ax.axvline(0.0, color="k", lw=0.8)
-    ax.set_xlabel(f"difference to tuned CE:\n{METRIC_LABELS.get(metric, metric)}")
-    return ax
-
-
-def verdict_legend(ax, **kw):
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLORS.items()]
-    ax.legend(handles=handles, **kw)
-
-
 def claim_intervals(items):
     """One row per descriptive claim: its estimate and interval against its rule (chapter 07's figure).
 
@@ -417,10 +680,10 @@ def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | Non
         ax.axhline(0.0, color="k", lw=0.8)
         for m, g in b[b.method != "ce"].groupby("method", sort=False):
             d = (g.set_index("T").test_acc - ce).dropna()
-            ax.plot(d.index, 100 * d.to_numpy(), "o-", ms=3, color=COLORS.get(m), label=labels.get(m, m))
+            ax.plot(d.index, 100 * d.to_numpy(), "o-", ms=3, color=COLORS.get(m), label=labels.get(m, method_name(m)))
             sign = np.sign(d.to_numpy())
             if len(set(sign[sign != 0])) > 1:
-                crossings.append(f"{labels.get(m, m)} on {t}")
+                crossings.append(f"{labels.get(m, method_name(m))} on {t}")
         ax.set_title(f"{t} (CE: {100 * ce.iloc[0]:.1f} → {100 * ce.iloc[-1]:.1f}%)", fontsize=10)
         ax.set_xlabel("search budget T (trials)")
     axes[0][0].set_ylabel("E_T(method) − E_T(CE)\n(test accuracy, points)")
@@ -431,13 +694,16 @@ def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | Non
 
 
 def time_figure(pool, methods):
-    """Training time of each method relative to CE on the same task (median over the pool), bars grouped by
-    method, one colour per task; the legend to the right of the axes, clear of the bars."""
+    """Figure 6.6: training time of each method relative to CE on the same task (median over the pool), bars
+    grouped by method (display names), one colour per task; the legend to the right of the axes, clear of the
+    bars."""
     p = pool[pool.method != "ce_longer"]
     tt = p.groupby(["task", "method"], sort=False).train_time.median()
     rel = (tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()).unstack("task")
     fig, ax = plt.subplots(figsize=(7.5, 0.12 * len(rel) * max(1, rel.shape[1]) + 1.0))
-    rel.loc[[m for m in methods if m in rel.index]].plot.barh(ax=ax)
+    rel = rel.loc[[m for m in methods if m in rel.index]]
+    rel.index = [method_name(m) for m in rel.index]  # display names, as every other figure
+    rel.plot.barh(ax=ax)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel("training time relative to CE (×)")
     ax.set_ylabel("method")
@@ -494,4 +760,522 @@ def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0
                Patch(facecolor="0.6", edgecolor="k", lw=1.5, label="flagged edge")]
     fig.tight_layout(rect=(0, 0.45 / fig.get_size_inches()[1], 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers every chapter's figures use
+
+
+def method_name(m: str) -> str:
+    """A method's display name ("gradient decay", "SGT"; :data:`softgrad.protocol.SHORT`), else ``m``."""
+    from .protocol import SHORT
+
+    return SHORT.get(m, m)
+
+
+def readable_log_axis(ax, axis: str = "y") -> None:
+    """A log axis whose labelled ticks are plain numbers: at 10^k over more than 2.5 decades, else at 1, 2 and
+    5 × 10^k (all of 1–9 × 10^k where that leaves fewer than two in view, the view's ends where even that does):
+    matplotlib's default labels a log axis spanning less than a decade with one tick, or none."""
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = sorted(a.get_view_interval())
+    fmt = FuncFormatter(lambda v, _: f"{v:.4g}")
+    decades = np.log10(hi / lo) if lo > 0 else np.inf
+    first = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0)  # labels that fit: fewer per decade on a wide range
+    for subs in (first, (1.0, 2.0, 5.0), tuple(np.arange(1.0, 10.0))):
+        loc = LogLocator(base=10, subs=subs, numticks=30)
+        if sum(lo <= v <= hi for v in loc.tick_values(lo, hi)) >= 2:
+            break
+    else:
+        loc = FixedLocator([float(f"{lo:.2g}"), float(f"{hi:.2g}")])
+    a.set_major_locator(loc)
+    a.set_major_formatter(fmt)
+    a.set_minor_locator(NullLocator())
+    a.set_minor_formatter(NullFormatter())
+
+
+def _final(df):
+    from .analysis import final
+
+    return final(df)
+
+
+def _mean_std(df, x: str, y: str):
+    return df.groupby(x)[y].agg(["mean", "std"]).fillna({"std": 0.0})
+
+
+def legend_below(fig, handles, labels, ncol: int | None = None, rows_height: float = 0.35, **kw):
+    """One legend for all panels, centred below them (``tight_layout`` leaves it room): clear of every panel's
+    data, whatever the data. ``rows_height``: inches per legend row."""
+    import math
+
+    ncol = ncol or len(labels)
+    rows = math.ceil(len(labels) / ncol)
+    h = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, min(0.45, (rows * rows_height + 0.1) / h), 1, 1))
+    kw.setdefault("fontsize", 10)
+    return fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 0.0), **kw)
+
+
+def sweep_figure(df, x: str, ys, hue: str | None = None, label=None, logx: bool = True, ref: float | None = None):
+    """Final-epoch ``ys`` (one panel each, side by side, at most 11 in wide) against ``x``, mean ± std over
+    seeds, one line per ``hue`` value with one legend below the panels; ``ref``: a dotted vertical line (the
+    neutral setting, e.g. β = 1). Figures 2.1 and 4.1."""
+    from .analysis import errorbars
+
+    fig, axes = plt.subplots(1, len(ys), figsize=(min(11.0, 3.7 * len(ys)), 3.8), squeeze=False)
+    for ax, y in zip(axes[0], ys):
+        errorbars(ax, df, x, y, hue=hue, label=label, logx=logx)
+        if logx:
+            readable_log_axis(ax, "x")
+        if ref is not None:
+            ax.axvline(ref, color="0.6", ls=":", lw=1)
+    if hue:
+        legend_below(fig, *axes[0][0].get_legend_handles_labels())
+    else:
+        fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 01
+
+
+def lr_sweep_figure(df, x: str = "beta", y: str = "test_acc", hue: str = "lr", label=None):
+    """Figure 1.1: final-epoch ``y`` against ``x`` (log axis), one line per ``hue`` (mean ± std over seeds;
+    left), and that std alone (right); one legend below both panels."""
+    label = label or (lambda v: f"{hue}={v:g}")
+    f = _final(df)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (h, sub) in enumerate(f.groupby(hue)):
+        s = _mean_std(sub, x, y)
+        ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", ms=4, capsize=3, color=f"C{i}", label=label(h))
+        ax2.plot(s.index, s["std"], "o-", color=f"C{i}")
+    for a in (ax, ax2):
+        a.set_xscale("log")
+        a.set_xlabel(f"{axis_label(x)} (inverse temperature)" if x == "beta" else axis_label(x))
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(axis_label(y))
+    ax.set_title(f"{axis_label(y)} against {axis_label(x)}")
+    ax2.set_ylabel(f"std of {axis_label(y)} over seeds")
+    ax2.set_title("spread over seeds")
+    legend_below(fig, *ax.get_legend_handles_labels())
+    return fig
+
+
+def flow_figure(p2, p4_seeds, p4, p5, titles: dict, p2_ylabel: str, p5_ylabel: str):
+    """Figure 1.4, full-batch gradient descent, four panels on log-log axes with plain-number ticks
+    (:func:`readable_log_axis`). ``p2``: rows ``x`` (1/(ηβ²)), ``t`` (steps), ``beta``; ``p4_seeds``: one Series
+    per seed, β -> largest η with monotone descent, and ``p4`` the seeds' majority; ``p5``: rows ``z0``, ``ell``,
+    ``t_learn``, ``saturated``. ``titles``: panel -> title ("p2", "p4", "p5", "p5_time")."""
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 2, figsize=(8.6, 7.0))
+    ax2, ax4, ax5, ax6 = axes.ravel()
+    for b, sub in p2.groupby("beta"):
+        ax2.loglog(sub.x, sub.t, "o", ms=4, alpha=0.7, label=f"β={b:g}")
+    xs = np.sort(p2.x.to_numpy(float))
+    ax2.loglog(xs, p2.t.median() * xs / np.median(xs), "k--", lw=0.8, label="slope 1")
+    ax2.set_xlabel("1/(ηβ²)")
+    ax2.set_ylabel(p2_ylabel)
+    ax2.legend(loc="upper left")
+    for i, s in enumerate(p4_seeds):
+        ax4.loglog(s.index, s.to_numpy(float), ".", color="0.6", label="one seed" if i == 0 else None)
+    ax4.loglog(p4.index, p4.to_numpy(float), "o-", label="seed majority")
+    ax4.loglog(p4.index, p4.iloc[0] * (p4.index / p4.index[0]) ** -2.0, "k--", lw=0.8, label="slope −2")
+    ax4.set_xlabel("β")
+    ax4.set_ylabel("largest η with monotone descent")
+    ax4.legend(loc="lower left")
+    big = p5.saturated.to_numpy(bool)
+    for ax, col, marker, color, ylabel in ((ax5, "ell", "o", "tab:blue", "steps in the linear phase"),
+                                           (ax6, "t_learn", "s", "tab:red", p5_ylabel)):
+        ax.loglog(p5.z0[big], p5[col][big], marker, ms=4, color=color)
+        ax.loglog(p5.z0[~big], p5[col][~big], marker, ms=4, mfc="none", color=color)
+        ax.set_xlabel("‖βz₀‖")
+        ax.set_ylabel(ylabel)
+    for ax, key in zip(axes.ravel(), ("p2", "p4", "p5", "p5_time")):
+        ax.set_title(titles.get(key, ""), fontsize=11)
+        ax.relim()
+        ax.autoscale_view()
+        for which in ("x", "y"):
+            readable_log_axis(ax, which)
+    ax4.set_xticks(p4.index, [f"{b:g}" for b in p4.index])
+    ax4.minorticks_off()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="", color="k", label="P5: saturated (initial loss > 2 ln C)"),
+               Line2D([], [], marker="o", ls="", color="k", mfc="none", label="P5: not saturated")]
+    legend_below(fig, handles, [h.get_label() for h in handles])  # the bottom panels' markers, clear of their data
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 02
+
+
+def reliability_grid(diagrams, ncols: int = 3):
+    """Figure 2.3: one reliability diagram per item of ``diagrams`` ((title, reliability bins dict with ``conf``,
+    ``acc``, ``count``)), in a grid ``ncols`` wide at the column's width (shared axes, labels on the outer panels
+    only). Marker area is proportional to the bin's count; the dotted diagonal is perfect calibration."""
+    import math
+
+    import numpy as np
+
+    n = len(diagrams)
+    rows = max(1, math.ceil(n / ncols))
+    cols = min(ncols, n) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(2.75 * cols + 0.6, 2.6 * rows + 0.5), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, (title, rel) in zip(axes.ravel(), diagrams):
+        pts = [(c, a, k) for c, a, k in zip(rel["conf"], rel["acc"], rel["count"]) if k]
+        ax.plot([0, 1], [0, 1], ":", color="0.45", lw=1)
+        if pts:
+            c, a, k = map(np.asarray, zip(*pts))
+            ax.plot(c, a, "-", color="tab:blue", lw=1)
+            ax.scatter(c, a, s=8 + 60 * k / k.max(), color="tab:blue", zorder=3)
+        ax.set_title(title, fontsize=11)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+        ax.set_yticks([0, 0.5, 1], ["0", "0.5", "1"])
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence")
+    for r in range(rows):  # the last row's x labels where a panel of it is missing: the one above has ticks
+        for c_ in range(cols):
+            if r * cols + c_ >= n and r > 0:
+                axes[r - 1][c_].xaxis.set_tick_params(labelbottom=True)
+                axes[r - 1][c_].set_xlabel("confidence")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    fig.tight_layout()
+    return fig
+
+
+MARKERS = "osD^vP*Xhp<>"
+
+
+def points_figure(m, x: str, y: str, groups=None, xlabel: str | None = None, ylabel: str | None = None,
+                  ncol: int | None = None):
+    """Figure 2.4: one point per row of ``m`` (index: the setting's name; columns ``(x, "mean")``,
+    ``(x, "std")``, ``(y, "mean")``, ``(y, "std")``) with error bars both ways, each setting its own colour and
+    marker, named in a legend below the axes (a label beside each point collides with its neighbours and error
+    bars). ``groups``: setting -> group name: a group's settings share a colour (and a legend column, unless
+    ``ncol`` says otherwise), their markers tell them apart."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    names = list(m.index)
+    fams = {}
+    for n in names:
+        fams.setdefault((groups or {}).get(n, n), []).append(n)
+    handles = []
+    for gi, (g, members) in enumerate(fams.items()):
+        for mi, n in enumerate(members):
+            r = m.loc[n]
+            color = f"C{gi}" if groups else f"C{names.index(n) % 10}"
+            marker = MARKERS[(mi if groups else names.index(n)) % len(MARKERS)]
+            ax.errorbar([r[(x, "mean")]], [r[(y, "mean")]], xerr=[r[(x, "std")]], yerr=[r[(y, "std")]], fmt=marker,
+                        color=color, ms=7, capsize=3, lw=1.2)
+            handles.append(Line2D([], [], marker=marker, color=color, ls="", ms=7, label=n))
+    ax.set_xlabel(xlabel or axis_label(x))
+    ax.set_ylabel(ylabel or axis_label(y))
+    legend_below(fig, handles, [h.get_label() for h in handles], ncol=ncol or (len(fams) if groups else 2))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 03
+
+
+def baseline_sweep_figure(df, x: str, ys, baseline=0.0, baseline_label: str = "α = 0 (plain softmax)",
+                          point_label: str | None = None):
+    """Figure 3.1: final-epoch ``ys`` (one panel each) against ``x`` on a log axis for ``x > 0``, mean ± std
+    over seeds, and the setting ``x == baseline`` (which a log axis cannot place: α = 0) as a dashed line with
+    its ± std band across the panel; one legend below the panels."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    f = _final(df)
+    fig, axes = plt.subplots(1, len(ys), figsize=(4.6 * len(ys), 3.8), squeeze=False)
+    for ax, y in zip(axes[0], ys):
+        s = _mean_std(f, x, y)
+        on, base = s[s.index != baseline], s[s.index == baseline]
+        ax.errorbar(on.index, on["mean"], yerr=on["std"], marker="o", ms=4, capsize=3, color="tab:purple")
+        if len(base):
+            m0, s0 = float(base["mean"].iloc[0]), float(base["std"].iloc[0])
+            ax.axhline(m0, color="k", ls="--", lw=1)
+            ax.axhspan(m0 - s0, m0 + s0, color="k", alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        readable_log_axis(ax, "x")
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(y))
+    handles = [Line2D([], [], marker="o", color="tab:purple", label=point_label or f"{axis_label(x)} > 0"),
+               Line2D([], [], color="k", ls="--", label=baseline_label),
+               Patch(color="k", alpha=0.12, label="± std over seeds")]
+    legend_below(fig, handles, [h.get_label() for h in handles])
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 04
+
+
+def match_figure(curves, floor: float = 0.0):
+    """Figure 4.2: ``curves``: label -> DataFrame indexed by epoch with columns ``a`` (SGT(α)) and ``b`` (CE(αz)
+    with η/α, λα). Left: both over epochs (lines: a; dots: b). Right: |a − b| on a log axis where it is not 0;
+    a difference of exactly 0 (at or below ``floor``) is drawn as a hollow marker on its own row below the log
+    axis, labelled "exactly 0", instead of on an artificial floor."""
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.9))
+    diffs = {k: (c["a"] - c["b"]).abs() for k, c in curves.items()}
+    pos = np.concatenate([d[d > floor].to_numpy(float) for d in diffs.values()] or [np.array([])])
+    lo = float(pos.min()) if len(pos) else 1e-8
+    hi = float(pos.max()) if len(pos) else 1e-6
+    zero_y = lo / 10 ** 1.5  # the "exactly 0" row, 1.5 decades under the smallest difference
+    handles = []
+    for i, (k, c) in enumerate(curves.items()):
+        col = f"C{i}"
+        ax.plot(c.index, c["a"], "-", color=col)
+        ax.plot(c.index, c["b"], "o", color=col, ms=4)
+        d = diffs[k]
+        nz = d.where(d > floor)
+        ax2.plot(nz.index, nz.to_numpy(float), "o-", color=col, ms=4)
+        z = d.index[(d <= floor).to_numpy()].to_numpy(float)
+        shift = (i - (len(curves) - 1) / 2) * 0.1  # side by side, so that every curve's zeros show
+        ax2.plot(z + shift, np.full(len(z), zero_y), "o", mfc="white", color=col, ms=5, ls="")
+        handles.append(Line2D([], [], color=col, label=k))
+    handles += [Line2D([], [], color="k", ls="-", label="SGT(α)"),
+                Line2D([], [], color="k", ls="", marker="o", ms=4, label="CE(αz), η/α, λα")]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training CE (nats)")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("|Δ training CE| (nats)")
+    if len(pos):
+        ax2.set_ylim(zero_y / 4, hi * 4)
+        ax2.axhline((zero_y * lo) ** 0.5, color="0.45", lw=0.8, ls=":")
+        readable_log_axis(ax2, "y")
+        ticks = [t for t in ax2.get_yticks() if lo / 1.01 <= t <= hi * 4] or [lo]
+        if len(ticks) > 5:
+            ticks = ticks[::-(-len(ticks) // 5)]
+    else:  # every difference is exactly 0: the one row, no log scale to read
+        ax2.set_ylim(zero_y / 4, zero_y * 4)
+        ticks = []
+    ax2.set_yticks([zero_y, *ticks], ["exactly 0", *[f"{t:.0e}".replace("e-0", "e-") for t in ticks]])
+    ax2.minorticks_off()
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (ax, ax2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    legend_below(fig, handles, [h.get_label() for h in handles])
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 05
+
+
+def as_speed_figure(speed, names, k_runs, kmax: int, lam: float = 1.0):
+    """Figure 5.2. Top: optimizer steps and seconds until the test accuracy first reaches CE's (less 0.5
+    points), per run (dots) and mean over the runs that got there (bars), one row per setting of ``names``
+    (``speed``: rows ``setting``, ``steps_to``, ``time_to``; NaN: never reached); how many runs never got there
+    is written under the setting's name. Bottom: why AS-Speed's window k is what it is: the window the rule
+    asks for, λ/(1 − zero-loss fraction) (``k_runs``: rows ``seed``, ``epoch``, ``train_zero_frac``,
+    ``accum_k``), one line per seed, against the cap ``kmax`` (dashed) and the window applied (dots)."""
+    import numpy as np
+
+    fig = plt.figure(figsize=(8.6, 6.4))
+    gs = fig.add_gridspec(2, 2, height_ratios=(1, 1.1))
+    ax0 = fig.add_subplot(gs[0, 0])
+    ax1 = fig.add_subplot(gs[0, 1], sharey=ax0)
+    ax2 = fig.add_subplot(gs[1, :])
+    labels = []
+    for j, n in enumerate(names):
+        v = speed.loc[speed.setting == n]
+        miss = int(v.steps_to.isna().sum())
+        labels.append(n.replace(" + ", "\n+ ") + (f"\n({miss} of {len(v)} runs never got there)" if miss else ""))
+    for ax, col, xlabel in ((ax0, "steps_to", "optimizer steps\nto CE's accuracy"),
+                            (ax1, "time_to", "seconds to CE's accuracy\n(this machine)")):
+        for j, n in enumerate(names):
+            v = speed.loc[speed.setting == n, col].dropna()
+            if len(v):
+                ax.barh(j, v.mean(), color="tab:red", alpha=0.35, height=0.6)
+                ax.plot(v, np.full(len(v), j), "k.", ms=5)
+        ax.set_xlabel(xlabel)
+        ax.set_xlim(left=0)
+    ax0.set_yticks(range(len(names)), labels)
+    ax0.set_ylim(len(names) - 0.5, -0.5)
+    ax1.tick_params(labelleft=False)
+    for s, sub in k_runs.groupby("seed"):
+        sub = sub[sub.epoch > 0].sort_values("epoch")
+        frac = sub.train_zero_frac.clip(upper=1 - 1e-6)
+        ax2.plot(sub.epoch, lam / (1 - frac), "-", color="tab:blue", lw=1.2, alpha=0.7,
+                 label="asked for: λ/(1 − zero-loss fraction)" if s == k_runs.seed.min() else None)
+        ax2.plot(sub.epoch, sub.accum_k, "o", color="k", ms=4, label="applied" if s == k_runs.seed.min() else None)
+    ax2.axhline(kmax, color="tab:red", ls="--", lw=1, label=f"cap as_speed_kmax = {kmax}")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accumulation window k")
+    ax2.relim()
+    ax2.autoscale_view()
+    lo, hi = ax2.get_ylim()
+    ax2.set_ylim(min(lo, 0.8), max(hi, 2.0 * kmax))
+    readable_log_axis(ax2, "y")
+    from matplotlib.ticker import MaxNLocator
+
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_title("AS-Speed's accumulation window, one line per seed", fontsize=11)
+    legend_below(fig, *ax2.get_legend_handles_labels())
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Chapter 06 and 08
+
+
+def forest_figure(comparisons, tasks, methods, metrics=("acc", "nll", "ece", "ece_ts"), ncols: int = 2):
+    """Figure 6.2: :func:`softgrad.protocol.compare` rows, one panel per metric (a grid ``ncols`` wide at the
+    column's width): per (task, method) the difference to tuned CE with its interval, coloured by verdict, over
+    the task's equivalence margin (grey band, its edges marked so that a margin narrower than the interval's
+    scale still shows). Rows are grouped by task (the task's name heads its group), methods by display name;
+    the verdict legend sits above the panels."""
+    import math
+
+    from matplotlib.lines import Line2D
+
+    c = comparisons[comparisons.task.isin(tasks) & comparisons.method.isin(methods)]
+    rows, labels = {}, []
+    for t in tasks:  # a header row per task, then its methods
+        labels.append(t)
+        for m in methods:
+            rows[(t, m)] = len(labels)
+            labels.append(method_name(m))
+    n = len(metrics)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(9.2, 0.17 * len(labels) * nrows + 1.3 * nrows + 0.5),
+                             sharey=True, squeeze=False)
+    for ax, metric in zip(axes.ravel(), metrics):
+        scale = 100.0 if metric in POINTS else 1.0
+        sub = c[c.metric == metric]
+        for r in sub.itertuples():
+            y = rows[(r.task, r.method)]
+            if "margin" in sub and math.isfinite(r.margin):
+                m = r.margin * scale
+                ax.fill_betweenx([y - 0.4, y + 0.4], -m, m, color="0.82", lw=0, zorder=0)
+                ax.plot([-m, -m], [y - 0.4, y + 0.4], color="0.35", lw=1, zorder=1)
+                ax.plot([m, m], [y - 0.4, y + 0.4], color="0.35", lw=1, zorder=1)
+            ax.errorbar([r.diff * scale], [y], xerr=[[(r.diff - r.lo) * scale], [(r.hi - r.diff) * scale]], fmt="o",
+                        color=VERDICT_COLORS.get(r.verdict, "0.3"), ms=5, capsize=3, zorder=2)
+        ax.axvline(0.0, color="k", lw=0.8)
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=11)
+        ax.set_xlabel("difference to tuned CE")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    ax0 = axes[0][0]
+    ax0.set_yticks(range(len(labels)), labels)
+    ax0.set_ylim(len(labels) - 0.4, -0.6)
+    for ax in axes[:, 0]:
+        for tl, text in zip(ax.get_yticklabels(), labels):
+            if text in tasks:
+                tl.set_fontweight("bold")
+    for ax in axes.ravel():
+        ax.tick_params(axis="y", length=0)
+        for y, text in enumerate(labels):
+            if text in tasks and y:
+                ax.axhline(y - 0.5, color="0.6", lw=0.6)
+    handles = [Line2D([], [], marker="o", ls="", color=col, label=v) for v, col in VERDICT_COLORS.items()]
+    handles.append(Line2D([], [], color="0.35", lw=6, alpha=0.4, label="margin"))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=10,
+               bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
+def power_figure(power, n_pool: int, goals=(95, 35)):
+    """Figure 6.3: the bootstrap-predicted share of verdicts a rerun reproduces (left) and the share
+    inconclusive (right) against the trial indices per task N′ (``power``: rows ``trials``,
+    ``predicted_agreement``, ``inconclusive``), the goals dashed, this pool's N dotted."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    for ax, col, label, goal in [(axes[0], "predicted_agreement", "predicted agreement of a rerun (%)", goals[0]),
+                                 (axes[1], "inconclusive", "verdicts inconclusive (%)", goals[1])]:
+        ax.plot(power.trials, 100 * power[col], "o-", color="k")
+        ax.axvline(n_pool, color="0.5", ls=":")
+        ax.axhline(goal, color="C3", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(power.trials, [str(n) for n in power.trials])
+        ax.minorticks_off()
+        ax.set_xlabel("trial indices per task N′")
+        ax.set_ylabel(label)
+    fig.tight_layout()
+    return fig
+
+
+def curse_figure(retrain, tasks):
+    """Figure 6.5: test accuracy of each method's most frequent winner, one panel per task: its own score in the
+    pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range); ``retrain``:
+    rows ``task``, ``method``, ``own_test_acc``, ``fresh_mean``, ``fresh_min``, ``fresh_max``."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(min(11.0, 3.6 * len(tasks)), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        g = retrain[retrain.task == t].reset_index(drop=True) if len(retrain) else retrain
+        for j, r in enumerate(g.itertuples()):
+            ax.plot([j - 0.3, j + 0.3], [100 * r.fresh_mean] * 2, color=COLORS.get(r.method), lw=2)
+            ax.plot([j] * 2, [100 * r.fresh_min, 100 * r.fresh_max], color=COLORS.get(r.method), lw=0.8)
+            ax.plot(j, 100 * r.own_test_acc, "D", color="k", ms=4)
+        ax.set_xticks(range(len(g)), [method_name(m) for m in g.method] if len(g) else [], rotation=45, ha="right",
+                      rotation_mode="anchor", fontsize=9)
+        ax.set_title(t)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+#: the methods chapter 08 shows: the five papers' methods and CE (the table lists every benchmarked loss)
+BOOK_METHODS = ("ce", "temperature", "gradient_decay", "noisy", "sgt", "as_softmax")
+
+
+def loss_cost_figure(losses, methods=BOOK_METHODS):
+    """Figure 8.1: forward + backward time of each of ``methods`` relative to the loss it replaces (benchmark
+    rows ``device``, ``loss``, ``N``, ``C``, ``ratio_to_ce``; ``<loss> (compiled)`` rows in a second panel),
+    bars per batch × classes shape, log axis; one row of panels per device. Noisy Softmax is a head, measured as
+    head + CE against a linear head + CE. A method with no row is named "not measured" in its tick label."""
+    import numpy as np
+
+    devices = sorted(losses.device.unique())
+    compiled = losses.loss.str.endswith(" (compiled)").any()
+    kinds = [("eager", "")] + ([("torch.compile", " (compiled)")] if compiled else [])
+    shapes = (losses[["N", "C"]].drop_duplicates().sort_values(["C", "N"]).itertuples(index=False))
+    shapes = [(int(n), int(c)) for n, c in shapes]
+    fig, axes = plt.subplots(len(devices), len(kinds), figsize=(4.3 * len(kinds) + 1.8, 0.5 * len(methods) * len(devices)
+                                                                + 1.6), squeeze=False, sharey=True)
+    width = 0.8 / max(1, len(shapes))
+    for row, dev in zip(axes, devices):
+        d = losses[losses.device == dev]
+        for ax, (kind, suffix) in zip(row, kinds):
+            for k, (n, c) in enumerate(shapes):
+                vals = []
+                for m in methods:
+                    v = d[(d.loss == m + suffix) & (d.N == n) & (d.C == c)].ratio_to_ce
+                    vals.append(float(v.iloc[0]) if len(v) else np.nan)
+                ax.barh(np.arange(len(methods)) + (k - (len(shapes) - 1) / 2) * width, vals, height=width,
+                        color=f"C{k}", label=f"{n}×{c}")
+            ax.axvline(1.0, color="k", lw=0.8)
+            ax.set_xscale("log")
+            readable_log_axis(ax, "x")
+            ax.set_title(f"{dev}, {kind}", fontsize=11)
+            ax.set_xlabel("time ÷ the loss it replaces")
+        names = []
+        for m in methods:
+            name = method_name(m) + (" (head + CE)" if m == "noisy" else "")
+            measured = (d.loss == m).any() or (d.loss == m + " (compiled)").any()
+            names.append(name if measured else f"{name}\n(not measured)")
+        row[0].set_yticks(range(len(methods)), names)
+        row[0].set_ylim(len(methods) - 0.5, -0.5)
+    legend_below(fig, *axes[0][0].get_legend_handles_labels(), title=None)
     return fig

@@ -696,8 +696,9 @@ def split_half(pool: pd.DataFrame, spec: dict, pairs: int = 4000) -> dict:
             "halves": (a, b), "table": m["table"]}
 
 
-SHORT = {"temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
-         "as_softmax": "AS-Softmax"}
+#: each method's display name, in text, tables and figures (``softgrad.plots.method_name``)
+SHORT = {"ce": "CE", "temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax",
+         "sgt": "SGT", "as_softmax": "AS-Softmax"}
 
 
 def ci_text(r, metric: str | None = None) -> str:
