@@ -760,6 +760,7 @@ def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0
                Patch(facecolor="0.6", edgecolor="k", lw=1.5, label="flagged edge")]
     fig.tight_layout(rect=(0, 0.45 / fig.get_size_inches()[1], 1, 1))
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
             else f"rules out any reduction (Δ > {lo:+.2f}{unit})")
 
 
-SHORT = {"temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
+SHORT = {"ce": "CE", "temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
          "as_softmax": "AS-Softmax"}
 
 
