@@ -147,7 +147,8 @@ def test_differences_name_a_verdict_that_changes_with_the_optimiser_or_the_model
             for (t, m), x in v.items()]
     R = SimpleNamespace(comparisons=pd.DataFrame(rows), aggregate=pd.DataFrame(
         [{"method": m, "metric": "acc", "verdict": "reversed"} for m in ("sgt", "temperature")]))
-    d = P.differences(R, cfgs)
+    d, pairs = P.differences(R, cfgs)
+    assert pairs == [("mlp", "cnn_sgd", "model"), ("cnn_sgd", "cnn_adamw", "optimizer")]
     # SGT changes with the optimiser on the CNN; temperature with the model under SGD; label noise is not compared
     assert d == ["SGT: *no detectable effect* with SGD (+1.00 [+0.20, +2.00] points) but *reproduced* with AdamW "
                  "(+1.00 [+0.20, +2.00] points), on the CNN.",

@@ -122,7 +122,7 @@ def setting_text(params: dict, sweeps) -> str:
 
 def _optimizer_text(c) -> str:
     """A run's optimiser in a few words: "SGD, momentum 0.9, cosine schedule"."""
-    opt = c.optimizer.upper() if c.optimizer == "sgd" else c.optimizer
+    opt = {"sgd": "SGD", "adamw": "AdamW"}.get(c.optimizer, c.optimizer)
     mom = (f", {'Nesterov ' if c.nesterov else ''}momentum {c.momentum:g}" if c.optimizer == "sgd" and c.momentum
            else "")
     return f"{opt}{mom}, {c.lr_schedule} schedule"

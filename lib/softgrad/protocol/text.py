@@ -93,13 +93,14 @@ def _task_kind(cfg) -> dict:
     return {"model": model, "optimizer": "AdamW" if cfg.optimizer == "adamw" else "SGD"}
 
 
-def differences(R, task_cfgs: dict, metric: str = "acc") -> list[str]:
+def differences(R, task_cfgs: dict, metric: str = "acc") -> tuple[list[str], list[tuple[str, str, str]]]:
     """Where a method's verdict on ``metric`` changes with the optimiser (between tasks on the same data and model
     that differ only in optimiser) or with the model (between tasks on different models trained with the same
     optimiser and without label noise): one Markdown sentence per change, "SGT: *reproduced* with AdamW
     (+0.61 [+0.20, +1.02] points) but *no detectable effect* with SGD (…) on the CNN". ``task_cfgs``: task ->
-    its Config (:func:`softgrad.protocol.tasks`). Empty when no verdict changes: the verdicts then hold across
-    the models and optimisers of the pool (a finding too, said by the caller)."""
+    its Config (:func:`softgrad.protocol.tasks`). Returns the sentences and the pairs of tasks compared
+    (``(task_a, task_b, 'optimizer' | 'model')``): no sentence over some pairs means the verdicts hold across
+    those models and optimisers (a finding too, said by the caller); no pair, that the pool cannot say."""
     c = R.comparisons[R.comparisons.metric == metric].set_index(["task", "method"])
     kinds = {t: _task_kind(cfg) for t, cfg in task_cfgs.items()}
     pairs = []
@@ -122,7 +123,7 @@ def differences(R, task_cfgs: dict, metric: str = "acc") -> list[str]:
                 continue
             what = lambda t, r: f"*{r.verdict}* {'with' if dim == 'optimizer' else 'on'} {kinds[t][dim]} ({ci_text(r, metric)}{' points' if metric in POINTS else ''})"  # noqa: E731,E501
             out.append(f"{SHORT.get(method, method)}: {what(a, ra)} but {what(b, rb)}, {where}.")
-    return out
+    return out, [(a, b, dim) for a, b, dim, _ in pairs]
 
 
 def decisiveness(R) -> pd.DataFrame:
