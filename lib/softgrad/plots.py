@@ -209,12 +209,13 @@ def figure_data(fig) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # Layout: what a reader of the book sees go wrong in a figure (save() records it in every PNG)
 
-#: width (CSS px) a figure gets in the book at a 1280 px window: the window less the chapter list (sphinx-book-
-#: theme: 20% = 256 px), the article's padding (2 × 2rem) and a cell output's left padding (myst-nb: 1em),
-#: 1280 − 256 − 64 − 16; the right sidebar is hidden (book/_static/softgrad.css). A PNG wider than this is
-#: scaled down to it; a narrower one is shown at its own size (1 PNG pixel = 1 CSS px). tests/test_book.py
-#: measures the width of every scaled figure in the browser against this value.
-COLUMN_PX = 944
+#: width (CSS px) a figure gets in the book at a 1280 px window, measured in Chromium (tests/test_book.py): the
+#: article's column is 960 px (the window less the chapter list, sphinx-book-theme's 20% = 256 px, and the
+#: article's padding, 2 × 2rem; the right sidebar is hidden by book/_static/softgrad.css); a figure in the page's
+#: flow gets 944 px of it (a cell output's 1em left padding) and one in a collapsed output (hide-output toggle)
+#: 922 px: the narrower is used. A PNG wider than this is scaled down to it; a narrower one is shown at its own
+#: size (1 PNG pixel = 1 CSS px). The book test checks every scaled figure against this value.
+COLUMN_PX = 922
 #: the smallest font (em size, CSS px) a figure's text may have once shown in the column
 MIN_TEXT_PX = 9.0
 #: overlaps of at most this many pixels (either way) are ignored: a text's box includes the font's line gap, so
