@@ -43,7 +43,7 @@ from .losses.noisy import NOISE_KINDS, NOISE_SIGNS
 __all__ = ["Config", "ConfigError", "expand", "load_params", "validate_params", "config_id", "MODELS", "MAX_RUNS",
            "check_grid_size", "effective_threads", "thread_override", "device_available", "ENGINES"]
 
-MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18")
+MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "resnet18", "mlp1d", "cnn1d")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 WARMUPS = ("none", *(m.warmup.kind for m in LOSSES.values() if m.warmup))  # declared by the methods

@@ -31,6 +31,8 @@ MODEL_NEEDS: dict[str, dict] = {
     "vgg_small": {"image": True, "min_width": 4},
     "resnet20": {"image": True},
     "resnet18": {"image": True},
+    "mlp1d": {},
+    "cnn1d": {},
 }
 
 
@@ -124,8 +126,24 @@ def _resnet18(input_shape) -> tuple[nn.Module, int]:
     return net, 512
 
 
+def _mnist1d(model: str, input_shape) -> tuple[nn.Module, int]:
+    """MNIST-1D's MLPBase and ConvBase (greydanus/mnist1d); ``cnn1d`` views a (B, L) input as (B, 1, L)."""
+    (d,) = input_shape
+    if model == "mlp1d":
+        return nn.Sequential(nn.Linear(d, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU()), 100
+    length = d
+    for k, s, p in ((5, 2, 1), (3, 2, 1), (3, 2, 1)):
+        length = (length + 2 * p - k) // s + 1
+    net = nn.Sequential(nn.Unflatten(1, (1, d)), nn.Conv1d(1, 25, 5, 2, 1), nn.ReLU(), nn.Conv1d(25, 25, 3, 2, 1),
+                        nn.ReLU(), nn.Conv1d(25, 25, 3, 2, 1), nn.ReLU(), nn.Flatten())
+    return net, 25 * length
+
+
 def build_model(cfg, input_shape: tuple, num_classes: int) -> Classifier:
     """The model that ``cfg`` (a :class:`~softgrad.config.Config`) describes."""
+    if cfg.model in ("mlp1d", "cnn1d"):
+        feats, dim = _mnist1d(cfg.model, input_shape)
+        return Classifier(feats, dim, num_classes, cfg.head_bias, cfg.head_init_scale, _noise(cfg))
     if cfg.model != "mlp" and len(input_shape) != 3:
         raise ValueError(f"model: {cfg.model} needs image inputs (C, H, W), got shape {input_shape}; use mlp")
     if cfg.model == "mlp":
@@ -138,8 +156,11 @@ def build_model(cfg, input_shape: tuple, num_classes: int) -> Classifier:
         feats, dim = _resnet20(input_shape)
     else:
         feats, dim = _resnet18(input_shape)
-    noise = None
-    if cfg.noise_alpha > 0:
-        noise = dict(alpha=cfg.noise_alpha, noise=cfg.noise, sign=cfg.noise_sign, noise_std=cfg.noise_std,
-                     detach_scale=cfg.noise_detach_scale)
-    return Classifier(feats, dim, num_classes, cfg.head_bias, cfg.head_init_scale, noise)
+    return Classifier(feats, dim, num_classes, cfg.head_bias, cfg.head_init_scale, _noise(cfg))
+
+
+def _noise(cfg) -> dict | None:
+    if cfg.noise_alpha <= 0:
+        return None
+    return dict(alpha=cfg.noise_alpha, noise=cfg.noise, sign=cfg.noise_sign, noise_std=cfg.noise_std,
+                detach_scale=cfg.noise_detach_scale)
