@@ -114,11 +114,12 @@ def test_mnist1d_member_equals_the_single_engine_run(model, optimizer):
         assert_close(s, train(c, progress=False))
 
 
-def test_conv1d_columns_are_the_convolution():
+@pytest.mark.parametrize("k, stride, pad", [(3, 2, 1), (5, 2, 1), (3, 1, 0), (2, 3, 2), (4, 4, 0)])
+def test_conv1d_columns_are_the_convolution(k, stride, pad):
     """The im2col GEMM (softgrad.stacked._Im2col1d) is F.conv1d, forward and backward, in float64."""
     from softgrad.stacked import _Im2col1d
     torch.manual_seed(0)
-    K, B, c, L, o, k, stride, pad = 3, 4, 5, 17, 6, 3, 2, 1
+    K, B, c, L, o = 3, 4, 5, 17, 6
     x = torch.randn(K, B, c, L, dtype=torch.float64, requires_grad=True)
     W = torch.randn(K, o, c, k, dtype=torch.float64, requires_grad=True)
     b = torch.randn(K, o, dtype=torch.float64, requires_grad=True)

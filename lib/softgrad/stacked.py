@@ -191,8 +191,13 @@ class _Im2col1d(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         (K, B, Lp, c), k, stride, T = ctx.meta
         g = g.reshape(K, B, T, k, c)
-        gx = g.new_zeros(K, B, Lp, c)
-        for j in range(k):
+        gx = g.new_empty(K, B, Lp, c)
+        first = min(k, stride)  # taps j < stride land on positions stride·t + j: the first stride·T, each once
+        gx[:, :, :stride * T].view(K, B, T, stride, c)[:, :, :, :first].copy_(g[:, :, :, :first])
+        if first < stride:
+            gx[:, :, :stride * T].view(K, B, T, stride, c)[:, :, :, first:].zero_()
+        gx[:, :, stride * T:].zero_()
+        for j in range(first, k):
             gx[:, :, j:j + stride * (T - 1) + 1:stride] += g[:, :, :, j]
         return gx, None, None
 
@@ -372,10 +377,11 @@ class _Stack:
             h, lay = h.reshape(B, K * h.shape[2], *h.shape[3:]), "g2d"
         else:
             h, lay = self.x[idx], "kb"
+        prev = None
         for step in self.plan:
             kind = step[0]
-            if kind == "relu":
-                h = torch.relu(h)
+            if kind == "relu":  # in place on a layer's output (their backward does not read it), never on data
+                h = torch.relu_(h) if prev in ("linear", "conv1d", "conv2d") else torch.relu(h)
             elif kind == "linear":
                 h = _to_kb(h, lay, K, B)
                 b = P.get(step[1] + "bias")
@@ -403,6 +409,7 @@ class _Stack:
                 h = step[1](h)  # per channel: groups need nothing
             else:  # reshape
                 h, lay = _to_kb(h, lay, K, B).reshape(K, B, *step[1]), "kb"
+            prev = kind
         h = _to_kb(h, lay, K, B)
         W = P["head.weight"]  # (K, d, C)
         b = P.get("head.bias")
