@@ -51,7 +51,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 LOSS_IMPLS = IMPLEMENTATIONS  # softgrad.losses.implementation
 AMP = ("auto", "bf16", "off")
 ENGINES = ("single", "stacked")  # softgrad.train (one run) or softgrad.stacked (K runs as one stacked model)
-STACKED_MODELS = ("mlp", "lenet5")
+STACKED_MODELS = ("mlp", "lenet5", "mlp1d", "cnn1d")
+STACKED_OPTIMIZERS = ("sgd", "adamw")
 TOP_LEVEL = ("profile", "base", "sweeps", "extra")
 IMAGE_MODELS = ("lenet5", "vgg_small", "resnet20", "resnet18")
 VECTOR_MODELS = ("mlp1d", "cnn1d")  # the MNIST-1D authors' models: inputs (N, L)
@@ -136,7 +137,8 @@ class Config:
     # and 'fused' agree to rounding, so a run under each is a numerics replicate (chapter 06's robustness check)
     loss_impl: str = "auto"
     # 'stacked': runs that differ only in seed, lr, weight_decay, the method's knob (and noise_alpha) train as one
-    # model with a leading member dimension (softgrad.stacked); each member is stored as an ordinary run
+    # model with a leading member dimension (softgrad.stacked: models STACKED_MODELS, optimizers SGD and AdamW);
+    # each member is stored as an ordinary run
     engine: str = "single"
     amp: str = "auto"  # bf16 autocast: 'auto' on CUDA only, 'bf16' on any device (CPU too), 'off'
     threads: int = 0  # CPU threads (0: torch's default in a fresh process; part of the run id either way)
@@ -255,8 +257,8 @@ def _check_stackable(cfg: Config) -> None:
     if cfg.as_speed:
         _fail("engine", "'stacked' cannot train AS-Speed runs (AS-Speed changes the number of optimizer steps per "
                         "run); set engine: single")
-    if cfg.optimizer != "sgd":
-        _fail("engine", f"'stacked' trains optimizer 'sgd' only, got {cfg.optimizer!r}; set engine: single")
+    if cfg.optimizer not in STACKED_OPTIMIZERS:
+        _fail("engine", f"'stacked' trains optimizers {list(STACKED_OPTIMIZERS)}, got {cfg.optimizer!r}; set engine: single")
     if cfg.crop_padding or cfg.hflip:
         _fail("engine", "'stacked' trains without augmentation (crop_padding: 0, hflip: false); set engine: single")
     if cfg.compile:
