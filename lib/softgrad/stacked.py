@@ -44,7 +44,8 @@ rerun of the same stack resumes from it (kill -9 safe); a checkpoint of another 
 
 Models: those whose ``features`` are Linear, Conv1d (groups 1, dilation 1, zero padding), Conv2d, ReLU,
 MaxPool2d/AdaptiveAvgPool2d (after Conv2d) and reshapes (Flatten, Unflatten), with a Linear or Noisy-Softmax
-head: ``Config``'s ``STACKED_MODELS`` (``mlp``, ``lenet5``, ``mlp1d``, ``cnn1d``).
+head: ``Config``'s ``STACKED_MODELS`` (``mlp``, ``lenet5``, ``cnn1d``; not the MNIST-1D authors' MLP, whose
+hidden layer is residual).
 
 Not stacked (``Config.engine`` validation says so): AS-Speed (it changes the number of optimizer steps per run),
 augmentation, ``compile``, models other than those above (batch norm, residual blocks), DDP.
