@@ -242,7 +242,7 @@ class _Run:
         self.n_world, self.rank = world()
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, ds.input_shape, ds.num_classes).to(device)
-        self.conv = cfg.model != "mlp"
+        self.conv = len(ds.input_shape) == 3 and cfg.model != "mlp"  # image conv nets: channels_last on CUDA
         if device.type == "cuda" and self.conv:
             self.model = self.model.to(memory_format=torch.channels_last)
         init = [p.detach().clone() for p in self.model.parameters()]
