@@ -26,7 +26,8 @@ one thread): the nn.Module with torch.optim.AdamW (single), the engine's im2col 
 ``conv1d`` stack and ``torch.func.vmap`` over ``functional_call`` (``stack_module_state``), each at the sizes K;
 ms per member-step (medians of CPU time, interleaved) and the ratio single ÷ variant.
 
-The lead's idle-machine run of the MNIST-1D tasks (about 5 minutes on 2 idle cores):
+The MNIST-1D tasks on an idle machine (estimated 4-5 minutes on 2 idle cores, extrapolated from runs under load;
+the end prints the total):
     python benchmarks/stacked.py --new --steps --json benchmarks/results/stacked_mnist1d_cpu.json
 ``--device cuda`` on a GPU machine (``softgrad.gpu`` runs it there).
 """
@@ -55,9 +56,9 @@ TASKS = {
     "mnist_mlp": dict(dataset="mnist10k", model="mlp", batch_size=128, epochs=4, eval_every=4),
     "mnist_lenet5": dict(dataset="mnist10k", model="lenet5", batch_size=128, epochs=1, eval_every=1),
     # MNIST-1D (4,000 training samples, 3,200 after the validation split: 32 steps an epoch at batch 100)
-    "mnist1d_cnn": dict(dataset="mnist1d", model="cnn1d", batch_size=100, epochs=4, eval_every=2),
+    "mnist1d_cnn": dict(dataset="mnist1d", model="cnn1d", batch_size=100, epochs=4, eval_every=4),
     "mnist1d_cnn_adamw": dict(dataset="mnist1d", model="cnn1d", optimizer="adamw", batch_size=100, epochs=4,
-                              eval_every=2),
+                              eval_every=4),
 }
 NEW = ("mnist1d_cnn", "mnist1d_cnn_adamw")  # the authors' MLP (mlp1d) is residual: not stacked
 DEFAULT = ("digits_mlp", "mnist_mlp", "mnist_lenet5")
@@ -106,13 +107,15 @@ class _Here:
 
 
 class _Pool(_Here):
-    """P spawned worker processes (setup PxT), warm before timing, as softgrad.runs' process pool: one task per
-    single run, one task per stack (the K configs in P stacks)."""
+    """P spawned worker processes (setup PxT), as softgrad.runs' process pool: one task per single run, one task
+    per stack (the K configs in P stacks). One pool per P serves every task and K (its start is not timed)."""
 
-    def __init__(self, workers: int, warm: list[Config]):
+    def __init__(self, workers: int):
         self.P = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-        wait([self.pool.submit(_stacked, [c.to_dict() for c in warm]) for _ in range(2 * workers)])
+
+    def warm(self, cfgs: list[Config]) -> None:  # each worker: data loading, kernels, allocator
+        wait([self.pool.submit(_stacked, [c.to_dict() for c in cfgs]) for _ in range(2 * self.P)])
 
     def single(self, cfgs) -> float:
         t0 = time.perf_counter()
@@ -130,27 +133,28 @@ class _Pool(_Here):
         self.pool.shutdown()
 
 
+_POOLS: dict[int, _Pool] = {}
+
+
 def measure(task: str, k: int, rounds: int, threads: int, device: str, epochs: int | None = None,
             amp: str = "auto", workers: int = 1) -> dict:
     cfgs = configs(task, k, threads, device, epochs, amp)
     warm = configs(task, 2, threads, device, 1, amp)
     if workers > 1:
-        eng = _Pool(workers, warm)
+        eng = _POOLS.get(workers) or _POOLS.setdefault(workers, _Pool(workers))
+        eng.warm(warm)
     else:
         eng = _Here()
         torch.set_num_threads(threads)
         eng.stacked(warm)  # warm-up: data loading, kernels, allocator
     single, stacked = [], []
-    try:
-        for r in range(rounds):  # interleaved: the order alternates
-            if r % 2 == 0:
-                single.append(eng.single(cfgs))
-                stacked.append(eng.stacked(cfgs))
-            else:
-                stacked.append(eng.stacked(cfgs))
-                single.append(eng.single(cfgs))
-    finally:
-        eng.close()
+    for r in range(rounds):  # interleaved: the order alternates
+        if r % 2 == 0:
+            single.append(eng.single(cfgs))
+            stacked.append(eng.stacked(cfgs))
+        else:
+            stacked.append(eng.stacked(cfgs))
+            single.append(eng.single(cfgs))
     s, t = statistics.median(single), statistics.median(stacked)
     return {"task": task, "K": k, "epochs": cfgs[0].epochs, "optimizer": cfgs[0].optimizer, "device": device,
             "amp": amp, "threads": threads, "workers": workers, "setup": f"{workers}x{threads}",
@@ -310,19 +314,25 @@ def main(argv=None):
     name = torch.cuda.get_device_name() if a.device == "cuda" else _cpu_name()
     print(f"torch {torch.__version__}, {a.device} ({name}), setups {' '.join(a.setups)} (processes x threads)")
     rows, step_rows = [], []
+    t0 = time.perf_counter()
     if not a.steps_only:
         print(f"{'task':18} {'setup':>5} {'K':>3} {'single/min':>11} {'stacked/min':>12} {'ratio':>6}  per round")
-        for task in tasks:
-            for workers, threads in setups:
-                for k in a.sizes:
-                    r = measure(task, k, a.rounds, threads, a.device, a.epochs, workers=workers)
-                    rows.append(r)
-                    print(f"{task:18} {r['setup']:>5} {k:3d} {r['single_runs_per_min']:11.1f} "
-                          f"{r['stacked_runs_per_min']:12.1f} {r['ratio']:6.2f}  "
-                          f"{' '.join(f'{x:.2f}' for x in r['ratios_per_round'])}", flush=True)
+        try:
+            for task in tasks:
+                for workers, threads in setups:
+                    for k in a.sizes:
+                        r = measure(task, k, a.rounds, threads, a.device, a.epochs, workers=workers)
+                        rows.append(r)
+                        print(f"{task:18} {r['setup']:>5} {k:3d} {r['single_runs_per_min']:11.1f} "
+                              f"{r['stacked_runs_per_min']:12.1f} {r['ratio']:6.2f}  "
+                              f"{' '.join(f'{x:.2f}' for x in r['ratios_per_round'])}", flush=True)
+        finally:
+            for pool in _POOLS.values():
+                pool.close()
     if a.steps or a.steps_only:
         print("per member-step, MNIST-1D CNN, AdamW, batch 100, one thread (CPU time):")
         step_rows = steps(a.sizes, a.rounds)
+    print(f"({time.perf_counter() - t0:.0f} s)")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         out = {"device_name": name, "torch": torch.__version__, "platform": platform.platform(), "rows": rows}

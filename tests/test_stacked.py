@@ -134,6 +134,14 @@ def test_conv1d_columns_are_the_convolution(k, stride, pad):
     torch.testing.assert_close(grads, torch.autograd.grad(want, (x, W, b), g))
 
 
+def test_a_misread_model_fails_before_training(monkeypatch):
+    import softgrad.stacked as S
+    plan = S._plan
+    monkeypatch.setattr(S, "_plan", lambda *a: [s for s in plan(*a) if s[0] != "relu"])  # as if ReLU were unknown
+    with pytest.raises(ValueError, match="engine: 'stacked' does not reproduce model 'mlp'"):
+        train_stack([c.replace(engine="stacked") for c in members("ce")], progress=False)
+
+
 def test_warmup_schedules_per_member():
     cfgs = [tiny(loss="gradient_decay", warmup="beta", warmup_epochs=2.0, seed=s, loss_params={"beta": b})
             for s, b in [(0, 0.5), (1, 2.0)]]

@@ -358,6 +358,18 @@ class _Stack:
         if impl == "auto":  # what the single engine's batch of B rows would take, not K·B rows
             impl = "native" if self.B * C < L.FUSED_MIN_NUMEL else "fused"
         self.impl = impl
+        self._check_forward()
+
+    @torch.no_grad()
+    def _check_forward(self) -> None:
+        """The stacked forward reproduces every member's own module on two training samples (a model whose layers
+        :func:`_plan` misreads fails here, before training, not as silently different runs)."""
+        idx = self.tr[:, :2]
+        got = self._forward(idx, self.y.gather(1, idx), train=False).float()
+        want = torch.stack([m.model(self.x[idx[k]]) for k, m in enumerate(self.members)]).float()
+        if not torch.allclose(got, want, rtol=1e-3, atol=1e-4):
+            raise ValueError(f"engine: 'stacked' does not reproduce model {self.cfgs[0].model!r} (largest logit "
+                             f"difference {float((got - want).abs().max()):.3g}); set engine: single")
 
     # -------- the forward pass
 
