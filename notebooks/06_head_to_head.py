@@ -232,6 +232,8 @@ glue("h2h_differences", Markdown(
      "verdicts hold across the models and optimisers the pool covers.") if diff_pairs else
     "No two tasks of this pool differ only in optimiser or only in model, so it cannot say whether a verdict "
     "depends on either."), display=False)
+glue("h2h_differences_text", (" ".join(x.replace("*", "") for x in diff_lines) if diff_lines else
+                              "none" if diff_pairs else "not compared (one model and one optimiser)"), display=False)
 
 # %% [markdown]
 # ## Calibration, raw and after temperature scaling
