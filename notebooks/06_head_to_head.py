@@ -456,6 +456,22 @@ pool = R.pool[R.pool.method != "ce_longer"]
 fig = time_figure(pool, list(spec["methods"]))
 show(fig, "06_time", P["profile"], NB, runs=len(pool))
 
+# %% tags=["remove-cell"]
+# "Which loss should I use?" (book/practitioner.md): the recommendation and, per method, its verdict, the settings
+# the search kept, what a retrain of them and one untuned trial lose, raw and scaled calibration
+PT = protocol.practice_table(R)
+glue("h2h_practice_text", protocol.practice_text(R), display=False)
+glue("h2h_practice", table(pd.DataFrame({
+    "method": [SHORT.get(m, m) for m in PT.method],
+    "accuracy vs tuned CE, all tasks (points)": [f"{r.verdict}" + (f": {nowrap(r.delta)}" if r.delta else "")
+                                                for r in PT.itertuples()],
+    "settings the search kept (per task; η: trained learning rate)": PT.kept,
+    "a retrain of them loses (points)": [number(x) for x in PT.curse],
+    "one untuned trial vs T = 8 (points)": [number(x, sign=True) for x in PT.untuned],
+    "ECE raw → after T (points)": [f"{number(a)} → {number(b)}" for a, b in zip(PT.ece_raw, PT.ece_ts)],
+    "NLL raw → after T": [f"{number(a, 3)} → {number(b, 3)}" for a, b in zip(PT.nll_raw, PT.nll_ts)]})),
+    display=False)
+
 # %% [markdown]
 # **A rounding-level rerun** (the `ci` profile's test; the quick profile spends those runs on trials): the
 # whole protocol again with the losses' other implementation, every run retrained. Its verdict agreement must

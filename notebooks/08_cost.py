@@ -43,7 +43,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from softgrad.analysis import read_glue
-from softgrad.common import interval_text
+from softgrad.common import interval_text, number
 from softgrad.config import expand, load_params
 from softgrad.plots import COLORS, loss_cost_figure, show, table
 from softgrad.book import page_header
@@ -95,6 +95,14 @@ if len(losses):
     wide = shapes[~shapes.loss.str.startswith("F.cross_entropy")].pivot_table(index=["device", "loss"], columns="shape",
                                                                  values="ratio_to_ce", sort=False)
     display(table(wide.reset_index(), formats={c: "{:.2f}×" for c in wide.columns}))
+
+# %% tags=["remove-cell"]
+# each method's cost at a small classifier's batch (128 × 10, eager, the CPU), for "Which loss should I use?"
+small = losses[(losses.get("device", pd.Series(dtype=str)) == "cpu") & (losses.N == 128) & (losses.C == 10)] \
+    if len(losses) else losses
+for m in ("ce", "temperature", "gradient_decay", "noisy", "sgt", "as_softmax"):
+    r = small[small.loss == m] if len(small) else small
+    glue(f"cost_small_{m}", f"{number(float(r.ratio_to_ce.iloc[0]))}×" if len(r) else "not measured", display=False)
 
 # %% [markdown]
 # ## Trainer throughput

@@ -16,7 +16,7 @@
 # of using them, each on a tiny model and real data (scikit-learn's 8×8 digits) on the CPU, so the examples are
 # executed every time the book is built and cannot rot:
 #
-# 1. a plain PyTorch loop;
+# 1. a plain PyTorch loop (and the Noisy Softmax head, which replaces the last layer instead of the loss);
 # 2. a [timm](https://github.com/huggingface/pytorch-image-models) model, optimizer, scheduler and Mixup
 #    (class-probability targets);
 # 3. a Hugging Face `transformers.Trainer` whose `compute_loss` is overridden;
@@ -92,6 +92,36 @@ for step in range(STEPS):
 print(f"gradient decay β=0.3: loss {first:.2f} → {loss.item():.2f} (J_β = CE with margin −ln β, plus ln β: "
       f"negative once p_t is large, for β < 1); test accuracy {accuracy(model):.2f}")
 trained["plain loop, gradient decay"] = (first, loss.item(), accuracy(model))
+
+# %% [markdown]
+# ### 1b. Noisy Softmax: a head, not a loss
+# Noisy Softmax (Chen, Deng and Du 2017) perturbs the target logit during training, so it replaces the model's
+# last layer rather than the loss: `NoisySoftmaxHead(features, classes, alpha=α)` (bias-free, as the paper's
+# noise needs `‖W_y‖‖x‖`) takes the features and, in training, the target; the loss stays plain CE. In
+# evaluation, or without a target, it is an ordinary linear head. The paper's α ≈ 0.1; chapter 06 searched
+# 0.01–0.5.
+
+# %% tags=["nbval-ignore-output"]
+from softgrad.noisy import NoisySoftmaxHead
+
+torch.manual_seed(SEED)
+body = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU())
+head = NoisySoftmaxHead(64, 10, alpha=0.1)  # was: nn.Linear(64, 10)
+opt = torch.optim.SGD([*body.parameters(), *head.parameters()], lr=0.1, momentum=0.9)
+g = torch.Generator().manual_seed(SEED)
+first = None
+for step in range(STEPS):
+    idx = torch.randint(0, len(X_train), (64,), generator=g)
+    logits = head(body(X_train[idx]), Y_train[idx])  # the target's logit carries the annealed noise
+    loss = nn.functional.cross_entropy(logits, Y_train[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    first = loss.item() if first is None else first
+head.eval()
+noisy_model = lambda x: head(body(x))  # noqa: E731 (evaluation: no target, no noise)
+print(f"Noisy Softmax α=0.1: loss {first:.2f} → {loss.item():.2f}; test accuracy {accuracy(noisy_model):.2f}")
+trained["plain loop, Noisy Softmax head"] = (first, loss.item(), accuracy(noisy_model))
 
 # %% [markdown]
 # ## 2. timm: model, optimizer, scheduler and Mixup from timm, the loss from softgrad

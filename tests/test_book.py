@@ -50,6 +50,7 @@ CHAPTERS = {  # page -> (needs math, needs figures); one page per chapter: the e
     "notebooks/08_cost.html": (False, True),
     "notebooks/09_using_the_losses.html": (False, False),
     "intro.html": (True, False),
+    "practitioner.html": (False, False),
     "glossary.html": (False, False),
     "references.html": (False, False),
 }

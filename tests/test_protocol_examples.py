@@ -40,6 +40,7 @@ def _pool(gain: float = 0.0, seed: int = 0, longer: int = 4) -> pd.DataFrame:
                 ex = _examples(1 / (1 + np.exp(-(difficulty + skill))), rng)
                 acc = float(ex["correct"].mean())
                 rows.append({"task": t, "method": m, "trial": i, "run_id": f"{seed}-{t}-{m}-{i}-{gain}",
+                             "setting": {"lr": 0.01 * (i + 1), **({} if m.startswith("ce") else {"beta": 0.5})},
                              "val_acc": round(acc + rng.normal(0, 0.01), 4), "test_acc": acc,
                              "test_nll": float(ex["nll"].astype(float).mean()),
                              "test_ece": float(S.replicate_ece(ex["conf"][None], ex["correct"][None],
@@ -157,3 +158,18 @@ def test_differences_name_a_verdict_that_changes_with_the_optimiser_or_the_model
     t = P.decisiveness(R).set_index("task")
     assert t.loc["mlp", "acc_inconclusive"] == 1 and t.loc["cnn_sgd", "acc_inconclusive"] == 0
     assert t.loc["all tasks", "acc_verdicts"] == 2 and t.loc["all tasks", "all_inconclusive"] == 0
+
+
+def test_practice_table_reads_the_pool_for_a_practitioner():
+    R = P.analyse(_pool(gain=1.0), SPEC)
+    t = P.practice_table(R).set_index("method")
+    assert list(t.index) == ["ce", "temperature", "sgt"]
+    assert t.loc["temperature", "verdict"] == "reproduced" and t.loc["ce", "verdict"] == "the baseline"
+    best = R.pool[(R.pool.task == "a") & (R.pool.method == "temperature")].sort_values(
+        ["val_acc", "trial"], ascending=[False, True]).iloc[0]
+    assert t.loc["temperature", "kept"].startswith(f"a: η {best.setting['lr']:.3g}, β 0.5")
+    b = R.budget.set_index(["task", "method", "T"]).test_acc
+    want = 100 * np.mean([b.loc[(k, "sgt", 1)] - b.loc[(k, "sgt", 4)] for k in ("a", "b")])
+    assert t.loc["sgt", "untuned"] == pytest.approx(want) and want < 0  # one untuned trial does worse than T = 4
+    assert np.isnan(t.loc["sgt", "curse"])  # no retrains in this pool
+    assert P.practice_text(R).startswith("At this scale temperature beat cross-entropy")

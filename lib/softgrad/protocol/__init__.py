@@ -90,7 +90,8 @@ from .design import (_column, _configs, _knob_values, _longer_configs, _retrain_
 from .run import _train, retrain_table, run
 from .spec import (DEFAULTS, LR_KEYS, METHODS, METRICS, SCALES, _fail, _int, _range, check_spec, dimensions, knobs,
                    knobs_of, limit, lr_coupling, lr_range, margin, tasks)
-from .text import SHORT, _names, bottom_line, bound_text, ci_text, decisiveness, differences
+from .text import (SHORT, _names, bottom_line, bound_text, ci_text, decisiveness, differences, practice_table,
+                   practice_text)
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "design", "plan", "count", "run",
            "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
@@ -100,4 +101,4 @@ __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "d
            # the bootstrap's seam (index resamples; each replicate's values per trial)
            "index_resamples", "example_resamples", "replicate_values", "widening",
            # the findings in words
-           "differences", "decisiveness"]
+           "differences", "decisiveness", "practice_table", "practice_text"]

@@ -5,12 +5,14 @@ methods' short display names (:data:`SHORT`), where a verdict changes with the m
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .. import stats as S
 from ..common import POINTS
 
-__all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "decisiveness"]
+__all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "decisiveness", "practice_table",
+           "practice_text"]
 
 
 def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
@@ -137,3 +139,65 @@ def decisiveness(R) -> pd.DataFrame:
         rows.append({"task": task, "acc_inconclusive": int((a.verdict == inc).sum()), "acc_verdicts": len(a),
                      "all_inconclusive": int((g.verdict == inc).sum()), "all_verdicts": len(g)})
     return pd.DataFrame(rows)
+
+
+def _setting_text(s: dict) -> str:
+    """A kept trial's setting in a few words: "β 0.3, η 0.05" (η the trained learning rate)."""
+    names = {"beta": "β", "alpha": "α", "delta": "δ", "noise_alpha": "α", "lr": "η"}
+    return ", ".join(f"{names.get(k, k)} {v:.3g}" for k, v in s.items() if k not in ("lr_eff", "weight_decay"))
+
+
+def practice_table(R) -> pd.DataFrame:
+    """What a practitioner choosing a loss needs from chapter 06, one row per method (CE first), each a mean over
+    tasks unless it says otherwise: ``verdict`` and ``delta`` (the across-task accuracy verdict and its interval,
+    points), ``kept`` (per task, the setting a T-trial search keeps most often: knob and trained learning
+    rate), ``curse`` (the kept setting's own test accuracy minus its fresh-seed retrains' mean, points: what a
+    retrain of it loses), ``untuned`` (E_1 − E_T of test accuracy, points: what one untuned trial costs against
+    the T-trial search), ``ece_raw`` / ``ece_ts`` (E_T of ECE before and after temperature scaling, points) and
+    ``nll_raw`` / ``nll_ts``."""
+    from .design import winners
+
+    c = R.comparisons
+    agg = R.aggregate.set_index(["method", "metric"])
+    methods = ["ce", *dict.fromkeys(c.method)]
+    win = winners(R.pool).set_index(["task", "method"])
+    rt = R.retrain.set_index(["task", "method"]) if len(R.retrain) else None
+    b = R.budget.set_index(["task", "method", "T"]).test_acc
+    T = int(c["select"].iloc[0])
+    tasks = list(dict.fromkeys(c.task))
+    rows = []
+    for m in methods:
+        def level(metric, m=m):
+            g = c[c.metric == metric]
+            return float((g.drop_duplicates("task").ce_E if m == "ce" else g[g.method == m].method_E).mean())
+        row = {"method": m}
+        if m == "ce":
+            row.update(verdict="the baseline", delta="")
+        else:
+            a = agg.loc[(m, "acc")]
+            row.update(verdict=a.verdict, delta=ci_text(a, "acc"))
+        row["kept"] = "; ".join(f"{t}: {_setting_text(win.loc[(t, m)].setting)}" for t in tasks if (t, m) in win.index)
+        row["curse"] = (100 * float(np.mean([rt.loc[(t, m)].curse for t in tasks if (t, m) in rt.index]))
+                        if rt is not None else np.nan)
+        row["untuned"] = 100 * float(np.mean([b.loc[(t, m, 1)] - b.loc[(t, m, T)] for t in tasks]))
+        row.update(ece_raw=100 * level("ece"), ece_ts=100 * level("ece_ts"), nll_raw=level("nll"), nll_ts=level("nll_ts"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def practice_text(R) -> str:
+    """The recommendation in one or two sentences, read off the across-task accuracy verdicts: which loss to use
+    at this scale, and what a method that did not beat CE costs to use anyway."""
+    acc = R.aggregate[R.aggregate.metric == "acc"].set_index("method")
+    won = list(acc.index[acc.verdict == S.VERDICTS[0]])
+    lost = list(acc.index[acc.verdict == S.VERDICTS[1]])
+    if won:
+        out = (f"At this scale {_names(won)} beat cross-entropy tuned with the same search budget "
+               + "; ".join(f"{SHORT.get(m, m)} by {ci_text(acc.loc[m], 'acc')} points" for m in won)
+               + ": use it with the settings below, on the optimiser and model it was found on.")
+    else:
+        out = ("At this scale no loss beat cross-entropy tuned with the same search budget: use cross-entropy and "
+               "spend the budget on its learning rate.")
+    if lost:
+        out += f" {_names(lost)} lost to it; avoid {'them' if len(lost) > 1 else 'it'} at this scale."
+    return out
