@@ -163,7 +163,6 @@ def practice_table(R) -> pd.DataFrame:
     win = winners(R.pool).set_index(["task", "method"])
     rt = R.retrain.set_index(["task", "method"]) if len(R.retrain) else None
     b = R.budget.set_index(["task", "method", "T"]).test_acc
-    T = int(c["select"].iloc[0])
     tasks = list(dict.fromkeys(c.task))
     rows = []
     for m in methods:
@@ -179,7 +178,7 @@ def practice_table(R) -> pd.DataFrame:
         row["kept"] = "; ".join(f"{t}: {_setting_text(win.loc[(t, m)].setting)}" for t in tasks if (t, m) in win.index)
         row["curse"] = (100 * float(np.mean([rt.loc[(t, m)].curse for t in tasks if (t, m) in rt.index]))
                         if rt is not None else np.nan)
-        row["untuned"] = 100 * float(np.mean([b.loc[(t, m, 1)] - b.loc[(t, m, T)] for t in tasks]))
+        row["untuned"] = 100 * (float(np.mean([b.loc[(t, m, 1)] for t in tasks])) - level("acc"))
         row.update(ece_raw=100 * level("ece"), ece_ts=100 * level("ece_ts"), nll_raw=level("nll"), nll_ts=level("nll_ts"))
         rows.append(row)
     return pd.DataFrame(rows)
