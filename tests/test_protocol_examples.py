@@ -173,3 +173,24 @@ def test_practice_table_reads_the_pool_for_a_practitioner():
     assert t.loc["sgt", "untuned"] == pytest.approx(want) and want < 0  # one untuned trial does worse than T = 4
     assert np.isnan(t.loc["sgt", "curse"])  # no retrains in this pool
     assert P.practice_text(R).startswith("At this scale temperature beat cross-entropy")
+
+
+def test_a_diverged_run_counts_as_the_tasks_worst_result_not_nan():
+    """Eight of 16 SGT trials diverge (NaN NLL, chance accuracy): a T = 4 search keeps one only when all four of
+    its trials diverged, a small but nonzero weight; NaN × weight would make E_T of NLL undefined. The diverged
+    runs count as the task's worst finite NLL, so E_T stays finite and at least that of the same pool with them
+    set to the best NLL (never flattering the method that diverged)."""
+    pool = _pool()
+    bad = pool.index[(pool.method == "sgt") & (pool.trial < 8)]
+    pool.loc[bad, ["test_nll", "test_nll_ts"]] = np.nan
+    pool.loc[bad, "val_acc"] = 0.1
+    for i in bad:
+        ex = dict(pool.at[i, "examples"])
+        ex["nll"] = np.full_like(ex["nll"], np.nan)
+        pool.at[i, "examples"] = ex
+    for spec in (SPEC, {**SPEC, "resample_examples": False}):
+        c = P.analyse(pool, spec).comparisons
+        nll = c[(c.metric == "nll") & (c.method == "sgt")]
+        assert np.isfinite(nll[["diff", "lo", "hi"]].to_numpy()).all()
+    worst = P.worst_finite(pool, "a", "test_nll", higher_is_better=False)
+    assert worst == np.nanmax(pool[pool.task == "a"].test_nll)

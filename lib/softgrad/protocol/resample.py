@@ -10,7 +10,18 @@ import pandas as pd
 from .. import stats as S
 from .spec import METRICS
 
-__all__ = ["index_resamples", "example_resamples", "replicate_values"]
+__all__ = ["index_resamples", "example_resamples", "replicate_values", "worst_finite"]
+
+
+def worst_finite(pool: pd.DataFrame, task: str, col: str, higher_is_better: bool) -> float:
+    """What a diverged run's non-finite test metric counts as: the task's worst finite value of ``col`` over every
+    method and trial (the lowest accuracy, the highest NLL or ECE). A search keeps a diverged run only when all
+    its T trials diverged, so its weight in E_T is tiny (C(j−1, T−1)/C(N, T)); but NaN times any weight is NaN,
+    and one such run would make E_T of NLL undefined. Counting it as the task's worst observed result keeps
+    E_T finite and never flatters the method that diverged. NaN when the task has no finite value."""
+    v = pool.loc[pool.task == task, col].to_numpy(float)
+    v = v[np.isfinite(v)]
+    return float("nan") if not len(v) else float(v.min() if higher_is_better else v.max())
 
 
 def index_resamples(spec: dict, tasks_: list[str], n: int) -> dict[str, np.ndarray]:
@@ -67,8 +78,8 @@ def _replicate_matrix(rows: pd.DataFrame, col: str, counts: np.ndarray) -> np.nd
     return np.stack([_REPLICATES[k] for k in keys]).astype(float)
 
 
-def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray,
-                     counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray, counts: np.ndarray | None = None,
+                     fill: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each bootstrap replicate's validation accuracy and test value per trial, both ``(B, n)``: ``rows`` one
     per trial index in index order (a (task, method)'s runs), ``idx`` the task's ``(B, n)`` index resamples
     (:func:`index_resamples`); entry [b, j] is trial ``idx[b, j]``'s.
@@ -76,9 +87,11 @@ def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray,
     Every statistic that resamples the pool reads its replicates here (the comparisons, P(beats), the
     convergence gate). With ``counts`` (:func:`example_resamples`) the bootstrap is two-way: the validation
     values are kept (selection reads validation only) and the test value of entry [b, j] is trial ``idx[b, j]``'s
-    metric recomputed on replicate b's resample of the test examples, the same resample for every method."""
+    metric recomputed on replicate b's resample of the test examples, the same resample for every method.
+    ``fill``: the value a non-finite test metric (a diverged run's NaN NLL) counts as (:func:`worst_finite`)."""
     val = rows.val_acc.to_numpy(float)[idx]
     if counts is None:
-        return val, rows[col].to_numpy(float)[idx]
-    m = _replicate_matrix(rows, col, counts)  # (n, B)
-    return val, m[idx, np.arange(idx.shape[0])[:, None]]
+        test = rows[col].to_numpy(float)[idx]
+    else:
+        test = _replicate_matrix(rows, col, counts)[idx, np.arange(idx.shape[0])[:, None]]  # (n, B) -> (B, n)
+    return val, test if fill is None else np.where(np.isfinite(test), test, fill)
