@@ -460,7 +460,7 @@ show(fig, "06_time", P["profile"], NB, runs=len(pool))
 # "Which loss should I use?" (book/practitioner.md): the recommendation and, per method, its verdict, the settings
 # the search kept, what a retrain of them and one untuned trial lose, raw and scaled calibration
 PT = protocol.practice_table(R)
-glue("h2h_practice_text", protocol.practice_text(R), display=False)
+glue("h2h_practice_text", protocol.practice_text(R, set(EDG.method[EDG.flag])), display=False)
 glue("h2h_practice", table(pd.DataFrame({
     "method": [SHORT.get(m, m) for m in PT.method],
     "accuracy vs tuned CE, all tasks (points)": [f"{r.verdict}" + (f": {nowrap(r.delta)}" if r.delta else "")

@@ -173,6 +173,13 @@ def test_practice_table_reads_the_pool_for_a_practitioner():
     assert t.loc["sgt", "untuned"] == pytest.approx(want) and want < 0  # one untuned trial does worse than T = 4
     assert np.isnan(t.loc["sgt", "curse"])  # no retrains in this pool
     assert P.practice_text(R).startswith("At this scale temperature beat cross-entropy")
+    from types import SimpleNamespace
+
+    agg = R.aggregate.copy()
+    agg.loc[(agg.metric == "acc"), "verdict"] = "reversed"
+    text = P.practice_text(SimpleNamespace(aggregate=agg), flagged={"sgt"})
+    assert text.startswith("At this scale no loss beat cross-entropy")
+    assert "Temperature and SGT lost to it (SGT: a search range was cut short" in text
 
 
 def test_a_diverged_run_counts_as_the_tasks_worst_result_not_nan():

@@ -184,9 +184,10 @@ def practice_table(R) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def practice_text(R) -> str:
+def practice_text(R, flagged=()) -> str:
     """The recommendation in one or two sentences, read off the across-task accuracy verdicts: which loss to use
-    at this scale, and what a method that did not beat CE costs to use anyway."""
+    at this scale, and which lost to tuned CE. ``flagged``: methods whose search range was cut short on some task
+    (:func:`softgrad.protocol.edge_shares`' flags); a loss for them is said to be partly the range's."""
     acc = R.aggregate[R.aggregate.metric == "acc"].set_index("method")
     won = list(acc.index[acc.verdict == S.VERDICTS[0]])
     lost = list(acc.index[acc.verdict == S.VERDICTS[1]])
@@ -198,5 +199,10 @@ def practice_text(R) -> str:
         out = ("At this scale no loss beat cross-entropy tuned with the same search budget: use cross-entropy and "
                "spend the budget on its learning rate.")
     if lost:
-        out += f" {_names(lost)} lost to it; avoid {'them' if len(lost) > 1 else 'it'} at this scale."
+        s = f"{_names(lost)} lost to it"
+        cut = [m for m in lost if m in set(flagged)]
+        if cut:
+            s += (f" ({_names(cut)}: a search range was cut short on some task, so the loss is partly the range's;"
+                  " see chapter 06's edge check)")
+        out += " " + s[0].upper() + s[1:] + "."
     return out
