@@ -104,7 +104,7 @@ s = A.summarize(sw, ["beta", "lr"])
 fig = lr_sweep_figure(sw, "beta", "test_acc", hue="lr", label=lambda v: f"η={v:g}")
 show(fig, "01_beta_sweep", profile, NB, runs=sw.run_id.nunique())
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 best = s["test_acc_mean"].groupby(level="beta").max()
 display(table((100 * best).rename("best test accuracy over η (%, mean over seeds)").reset_index(), names={"beta": "β"},
               formats={"best test accuracy over η (%, mean over seeds)": "{:.2f}"}))
