@@ -26,7 +26,7 @@
 # - **P** — *improves on CE*, chapter 06's protocol. The test metric of a T-trial random search over the
 #   learning rate and the loss's knob (CE's learning rate searched with the same budget), over a pool of trial
 #   indices whose seeds, splits and learning rates every method shares; the mean over tasks of the difference
-#   Δ to CE, with a bootstrap interval over trial indices at the Holm level. *Reproduced* when the interval
+#   Δ to CE, with a bootstrap interval over trial indices and test examples at the Holm level. *Reproduced* when the interval
 #   excludes 0 on the claimed side and CE does not still gain from training longer; *reversed* on the other
 #   side; otherwise *inconclusive at this budget*. *Stability*: the share of bootstrap reruns that give the
 #   same verdict; below 80 % the verdict is marked *fragile*. Its runs: {glue:md}`claims_protocol_runs`.
@@ -300,10 +300,10 @@ claims = claims.drop(columns="kind")
 print(f"{len(claims)} claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 # %% [markdown]
-# The same counts, by kind of claim and verdict:
-#
+# :::{dropdown} The same counts, by kind of claim and verdict (show)
 # ```{glue:} claims_by_kind
 # ```
+# :::
 #
 # ## The claims
 # Verdicts are colour-coded; *rule* names the rule above with the claim's numbers (· S: it must also have
@@ -318,12 +318,14 @@ print(f"{len(claims)} claims: " + ", ".join(f"{n} {k}" for k, n in counts.items(
 table(claims, formats={}, styles={"verdict": vstyle})
 
 # %% [markdown]
-# **One question, one answer.** Each "improves on CE" question has one answer, chapter 06's (rows P); chapters
+# :::{dropdown} One question, one answer (show)
+# Each "improves on CE" question has one answer, chapter 06's (rows P); chapters
 # 01–05's sweeps describe one setting each, at one learning rate tuned for neither loss, and their best-setting
 # gains are not verdicts. Where a chapter's row touches the same topic as a P row, the two answer different
 # questions: {glue:md}`claims_calibration_note` **AS-Speed** is judged as the paper states it — a training
 # speed-up over softmax with accuracy maintained, both trained for the same epochs (chapter 05 says why not equal
 # steps or equal wall-clock time).
+# :::
 #
 # :::{dropdown} What each descriptive row measures (statistic, when it is read, the rule in words)
 # ```{glue:} claims_details

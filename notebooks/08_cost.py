@@ -89,7 +89,7 @@ if len(losses):
 else:
     print("no loss benchmark results in benchmarks/results: run `make bench`")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 if len(losses):
     shapes = losses.assign(shape=losses.N.astype(str) + " × " + losses.C.astype(str))
     wide = shapes[~shapes.loss.str.startswith("F.cross_entropy")].pivot_table(index=["device", "loss"], columns="shape",
@@ -120,7 +120,7 @@ if len(trainer):
     fig.tight_layout()
     show(fig, "08_trainer", profile, NB, runs=None)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 if len(trainer):
     display(table(t.reset_index(), names={"softgrad": "softgrad (samples/s)", "hand_loop": "hand-written loop (samples/s)",
                                           "dataloader": "DataLoader loop (samples/s)", "vs_hand": "÷ hand-written",
@@ -280,10 +280,12 @@ if len(plan) and len(thr):
 # `benchmarks/results/*_cuda.json`, which this chapter reads when present. `make gpu-dry` runs the same steps on
 # the CPU at tiny sizes in about a minute (CI runs it), so the script is tested before a GPU is at hand.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 stacked = load("stacked_*.json")
 if len(stacked):
-    display(table(stacked[["device", "task", "K", "threads", "single_runs_per_min", "stacked_runs_per_min", "ratio"]],
+    cols = [c for c in ("device", "task", "optimizer", "K", "setup", "threads", "single_runs_per_min",
+                        "stacked_runs_per_min", "ratio") if c in stacked]
+    display(table(stacked[cols].fillna(""),
                   names={"single_runs_per_min": "single (runs/min)", "stacked_runs_per_min": "stacked (runs/min)",
                          "ratio": "stacked ÷ single"},
                   formats={"single (runs/min)": "{:,.1f}", "stacked (runs/min)": "{:,.1f}", "stacked ÷ single": "{:.2f}"}))

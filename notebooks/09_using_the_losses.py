@@ -99,9 +99,9 @@ trained["plain loop, gradient decay"] = (first, loss.item(), accuracy(model))
 # last layer rather than the loss: `NoisySoftmaxHead(features, classes, alpha=α)` (bias-free, as the paper's
 # noise needs `‖W_y‖‖x‖`) takes the features and, in training, the target; the loss stays plain CE. In
 # evaluation, or without a target, it is an ordinary linear head. The paper's α ≈ 0.1; chapter 06 searched
-# 0.01–0.5.
+# 0.01–0.5. (The loop is the one above with the head in place of the last layer: its code is collapsed.)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 from softgrad.noisy import NoisySoftmaxHead
 
 torch.manual_seed(SEED)
@@ -251,7 +251,7 @@ as_speed_ok = opt_steps < STEPS and ks == sorted(ks) and 1 <= ks[0] and ks[-1] <
 # count (chaotic amplification of rounding over 60 steps; `python -m softgrad.goldens` measures it: up to
 # 0.03 in loss and 0.02 in accuracy). What does not move is that every loss trains:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "hide-output"]
 from softgrad.goldens import trained_checks
 
 trained_checks(trained, chance=0.1, margin=0.5, initial_loss=float(torch.log(torch.tensor(10.0))))

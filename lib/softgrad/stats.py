@@ -211,7 +211,8 @@ def replicate_means(values, counts) -> np.ndarray:
     c = np.asarray(counts, np.float64)
     if v.shape[-1] != c.shape[-1]:
         raise ValueError(f"replicate_means: values have {v.shape[-1]} examples, counts {c.shape[-1]}")
-    return v @ c.T / c.shape[-1]
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged run's NaN/inf stays NaN/inf in its own row
+        return v @ c.T / c.shape[-1]
 
 
 def replicate_ece(conf, correct, counts, bins: int = ECE_BINS) -> np.ndarray:
