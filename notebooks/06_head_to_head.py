@@ -372,7 +372,7 @@ display(table(PW, names={"trials": "N′", "predicted_agreement": "predicted agr
 # selection weight in the outer tenth of each side of the range (about 10% for a flat response).
 # {glue:md}`h2h_edges_text` The declared ranges and their reasons are in the collapsed table below.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-edges", "caption": "{glue:md}`fig_06_edges_num` Share of E_T's selection weight (T = 8) on the trials in the outer tenth of each side of each searched range, one panel per task, one row per method and searched dimension (η_eff: the learning rate in the method's own coordinates); bars to the left: the low edge, to the right: the high edge; hatched: the edge is a limit of the method's definition (the knob reaches CE or its domain ends). Dotted: 10% (a flat response); dashed: 15%, above which an edge that is no such limit is flagged. {glue:md}`fig_06_edges_src`"}}
+# %% tags=["hide-input", "nbval-ignore-output"] mystnb={"figure": {"name": "fig-06-edges", "caption": "{glue:md}`fig_06_edges_num` Share of E_T's selection weight (T = 8) on the trials in the outer tenth of each side of each searched range, one panel per task, one row per method and searched dimension (η_eff: the learning rate in the method's own coordinates); bars to the left: the low edge, to the right: the high edge; hatched: the edge is a limit of the method's definition (the knob reaches CE or its domain ends). Dotted: 10% (a flat response); dashed: 15%, above which an edge that is no such limit is flagged. {glue:md}`fig_06_edges_src`"}}
 EDG = protocol.edge_shares(R)
 flagged = EDG[EDG.flag]
 at_limit = EDG[(EDG.share > EDG.flat.clip(lower=0.15)) & EDG.limit]
@@ -461,7 +461,7 @@ pool = R.pool[R.pool.method != "ce_longer"]
 fig = time_figure(pool, list(spec["methods"]))
 show(fig, "06_time", P["profile"], NB, runs=len(pool))
 
-# %% tags=["remove-cell"]
+# %% tags=["remove-cell", "nbval-ignore-output"]
 # "Which loss should I use?" (book/practitioner.md): the recommendation and, per method, its verdict, the settings
 # the search kept, what a retrain of them and one untuned trial lose, raw and scaled calibration
 PT = protocol.practice_table(R)
