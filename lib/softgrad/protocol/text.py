@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats as S
-from ..common import POINTS
+from ..common import POINTS, interval_text, number
 
 __all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "decisiveness", "practice_table",
            "practice_text"]
@@ -18,12 +18,13 @@ __all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "deci
 def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
     """The bound an interval excludes, in words, from its improvement side: "rules out a gain above +0.62
     pts" (a higher-is-better metric) or "rules out a reduction beyond −0.031" (NLL, ECE); when the whole
-    interval lies on the losing side, "rules out any gain". ``row`` has ``lo``, ``hi``, ``higher_is_better``."""
-    lo, hi = row.lo * scale, row.hi * scale
+    interval lies on the losing side, "rules out any gain". ``row`` has ``lo``, ``hi``, ``higher_is_better``.
+    Numbers as :func:`softgrad.common.number` prints them."""
+    lo, hi = number(row.lo * scale, sign=True), number(row.hi * scale, sign=True)
     if row.higher_is_better:
-        return f"rules out a gain above {hi:+.2f}{unit}" if hi > 0 else f"rules out any gain (Δ < {hi:+.2f}{unit})"
-    return (f"rules out a reduction beyond {lo:+.2f}{unit}" if lo < 0
-            else f"rules out any reduction (Δ > {lo:+.2f}{unit})")
+        return f"rules out a gain above {hi}{unit}" if row.hi > 0 else f"rules out any gain (Δ < {hi}{unit})"
+    return (f"rules out a reduction beyond {lo}{unit}" if row.lo < 0
+            else f"rules out any reduction (Δ > {lo}{unit})")
 
 
 SHORT = {"ce": "CE", "temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
@@ -31,10 +32,10 @@ SHORT = {"ce": "CE", "temperature": "temperature", "gradient_decay": "gradient d
 
 
 def ci_text(r, metric: str | None = None) -> str:
-    """"+0.12 [−0.26, +0.41]" in the metric's display unit (points for accuracy and ECE)."""
+    """"+0.12 [−0.26, +0.41]" in the metric's display unit (points for accuracy and ECE):
+    :func:`softgrad.common.interval_text` of a comparison row."""
     get = (lambda k: r[k]) if isinstance(r, pd.Series) else (lambda k: getattr(r, k))  # noqa: E731 (Series.diff)
-    sc = 100 if (metric or get("metric")) in POINTS else 1
-    return f"{get('diff') * sc:+.2f} [{get('lo') * sc:+.2f}, {get('hi') * sc:+.2f}]"
+    return interval_text(get("diff"), get("lo"), get("hi"), metric or get("metric"))
 
 
 def _names(ms) -> str:
@@ -59,14 +60,14 @@ def bottom_line(R: ProtocolResult) -> str:
     said = []
     if by[S.VERDICTS[2]]:
         said.append(f"{_names(by[S.VERDICTS[2]])} showed no detectable effect (each interval rules out a gain above "
-                    + ", ".join(f"{100 * acc.loc[m].hi:+.2f}" for m in by[S.VERDICTS[2]]) + " points)")
+                    + ", ".join(number(100 * acc.loc[m].hi, sign=True) for m in by[S.VERDICTS[2]]) + " points)")
     if by[S.VERDICTS[1]]:
         said.append(f"{_names(by[S.VERDICTS[1]])} lost to it (" + ", ".join(pts(m) for m in by[S.VERDICTS[1]]) + " points)")
     if by[S.VERDICTS[3]]:
         said.append(f"{_names(by[S.VERDICTS[3]])} stayed inconclusive (gains up to "
-                    + ", ".join(f"{100 * acc.loc[m].hi:+.2f}" for m in by[S.VERDICTS[3]])
+                    + ", ".join(number(100 * acc.loc[m].hi, sign=True) for m in by[S.VERDICTS[3]])
                     + " points are not ruled out, nor losses down to "
-                    + ", ".join(f"{100 * acc.loc[m].lo:+.2f}" for m in by[S.VERDICTS[3]]) + ")")
+                    + ", ".join(number(100 * acc.loc[m].lo, sign=True) for m in by[S.VERDICTS[3]]) + ")")
     if said:
         out.append(said[0][0].upper() + "; ".join(said)[1:] + ".")
     ece = a.loc["ece"]
