@@ -152,7 +152,7 @@ spd = df[df.sweep == "speed"]
 fig = as_speed_figure(speed, list(parts), spd, int(spd.as_speed_kmax.max()), float(spd.as_speed_lambda.iloc[0]))
 show(fig, "05_as_speed", profile, NB, runs=speed.run_id.nunique())
 
-# %% tags=["hide-input"]
+# %% tags=["nbval-ignore-output", "hide-input"]
 k_speed = f"AS-Softmax δ={d0:g} + AS-Speed"
 t = speed.groupby("setting", sort=False).agg(test_acc=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
                                             opt_steps=("total_opt_steps", "mean"), train_time=("train_time", "mean"),
