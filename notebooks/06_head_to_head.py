@@ -99,7 +99,7 @@ from softgrad.goldens import protocol_checks
 
 protocol_checks(R, chance=0.1, margin=0.3)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "nbval-ignore-output"]
 tasks = list(spec["tasks"])
 methods = [m for m in spec["methods"] if m != "ce"]
 vstyle = lambda v: VERDICT_BACKGROUND.get(v.split(" (")[0], "")  # noqa: E731
