@@ -201,3 +201,44 @@ def test_a_diverged_run_counts_as_the_tasks_worst_result_not_nan():
         assert np.isfinite(nll[["diff", "lo", "hi"]].to_numpy()).all()
     worst = P.worst_finite(pool, "a", "test_nll", higher_is_better=False)
     assert worst == np.nanmax(pool[pool.task == "a"].test_nll)
+
+
+def test_a_failed_run_with_a_huge_finite_nll_does_not_dominate_e_t():
+    """A diverged run can end with a finite but absurd NLL (1e16 was seen after SGD blew up) and a run stuck at a
+    uniform prediction has an ECE near 0. A run whose validation accuracy is below ``failed_val_acc`` counts as
+    the task's worst run that trained, on NLL and ECE: E_T of NLL then stays on the scale of trained runs,
+    and a failed run's tiny ECE cannot flatter the method. Accuracy stays as measured."""
+    pool = _pool()
+    pool["run_id"] = pool.run_id + "-huge"  # other runs than the other tests' (per-example replicates are cached)
+    bad = pool.index[(pool.method == "sgt") & (pool.trial < 8)]
+    pool.loc[bad, "val_acc"] = 0.1
+    pool.loc[bad, "test_acc"] = 0.1
+    pool.loc[bad, ["test_nll", "test_nll_ts"]] = 1e16
+    pool.loc[bad, "test_ece"] = 0.0
+    for i in bad:
+        ex = dict(pool.at[i, "examples"])
+        ex["nll"] = np.full_like(ex["nll"], 6e4)  # float16's largest: "huge" in the per-example store
+        pool.at[i, "examples"] = ex
+    ok = pool.drop(bad)
+    worst_nll = ok[ok.task == "a"].test_nll.max()
+    assert P.worst_finite(pool, "a", "test_nll", False, P.check_spec(SPEC)) == worst_nll
+    assert P.worst_finite(pool, "a", "test_nll", False) == 1e16  # without the rule: what the old fill gave
+    for spec in (SPEC, {**SPEC, "resample_examples": False}):
+        c = P.analyse(pool, spec).comparisons.set_index(["task", "method", "metric"])
+        assert c.loc[("a", "sgt", "nll"), "hi"] < 10  # nats: on the scale of trained runs, not 1e16
+        assert c.loc[("a", "sgt", "ece"), "diff"] > c.loc[("a", "temperature", "ece"), "diff"] - 0.05
+        off = P.analyse(pool, {**spec, "failed_val_acc": 0.0}).comparisons.set_index(["task", "method", "metric"])
+        assert off.loc[("a", "sgt", "nll"), "hi"] > 1e3  # the rule is what keeps it finite-sized
+        assert off.loc[("a", "sgt", "acc"), "diff"] == c.loc[("a", "sgt", "acc"), "diff"]  # accuracy untouched
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("failed_val_acc", 1.5, r"failed_val_acc: must be a number in \[0, 1\)"),
+    ("failed_val_acc", "x", r"failed_val_acc: must be a number"),
+    ("max_stack", 0, r"max_stack: must be an int >= 1"),
+])
+def test_failure_and_stack_keys_are_checked(key, value, match):
+    from softgrad.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        P.check_spec({**SPEC, key: value})

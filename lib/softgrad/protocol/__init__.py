@@ -84,7 +84,7 @@ from .analysis import (CONVERGED, NOT_CONVERGED, OVERFITS, UNDETERMINED, Protoco
                        _codes, _convergence, _pool_arrays, _rows, _stability, analyse, convergence_verdict)
 from .checks import (EDGE_FLAG, EDGE_TENTH, _position, _subpool, agreement, edge_shares, power, split_half,
                      spread_ratio, widening)
-from .resample import example_resamples, index_resamples, replicate_values, worst_finite
+from .resample import example_resamples, failed, index_resamples, replicate_values, worst_finite
 from .design import (_column, _configs, _knob_values, _longer_configs, _retrain_configs, _round, _stream,
                      _top_share, _with, count, design, longer_trials, plan, search_table, unit_design, winners)
 from .run import _train, retrain_table, run
@@ -99,6 +99,6 @@ __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "d
            # declared search spaces and the edge-share diagnostic
            "knobs", "lr_range", "lr_coupling", "dimensions", "limit", "unit_design", "search_table", "edge_shares",
            # the bootstrap's seam (index resamples; each replicate's values per trial)
-           "index_resamples", "example_resamples", "replicate_values", "worst_finite", "widening",
+           "index_resamples", "example_resamples", "replicate_values", "failed", "worst_finite", "widening",
            # the findings in words
            "differences", "decisiveness", "practice_table", "practice_text"]

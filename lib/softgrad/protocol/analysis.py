@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats as S
-from .resample import example_resamples, index_resamples, replicate_values, worst_finite
+from .resample import example_resamples, failed, index_resamples, replicate_values, worst_finite
 from .spec import METRICS, check_spec, margin
 
 __all__ = ["CONVERGED", "NOT_CONVERGED", "OVERFITS", "UNDETERMINED", "ProtocolResult", "analyse",
@@ -52,9 +52,9 @@ def _pool_arrays(pool: pd.DataFrame, task: str, method: str, col: str) -> tuple[
     return g.val_acc.to_numpy(float), g[col].to_numpy(float)
 
 
-def _finite(col: pd.Series, fill: float) -> np.ndarray:
+def _finite(col: pd.Series, fill: float, bad: np.ndarray | None = None) -> np.ndarray:
     v = col.to_numpy(float)
-    return np.where(np.isfinite(v), v, fill)
+    return np.where(np.isfinite(v) & (True if bad is None else ~bad), v, fill)
 
 
 def _codes(lo, hi, margin: float, higher: bool, unconverged: bool = False) -> np.ndarray:
@@ -90,16 +90,19 @@ def analyse(pool: pd.DataFrame, spec: dict, histories: pd.DataFrame | None = Non
     rows, reps = [], []
     for metric, (col, higher) in METRICS.items():
         for task in tasks_:
-            fill = worst_finite(pool, task, col, higher)  # a diverged run's NaN counts as the task's worst
+            # a failed run (diverged, or stuck at chance on validation) counts as the task's worst run that
+            # trained, on every metric but accuracy (bounded, measured as it is): resample.worst_finite
+            fill = worst_finite(pool, task, col, higher, spec)
+            bad = (lambda r: failed(r, spec)) if metric != "acc" else (lambda r: None)
             ce_rows = _rows(pool, task, "ce")
-            vc, tc = ce_rows.val_acc.to_numpy(float), _finite(ce_rows[col], fill)
-            vc_b, tc_b = replicate_values(ce_rows, col, boot[task], exs[task], fill)
+            vc, tc = ce_rows.val_acc.to_numpy(float), _finite(ce_rows[col], fill, bad(ce_rows))
+            vc_b, tc_b = replicate_values(ce_rows, col, boot[task], exs[task], fill, bad(ce_rows))
             ce_e = float(S.expected_selected(vc, tc, T))
             ce_b = S.expected_selected(vc_b, tc_b, T)
             for method in methods:
                 m_rows = _rows(pool, task, method)
-                vm, tm = m_rows.val_acc.to_numpy(float), _finite(m_rows[col], fill)
-                vm_b, tm_b = replicate_values(m_rows, col, boot[task], exs[task], fill)
+                vm, tm = m_rows.val_acc.to_numpy(float), _finite(m_rows[col], fill, bad(m_rows))
+                vm_b, tm_b = replicate_values(m_rows, col, boot[task], exs[task], fill, bad(m_rows))
                 m_e = float(S.expected_selected(vm, tm, T))
                 d_b = S.expected_selected(vm_b, tm_b, T) - ce_b
                 if spread != 1.0:  # planning only (power); the default leaves the replicates untouched

@@ -10,17 +10,30 @@ import pandas as pd
 from .. import stats as S
 from .spec import METRICS
 
-__all__ = ["index_resamples", "example_resamples", "replicate_values", "worst_finite"]
+__all__ = ["index_resamples", "example_resamples", "replicate_values", "failed", "worst_finite"]
 
 
-def worst_finite(pool: pd.DataFrame, task: str, col: str, higher_is_better: bool) -> float:
-    """What a diverged run's non-finite test metric counts as: the task's worst finite value of ``col`` over every
-    method and trial (the lowest accuracy, the highest NLL or ECE). A search keeps a diverged run only when all
-    its T trials diverged, so its weight in E_T is tiny (C(j−1, T−1)/C(N, T)); but NaN times any weight is NaN,
-    and one such run would make E_T of NLL undefined. Counting it as the task's worst observed result keeps
-    E_T finite and never flatters the method that diverged. NaN when the task has no finite value."""
-    v = pool.loc[pool.task == task, col].to_numpy(float)
-    v = v[np.isfinite(v)]
+def failed(rows: pd.DataFrame, spec: dict) -> np.ndarray:
+    """Which of ``rows`` failed: final validation accuracy below ``failed_val_acc`` (the run diverged or never
+    left chance). Read on validation, so it is a property of the trial, as selection is."""
+    return rows.val_acc.to_numpy(float) < spec.get("failed_val_acc", 0.0)
+
+
+def worst_finite(pool: pd.DataFrame, task: str, col: str, higher_is_better: bool, spec: dict | None = None) -> float:
+    """What a failed run's test metric counts as: the task's worst finite value of ``col`` (the lowest accuracy,
+    the highest NLL or ECE) over every method and trial that did not fail (:func:`failed`, with ``spec``; without
+    it only non-finite values are set aside).
+
+    A search keeps a failed run only when all its T trials failed, so its weight in E_T is small
+    (C(j−1, T−1)/C(N, T)); but NaN times any weight is NaN, a diverged run's finite NLL can be 1e16 (which then
+    dominates E_T however small its weight), and a run stuck at a uniform prediction has an ECE near 0 (which
+    would flatter the method). Counting each as the task's worst result among runs that trained keeps E_T finite
+    and never flatters the method that failed. Accuracy is bounded and measured as it is (callers pass no mask
+    for it). NaN when the task has no such value."""
+    rows = pool[pool.task == task]
+    v = rows[col].to_numpy(float)
+    ok = np.isfinite(v) & (~failed(rows, spec) if spec is not None else True)
+    v = v[ok] if ok.any() else v[np.isfinite(v)]
     return float("nan") if not len(v) else float(v.min() if higher_is_better else v.max())
 
 
@@ -79,7 +92,7 @@ def _replicate_matrix(rows: pd.DataFrame, col: str, counts: np.ndarray) -> np.nd
 
 
 def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray, counts: np.ndarray | None = None,
-                     fill: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     fill: float | None = None, bad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each bootstrap replicate's validation accuracy and test value per trial, both ``(B, n)``: ``rows`` one
     per trial index in index order (a (task, method)'s runs), ``idx`` the task's ``(B, n)`` index resamples
     (:func:`index_resamples`); entry [b, j] is trial ``idx[b, j]``'s.
@@ -88,10 +101,14 @@ def replicate_values(rows: pd.DataFrame, col: str, idx: np.ndarray, counts: np.n
     convergence gate). With ``counts`` (:func:`example_resamples`) the bootstrap is two-way: the validation
     values are kept (selection reads validation only) and the test value of entry [b, j] is trial ``idx[b, j]``'s
     metric recomputed on replicate b's resample of the test examples, the same resample for every method.
-    ``fill``: the value a non-finite test metric (a diverged run's NaN NLL) counts as (:func:`worst_finite`)."""
+    ``fill``: the value a non-finite test metric (a diverged run's NaN NLL) counts as (:func:`worst_finite`), and
+    so does every trial of ``bad`` (one flag per row: :func:`failed`)."""
     val = rows.val_acc.to_numpy(float)[idx]
     if counts is None:
         test = rows[col].to_numpy(float)[idx]
     else:
         test = _replicate_matrix(rows, col, counts)[idx, np.arange(idx.shape[0])[:, None]]  # (n, B) -> (B, n)
-    return val, test if fill is None else np.where(np.isfinite(test), test, fill)
+    if fill is None:
+        return val, test
+    keep = np.isfinite(test) if bad is None else np.isfinite(test) & ~np.asarray(bad, bool)[idx]
+    return val, np.where(keep, test, fill)

@@ -26,7 +26,7 @@ def _train(rows: list[dict], cfgs: list[Config], out, spec: dict, executor: str,
 
     need = spec["resample_examples"]  # the two-way bootstrap reads every run's per-example test results
     res = run_grid(cfgs, out, executor=executor, workers=spec["workers"] if executor == "processes" else None,
-                   progress=progress, desc=desc, require_examples=need)
+                   progress=progress, desc=desc, require_examples=need, max_stack=spec["max_stack"])
     keys = pd.DataFrame(rows).assign(run_id=[r["run_id"] for r in res])
     if need:
         keys["examples"] = [load_examples(out, r["run_id"], expect=r.get("examples")) for r in res]

@@ -52,6 +52,11 @@ DEFAULTS = {
     "workers": 1,
     "rerun_loss_impl": None,  # a robustness rerun: the whole protocol again with this implementation (ci test)
     "retrain_seeds": 0,  # fresh-seed retrains of each method's most frequent winner (the winner's curse)
+    # a run whose final validation accuracy is below this failed (it diverged or never left chance: 0.15 is 1.5x
+    # chance on ten classes); its NLL and ECE count as the task's worst among runs that did not fail, because an
+    # unbounded NLL (1e16 after a divergence) or the ECE of a uniform prediction (about 0) measures nothing
+    "failed_val_acc": 0.15,
+    "max_stack": None,  # the stacked engine's largest stack (None: softgrad.stacked.MAX_STACK or $SOFTGRAD_MAX_STACK)
 }
 
 
@@ -153,6 +158,11 @@ def check_spec(spec: dict | None) -> dict:
     for key, lo in (("seed_base", 0), ("sample_seed", 0), ("bootstrap", 100),
                     ("subsets", 10), ("workers", 1), ("retrain_seeds", 0)):
         _int(s, key, lo)
+    fv = s["failed_val_acc"]
+    if isinstance(fv, bool) or not isinstance(fv, (int, float)) or not 0 <= fv < 1:
+        _fail("failed_val_acc", f"must be a number in [0, 1) (0: only non-finite results count as failed), got {fv!r}")
+    if s["max_stack"] is not None:
+        _int(s, "max_stack", 1)
     lw = s["longer_weight"]
     if isinstance(lw, bool) or not isinstance(lw, (int, float)) or not 0 < lw <= 1:
         _fail("longer_weight", f"must be a number in (0, 1] (1: every trial index), got {lw!r}")
