@@ -9,14 +9,14 @@
 # %% [markdown]
 # # 07 · The papers' claims beside what this book finds
 #
+# **The finding.** {glue:md}`claims_counts_text`
+#
 # One row per claim: the paper's own number where it gives one, what this book measured with its 95 %
 # interval, the rule that turns the interval into a verdict, the verdict, the figure holding the evidence, and
 # the runs the row reads. Every number is read from the values chapters 01–06 of the same profile glued
 # (their executed notebooks under `outputs/<profile>/notebooks/`), and every rule was written down before its
 # number was computed. Terms such as *margin*, *settled* and *Holm level* are defined in the
 # [glossary](../glossary.md).
-#
-# {glue:md}`claims_counts_text`
 #
 # ## The rules, each stated once
 # The *rule* column names a rule by its letter and gives the claim's own numbers (null value, margin, band).

@@ -9,6 +9,8 @@
 # %% [markdown]
 # # 08 · What each method costs
 #
+# **The finding.** {glue:md}`cost_finding` {glue:md}`cost_ref_text`
+#
 # Three measurements, each from a script a reader can run on their own machine; the raw output is kept in
 # `benchmarks/results/<script>_<device>.json`, and this chapter draws every device it finds there:
 #
@@ -103,6 +105,15 @@ small = losses[(losses.get("device", pd.Series(dtype=str)) == "cpu") & (losses.N
 for m in ("ce", "temperature", "gradient_decay", "noisy", "sgt", "as_softmax"):
     r = small[small.loss == m] if len(small) else small
     glue(f"cost_small_{m}", f"{number(float(r.ratio_to_ce.iloc[0]))}×" if len(r) else "not measured", display=False)
+ratios = {m: float(small[small.loss == m].ratio_to_ce.iloc[0]) for m in ("temperature", "gradient_decay", "noisy",
+                                                                          "sgt", "as_softmax")
+          if len(small) and (small.loss == m).any()}
+glue("cost_finding", Markdown(
+    (f"On the CPU, at a small classifier's batch (128 × 10, eager), each loss's forward and backward costs between "
+     f"{number(min(ratios.values()))}× and {number(max(ratios.values()))}× `F.cross_entropy` "
+     f"(the most: {protocol.SHORT[max(ratios, key=ratios.get)]}); in a whole training step that is a small part "
+     "(chapter 06's figure *Cost* times whole runs)." if ratios else
+     "No loss benchmark result is stored for the CPU here: run `make bench`.")), display=False)
 
 # %% [markdown]
 # ## Trainer throughput

@@ -199,3 +199,14 @@ def test_edge_figure_draws_every_panel_with_display_names():
     assert "SGT · α" in names and "temperature · β" in names and "AS-Softmax · δ" in names
     assert not any(code in n for n in names for code in ("sgt", "as_softmax", "lr_eff", "beta"))
     plots.plt.close(fig)
+
+
+def test_search_text_quotes_the_declared_ranges():
+    """The practitioner page quotes the search spaces from the spec, so they cannot go stale."""
+    spec = P.check_spec({"tasks": {"a": {}, "b": {}},
+                         "methods": {"ce": {}, "sgt": {"alpha": [0.001, 1.0], "lr_coupling": {"knob": "alpha", "power": -1},
+                                                       "lr": {"a": [0.001, 1.0], "b": [0.0005, 0.5]}},
+                                     "as_softmax": {"delta": [0.0, 1.0, "linear"]}}})
+    sgt = P.search_text(spec, "sgt", {"a": "task A", "b": "task B"})
+    assert sgt == "α 0.001…1; effective step η_eff (on SGD) 0.001…1 on task A, 0.0005…0.5 on task B"
+    assert P.search_text(spec, "as_softmax") == "δ 0…1 (linear); learning rate 0.01…1"

@@ -91,7 +91,7 @@ from .run import _train, retrain_table, run
 from .spec import (DEFAULTS, LR_KEYS, METHODS, METRICS, SCALES, _fail, _int, _range, check_spec, dimensions, knobs,
                    knobs_of, limit, lr_coupling, lr_range, margin, tasks)
 from .text import (SHORT, _names, bottom_line, bound_text, ci_text, decisiveness, differences, practice_table,
-                   practice_text)
+                   practice_text, search_text, optimiser_text, time_ratios)
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "design", "plan", "count", "run",
            "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
@@ -101,4 +101,4 @@ __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "d
            # the bootstrap's seam (index resamples; each replicate's values per trial)
            "index_resamples", "example_resamples", "replicate_values", "failed", "worst_finite", "widening",
            # the findings in words
-           "differences", "decisiveness", "practice_table", "practice_text"]
+           "differences", "decisiveness", "practice_table", "practice_text", "search_text", "optimiser_text", "time_ratios"]

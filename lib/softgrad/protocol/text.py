@@ -12,7 +12,7 @@ from .. import stats as S
 from ..common import POINTS, interval_text, number
 
 __all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "decisiveness", "practice_table",
-           "practice_text"]
+           "practice_text", "search_text", "optimiser_text", "time_ratios"]
 
 
 def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
@@ -207,3 +207,71 @@ def practice_text(R, flagged=()) -> str:
                   " see chapter 06's edge check)")
         out += " " + s[0].upper() + s[1:] + "."
     return out
+
+
+_DIM = {"lr_eff": "learning rate", "beta": "β", "alpha": "α", "noise_alpha": "α", "delta": "δ"}
+
+
+def search_text(spec: dict, method: str, labels: dict | None = None) -> str:
+    """The search space chapter 06 gave ``method``, in words, from the checked spec: "β 0.01…10 (log);
+    effective step 0.003…1 on MNIST MLP, SGD, …" (one learning-rate range per task where they differ;
+    ``labels``: task -> display label). So the practitioner page quotes the ranges the regeneration used."""
+    from .spec import dimensions, lr_coupling
+
+    labels = labels or {}
+    tasks_ = list(spec["tasks"])
+    per = {t: dimensions(spec, method, t) for t in tasks_}
+    rng = lambda r: f"{number(r[0], sig=3)}…{number(r[1], sig=3)}" + (" (linear)" if r[2] == "linear" else "")  # noqa: E731
+    parts = [f"{_DIM.get(k, k)} {rng(r)}" for k, r in per[tasks_[0]].items() if k != "lr_eff"]
+    lrs = {t: per[t]["lr_eff"] for t in tasks_}
+    name = "effective step η_eff (on SGD)" if lr_coupling(spec, method) else "learning rate"
+    if len(set(lrs.values())) == 1:
+        parts.append(f"{name} {rng(lrs[tasks_[0]])}")
+    else:
+        parts.append(f"{name} " + ", ".join(f"{rng(r)} on {labels.get(t, t)}" for t, r in lrs.items()))
+    return "; ".join(parts)
+
+
+def optimiser_text(R, task_cfgs: dict, labels: dict | None = None) -> str:
+    """Which optimiser served CE better where the pool has the same data and model under two optimisers: CE's
+    E_T of test accuracy on each, in %, with the paired difference's interval (trial indices and test examples
+    resampled, as every comparison; each optimiser's learning rate searched with the same budget). Empty where
+    no such pair exists. ``task_cfgs``: task -> Config; ``labels``: task -> display label."""
+    from .resample import example_resamples, index_resamples, replicate_values
+
+    labels = labels or {}
+    names = list(task_cfgs)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+             if task_cfgs[a].dataset == task_cfgs[b].dataset and task_cfgs[a].model == task_cfgs[b].model
+             and task_cfgs[a].optimizer != task_cfgs[b].optimizer and not (task_cfgs[a].label_noise or task_cfgs[b].label_noise)]
+    if not pairs:
+        return ""
+    spec, pool, T = R.spec, R.pool, R.spec["select"]
+    out = []
+    for a, b in pairs:
+        rows = {t: pool[(pool.task == t) & (pool.method == "ce")].sort_values("trial") for t in (a, b)}
+        n = min(len(r) for r in rows.values())
+        boot = index_resamples(spec, [a, b], n)
+        exs = example_resamples(spec, pool[pool.method == "ce"], [a, b])
+        est = {t: float(S.expected_selected(r.val_acc.to_numpy(float)[:n], r.test_acc.to_numpy(float)[:n], T))
+               for t, r in rows.items()}
+        rep = {t: S.expected_selected(*replicate_values(rows[t].iloc[:n], "test_acc", boot[t], exs[t]), T)
+               for t in (a, b)}
+        # the two tasks' test sets are generated apart, so their resamples are independent: the difference's
+        # replicates pair replicate b of one with replicate b of the other
+        lo, hi = S.percentile_interval(rep[b] - rep[a], spec["confidence"])
+        oa, ob = (("AdamW" if task_cfgs[t].optimizer == "adamw" else "SGD") for t in (a, b))
+        out.append(f"on {labels.get(a, a).split(',')[0]}, CE reached {number(100 * est[a])}% with {oa} and "
+                   f"{number(100 * est[b])}% with {ob} ({ob} − {oa}: "
+                   f"{interval_text(est[b] - est[a], lo, hi, 'acc')} points), each with its learning rate "
+                   f"searched over T = {T} trials")
+    return "; ".join(out)
+
+
+def time_ratios(R) -> pd.Series:
+    """method -> median over tasks of its median training time relative to CE's on the same task (the whole
+    training run, on the engine the pool used: loss, model, optimiser and data together)."""
+    p = R.pool[R.pool.method.isin(list(R.spec["methods"]))]  # the compared methods (no gate or retrain rows)
+    tt = p.groupby(["task", "method"], sort=False).train_time.median()
+    rel = tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()
+    return rel.groupby(level="method", sort=False).median()
