@@ -242,3 +242,21 @@ def test_failure_and_stack_keys_are_checked(key, value, match):
 
     with pytest.raises(ConfigError, match=match):
         P.check_spec({**SPEC, key: value})
+
+
+def test_optimiser_text_compares_ce_across_optimisers_on_the_same_model():
+    """The practitioner page's optimiser sentence: CE's E_T under each optimiser on the same data and model, with
+    the interval of the difference; nothing where no two tasks differ only in the optimiser."""
+    from types import SimpleNamespace as NS
+
+    pool = _pool()
+    R = P.analyse(pool, SPEC)
+    cfg = lambda opt: NS(dataset="mnist1d", model="cnn1d", optimizer=opt, label_noise=0.0)  # noqa: E731
+    text = P.optimiser_text(R, {"a": cfg("sgd"), "b": cfg("adamw")}, {"a": "MNIST-1D CNN, SGD"})
+    ce = {t: S.expected_selected(*[pool[(pool.task == t) & (pool.method == "ce")].sort_values("trial")[c].to_numpy()
+                                   for c in ("val_acc", "test_acc")], SPEC["select"]) for t in "ab"}
+    assert text.startswith("on MNIST-1D CNN, CE reached ")
+    assert f"{100 * ce['a']:.2f}% with SGD and {100 * ce['b']:.2f}% with AdamW" in text
+    assert P.optimiser_text(R, {"a": cfg("sgd"), "b": cfg("sgd")}) == ""
+    pool = pool.assign(train_time=np.where(pool.method == "sgt", 2.0, 1.0))
+    assert P.time_ratios(P.analyse(pool, SPEC)).to_dict() == {"ce": 1.0, "temperature": 1.0, "sgt": 2.0}
