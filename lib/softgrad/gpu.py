@@ -177,7 +177,8 @@ def protocol(dev: str, res: Path, dry: bool) -> dict:
 
     p = load_params(REPO_ROOT / "params" / "quick" / "06_head_to_head.yaml")
     base = {**p["base"], "engine": "stacked", "device": dev, "threads": 0}
-    spec = {**p["extra"]["protocol"], "trials": 512, "workers": 1, "rerun_loss_impl": None}
+    spec = {**p["extra"]["protocol"], "trials": 512, "workers": 1, "rerun_loss_impl": None,
+            "max_stack": None}  # a GPU stacks far more than the CPU profile's 8 (SOFTGRAD_MAX_STACK below)
     if dry:
         base.update(epochs=1, eval_every=1)
         spec.update(trials=4, select=2, longer_weight=0.5, bootstrap=100, subsets=10, retrain_seeds=0,
