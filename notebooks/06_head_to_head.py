@@ -66,6 +66,8 @@ sweeps = None
 extra = None
 
 # %% tags=["hide-input"]
+import re
+
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
@@ -78,12 +80,14 @@ from softgrad.book import page_header, protocol_setup_text
 from softgrad.common import interval_text, number
 from softgrad.plots import (VERDICT_BACKGROUND, budget_figure, convergence_figure, curse_figure, edge_figure,
                             forest_figure, power_figure, show, table, time_figure)
-from softgrad.protocol import POINTS, SHORT, bound_text, ci_text
+from softgrad.protocol import PARAM_LABELS, POINTS, SHORT, bound_text, ci_text, param_text
 from softgrad.runs import notebook_params
 
 NB = "06_head_to_head"
 P = notebook_params(NB, profile, base, sweeps, extra)
 spec = protocol.check_spec(P["extra"].get("protocol"))
+task_cfgs = protocol.tasks(P["base"], spec)
+TL = protocol.task_labels(task_cfgs)  # task key -> what the reader sees ("MNIST-1D CNN, AdamW"); lookups keep keys
 page_header(NB, P)
 
 # %% [markdown]
@@ -117,6 +121,24 @@ glue("h2h_bottom_line_text", protocol.bottom_line(R).replace("**", ""), display=
 
 def verdict_cell(r) -> str:
     return r.verdict + (" (fragile)" if r.fragile else "")
+
+
+def named(df: pd.DataFrame) -> pd.DataFrame:
+    """A table's task and method columns as the reader sees them (display labels; the keys stay in R)."""
+    out = df.copy()
+    if "task" in out:
+        out["task"] = [TL.get(t, t) for t in out.task]
+    if "method" in out:
+        out["method"] = [SHORT.get(m, m) for m in out.method]
+    return out
+
+
+def words(text: str) -> str:
+    """A sentence of the parameter file (a search or margin reason) as the reader sees it: each task key by its
+    label, each parameter key by its symbol."""
+    for t in sorted(TL, key=len, reverse=True):
+        text = re.sub(rf"\b{re.escape(t)}\b", TL[t], text)
+    return param_text(text)
 
 
 agg = R.aggregate.set_index(["method", "metric"])
@@ -162,7 +184,8 @@ glue("h2h_verdicts", [[r.task, r.method, r.metric, r.verdict] for r in R.compari
 conv = R.convergence
 glue("h2h_longer_weight_pct", 100 * spec["longer_weight"], display=False)
 display(table(pd.DataFrame({
-    "task": conv.task, "trials trained longer": conv.trials, "their E_T weight": [f"{w:.0%}" for w in conv.weight],
+    "task": conv.task.map(TL), "trials trained longer": conv.trials,
+    "their E_T weight": [f"{w:.0%}" for w in conv.weight],
     f"CE's E_T at the budget, T = {spec['select']} (%)": [f"{100 * x:.2f}" for x in conv.budget_E],
     f"CE's E_T at {spec['longer']:g}× the epochs (%)": [f"{100 * x:.2f}" for x in conv.longer_E],
     "gain (points) [95% CI]": [interval_text(r.diff, r.lo, r.hi, "acc") for r in conv.itertuples()],
@@ -175,9 +198,9 @@ explain = {protocol.CONVERGED: "converged: the budget is long enough for the mod
                               "the same for every method",
            protocol.UNDETERMINED: "undetermined: the interval straddles the margin"}
 glue("h2h_conv_summary", Markdown(" ".join(
-    f"On {r.task}: {interval_text(r.diff, r.lo, r.hi, 'acc')} points, *{explain[r.verdict]}*."
+    f"On {TL[r.task]}: {interval_text(r.diff, r.lo, r.hi, 'acc')} points, *{explain[r.verdict]}*."
     for r in conv.itertuples()) if len(conv) else "CE was not trained longer."), display=False)
-glue("h2h_conv_text", "; ".join(f"{r.task}: {interval_text(r.diff, r.lo, r.hi, 'acc')} points, {r.verdict}"
+glue("h2h_conv_text", "; ".join(f"{TL[r.task]}: {interval_text(r.diff, r.lo, r.hi, 'acc')} points, {r.verdict}"
                                 for r in conv.itertuples()) if len(conv) else "not checked",
      display=False)
 glue("h2h_n_converged", int((conv.verdict == protocol.CONVERGED).sum()), display=False)
@@ -185,7 +208,7 @@ glue("h2h_n_converged", int((conv.verdict == protocol.CONVERGED).sum()), display
 # %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-convergence", "caption": "{glue:md}`fig_06_convergence_num` Validation accuracy of CE over epochs on the trials the gate trains longer (CE's top validation ranks), at the budget (solid) and at twice the epochs (dashed), mean ± std over those trials, one panel per task. {glue:md}`fig_06_convergence_src`"}}
 gate = R.pool[R.pool.method == "ce_longer"][["task", "trial"]]
 h = R.histories.merge(gate, on=["task", "trial"])  # the trials the gate trains longer, at both budgets
-fig = convergence_figure(h, tasks, spec["longer"])
+fig = convergence_figure(h, tasks, spec["longer"], task_labels=TL)
 show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
 
 # %% [markdown]
@@ -196,7 +219,7 @@ show(fig, "06_convergence", P["profile"], NB, runs=int(h.run_id.nunique()))
 # Figure 6.2 (each Δ with its interval, coloured by verdict) and the full table are collapsed below.
 
 # %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-forest", "caption": "{glue:md}`fig_06_forest_num` Δ = E_T(method) − E_T(CE) on the test set — accuracy (points), NLL, and ECE raw and after temperature scaling (points) — with its bootstrap interval over trial indices and test examples at the level of its Holm step, coloured by verdict; grey band between dark ticks: the task's margin. Rows are grouped by task. {glue:md}`fig_06_forest_src`"}}
-fig = forest_figure(R.comparisons, tasks, methods, ["acc", "nll", "ece", "ece_ts"])
+fig = forest_figure(R.comparisons, tasks, methods, ["acc", "nll", "ece", "ece_ts"], task_labels=TL)
 show(fig, "06_forest", P["profile"], NB, runs=len(R.pool))
 
 # %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
@@ -207,7 +230,8 @@ accr = cmp[cmp.metric == "acc"].set_index(["task", "method"])
 wide["rules out (accuracy)"] = [bound_text(r, 100, " pts").replace("rules out ", "") for r in accr.itertuples()]
 wide["stability"] = [f"{100 * r.predicted_agreement:.0f}%" for r in accr.itertuples()]
 wide["P(beats CE)"] = [interval_text(r.p_beats, r.p_beats_lo, r.p_beats_hi, sign=False) for r in accr.itertuples()]
-display(table(wide[["acc", "rules out (accuracy)", "stability", "P(beats CE)", "nll", "ece", "ece_ts"]].reset_index(),
+display(table(named(wide[["acc", "rules out (accuracy)", "stability", "P(beats CE)", "nll", "ece", "ece_ts"]]
+                    .reset_index()),
               names={"acc": "Δ accuracy (points), verdict", "nll": "Δ NLL", "ece": "Δ ECE (points)",
                      "ece_ts": "Δ ECE after T (points)"}))
 acc = R.comparisons[R.comparisons.metric == "acc"]
@@ -223,7 +247,6 @@ glue("h2h_n_cells", len(acc), display=False)
 # ```
 
 # %% tags=["hide-input", "remove-output", "nbval-ignore-output"]
-task_cfgs = protocol.tasks(P["base"], spec)
 diff_lines, diff_pairs = protocol.differences(R, task_cfgs)
 kinds = {"optimizer": "in optimiser (SGD and AdamW on the same CNN and data)",
          "model": "in model (the MLP on MNIST-10k and the CNN on MNIST-1D, both with SGD)"}
@@ -253,10 +276,10 @@ ce_rows = cal.drop_duplicates(["task", "metric"]).assign(method="ce", method_E=l
 calw = pd.concat([ce_rows, cal]).pivot_table(index=["task", "method"], columns="metric", values="method_E",
                                              sort=False)
 calw[["ece", "ece_ts"]] *= 100
-display(table(calw[["ece", "ece_ts", "nll", "nll_ts"]].reset_index(),
+display(table(named(calw[["ece", "ece_ts", "nll", "nll_ts"]].reset_index()),
               names={"ece": "ECE (points)", "ece_ts": "ECE after T (points)", "nll": "NLL", "nll_ts": "NLL after T"},
               formats={c: "{:.2f}" for c in ["ECE (points)", "ECE after T (points)", "NLL", "NLL after T"]}))
-noisy_tasks = [t for t, c in protocol.tasks(P["base"], spec).items() if c.label_noise > 0]
+noisy_tasks = [t for t, c in task_cfgs.items() if c.label_noise > 0]
 vals = {"h2h_noisyval_ece": float("nan"), "h2h_cleanval_ece": float("nan"), "h2h_noise_raw_ece": float("nan")}
 if noisy_tasks and "test_ece_ts_noisyval" in R.pool:
     t = noisy_tasks[0]
@@ -306,7 +329,7 @@ if R.test_resampled:
     WD = protocol.widening(R)
     wacc = WD[WD.metric == "acc"].set_index("task")
     glue("h2h_widening_text", "The test-set term widened the accuracy intervals by a factor " + ", ".join(
-        f"{number(r.ratio)} on {t}" for t, r in wacc.iterrows()), display=False)
+        f"{number(r.ratio)} on {TL.get(t, t)}" for t, r in wacc.iterrows()), display=False)
 else:
     wacc = pd.DataFrame(columns=["ratio", "two_way", "index_only"])
     glue("h2h_widening_text", "These intervals resample trial indices only (runs without per-example results)",
@@ -316,8 +339,8 @@ dec_t = dec.assign(**{
     "all verdicts inconclusive": [f"{r.all_inconclusive} of {r.all_verdicts}" for r in dec.itertuples()],
     "interval width, two-way ÷ index-only (accuracy)": [number(wacc.ratio.get(t)) if t in wacc.index else "—"
                                                          for t in dec.task]})
-display(table(dec_t[["task", "accuracy comparisons inconclusive", "all verdicts inconclusive",
-                     "interval width, two-way ÷ index-only (accuracy)"]]))
+display(table(named(dec_t[["task", "accuracy comparisons inconclusive", "all verdicts inconclusive",
+                           "interval width, two-way ÷ index-only (accuracy)"]])))
 allv = pd.concat([R.comparisons, R.aggregate])
 glue("h2h_inconclusive_pct", 100 * float((allv.verdict == S.VERDICTS[3]).mean()), display=False)
 glue("h2h_n_verdicts", len(allv), display=False)
@@ -381,18 +404,24 @@ glue("h2h_edges_text", Markdown(
      "its search keeps." if flagged.empty else
      "Edges above 15% that are no definitional limit (the range cuts the search short there, so the verdict is "
      "the range's as much as the method's): " + "; ".join(
-         f"{SHORT.get(r.method, r.method)}'s {r.dimension} on {r.task}, {r.side} side ({number(100 * r.share, 0)}%)"
+         f"{SHORT.get(r.method, r.method)}'s {PARAM_LABELS.get(r.dimension, r.dimension)} on {TL.get(r.task, r.task)} "
+         f"({r.side} side, {number(100 * r.share, 0)}%)"
          for r in flagged.itertuples()) + ".")
     + ("" if at_limit.empty else " Weight at an edge that is the method's own limit (where the knob reaches CE or "
        "its domain ends; no wider range exists): " + "; ".join(
-           f"{SHORT.get(r.method, r.method)}'s {r.dimension} = {r.edge:g} on {r.task} ({number(100 * r.share, 0)}%; "
-           f"{r.why})" for r in at_limit.itertuples()) + ".")), display=False)
+           f"{SHORT.get(r.method, r.method)}'s {PARAM_LABELS.get(r.dimension, r.dimension)} = {r.edge:g} on "
+           f"{TL.get(r.task, r.task)} ({number(100 * r.share, 0)}%; {param_text(r.why)})"
+           for r in at_limit.itertuples()) + ".")), display=False)
 glue("h2h_edges_flagged", int(len(flagged)), display=False)
-fig = edge_figure(EDG, tasks=tasks, labels=SHORT)
+fig = edge_figure(EDG, tasks=tasks, labels=SHORT, task_labels=TL)
 show(fig, "06_edges", P["profile"], NB, runs=len(R.pool))
 
 # %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
-ST = protocol.search_table(P["base"], spec)
+ST = named(protocol.search_table(P["base"], spec)).assign(
+    dimension=lambda d: [PARAM_LABELS.get(x, x) for x in d.dimension],
+    limits=lambda d: [param_text(x) for x in d.limits],
+    coupling=lambda d: [param_text(x).replace("adamw", "AdamW") for x in d.coupling],
+    reason=lambda d: [words(x) for x in d.reason])
 display(table(ST.drop(columns=[c for c in ("optimizer",) if c in ST]).rename(columns={"dimension": "searched"})))
 
 # %% [markdown]
@@ -410,9 +439,10 @@ display(table(ST.drop(columns=[c for c in ("optimizer",) if c in ST]).rename(col
 mrows = []
 for metric in protocol.METRICS:
     sc, unit = (100, " pts") if metric in POINTS else (1, "")
-    mrows.append({"metric": metric, **{t: f"±{number(sc * protocol.margin(spec, metric, t), sig=2)}{unit}" for t in tasks},
+    mrows.append({"metric": metric, **{TL[t]: f"±{number(sc * protocol.margin(spec, metric, t), sig=2)}{unit}"
+                                       for t in tasks},
                   "across tasks (mean)": f"±{number(sc * protocol.margin(spec, metric), sig=2)}{unit}",
-                  "why": spec["margin_reasons"].get(metric, "—")})
+                  "why": words(spec["margin_reasons"].get(metric, "—"))})
 display(table(pd.DataFrame(mrows)))
 
 # %% [markdown]
@@ -421,8 +451,9 @@ display(table(pd.DataFrame(mrows)))
 # {glue:md}`h2h_crossings`.
 
 # %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-budget", "caption": "{glue:md}`fig_06_budget_num` E_T(method) − E_T(CE) of test accuracy (points) against the search budget T, each method and task, from the pool (closed form); the grey band is the task's margin. {glue:md}`fig_06_budget_src`"}}
-fig, crossings = budget_figure(R.budget, tasks, {t: protocol.margin(spec, "acc", t) for t in tasks}, SHORT)
-glue("h2h_crossings", Markdown(", ".join(crossings) if crossings else "no curve crosses zero in this range"),
+fig, crossings = budget_figure(R.budget, tasks, {t: protocol.margin(spec, "acc", t) for t in tasks}, SHORT,
+                               task_labels=TL)
+glue("h2h_crossings", Markdown("; ".join(crossings) if crossings else "no curve crosses zero in this range"),
      display=False)
 show(fig, "06_budget", P["profile"], NB, runs=len(R.pool))
 
@@ -437,14 +468,14 @@ show(fig, "06_budget", P["profile"], NB, runs=len(R.pool))
 # %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-curse", "caption": "{glue:md}`fig_06_curse_num` Test accuracy of each method's most frequent winner: its own score in the pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range), one panel per task. {glue:md}`fig_06_curse_src`"}}
 rt = R.retrain
 glue("h2h_retrain_seeds", int(spec["retrain_seeds"]), display=False)
-fig = curse_figure(rt, tasks)
+fig = curse_figure(rt, tasks, task_labels=TL)
 show(fig, "06_curse", P["profile"], NB, runs=int(len(rt) * spec["retrain_seeds"]))
 
 # %% tags=["hide-input", "hide-output", "nbval-ignore-output"]
 if len(rt):
     display(table(pd.DataFrame({
-        "task": rt.task, "method": rt.method, "trial": rt.trial,
-        "setting": [", ".join(f"{k} {v:g}" for k, v in s_.items()) for s_ in rt.setting],
+        "task": rt.task.map(TL), "method": [SHORT.get(m, m) for m in rt.method], "trial": rt.trial,
+        "setting": [protocol.setting_text(s_, drop=()) for s_ in rt.setting],
         "own test accuracy (%)": [f"{100 * x:.2f}" for x in rt.own_test_acc],
         "fresh seeds: mean [min, max] (%)": [f"{100 * r.fresh_mean:.2f} [{100 * r.fresh_min:.2f}, {100 * r.fresh_max:.2f}]"
                                              for r in rt.itertuples()],
@@ -458,13 +489,13 @@ for k, f in (("mean", "mean"), ("min", "min"), ("max", "max")):
 
 # %% tags=["hide-input", "hide-output"] mystnb={"figure": {"name": "fig-06-time", "caption": "{glue:md}`fig_06_time_num` Training time of each method relative to CE on the same task (median over the pool of trials; this machine, one thread per run). {glue:md}`fig_06_time_src`"}}
 pool = R.pool[R.pool.method != "ce_longer"]
-fig = time_figure(pool, list(spec["methods"]))
+fig = time_figure(pool, list(spec["methods"]), task_labels=TL)
 show(fig, "06_time", P["profile"], NB, runs=len(pool))
 
 # %% tags=["remove-cell", "nbval-ignore-output"]
 # "Which loss should I use?" (book/practitioner.md): the recommendation and, per method, its verdict, the settings
 # the search kept, what a retrain of them and one untuned trial lose, raw and scaled calibration
-PT = protocol.practice_table(R)
+PT = protocol.practice_table(R, labels=TL)
 glue("h2h_practice_text", protocol.practice_text(R, set(EDG.method[EDG.flag])), display=False)
 glue("h2h_practice", table(pd.DataFrame({
     "method": [SHORT.get(m, m) for m in PT.method],

@@ -47,7 +47,7 @@ from myst_nb import glue
 from softgrad.analysis import read_glue
 from softgrad.common import interval_text, number
 from softgrad.config import expand, load_params
-from softgrad.plots import COLORS, loss_cost_figure, show, table
+from softgrad.plots import COLORS, loss_cost_figure, paper_hours_figure, show, table, trainer_figure
 from softgrad.book import page_header
 from softgrad import protocol
 from softgrad.reference import AUTHORS_OTHER, AUTHORS_STEPS, reference_table
@@ -121,14 +121,7 @@ glue("cost_finding", Markdown(
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-trainer", "caption": "{glue:md}`fig_08_trainer_num` softgrad's trainer throughput relative to a hand-written loop and to a plain DataLoader loop. {glue:md}`fig_08_trainer_src`"}}
 if len(trainer):
     t = trainer.set_index(["device", "model"])[["softgrad", "hand_loop", "dataloader", "vs_hand", "vs_dataloader"]]
-    fig, ax = plt.subplots(figsize=(7, 3))
-    t[["vs_hand", "vs_dataloader"]].rename(columns={"vs_hand": "÷ hand-written loop", "vs_dataloader": "÷ DataLoader loop"}
-                                           ).plot.barh(ax=ax)
-    ax.axvline(1.0, color="k", lw=0.8)
-    ax.set_xlabel("samples per second, softgrad ÷ baseline")
-    ax.set_ylabel("device, model")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    fig = trainer_figure(trainer)  # models and devices in words ("LeNet-5, CPU")
     show(fig, "08_trainer", profile, NB, runs=None)
 
 # %% tags=["hide-input", "hide-output"]
@@ -257,11 +250,7 @@ if len(plan) and len(thr):
     total = est.groupby(level="device").hours.sum()
     for dev, h in total.items():
         glue(f"cost_paper_hours_{dev}", float(h), display=False)
-    fig, ax = plt.subplots(figsize=(7, 3))
-    est.hours.unstack("device").plot.barh(ax=ax, logx=True)
-    ax.set_xlabel("device-hours (lower bound, from measured throughput)")
-    ax.legend(title="device", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    fig = paper_hours_figure(est.hours)  # chapters and devices in words ("06 · head to head", "CPU")
     show(fig, "08_paper_hours", profile, NB, runs=None)
 
 # %% tags=["hide-input"]

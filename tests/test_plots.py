@@ -233,6 +233,10 @@ def test_saved_quick_figures_have_no_layout_defects(png):
 RNG = np.random.default_rng(0)
 TASKS = ["mnist_mlp", "mnist_label_noise", "digits_mlp"]
 METHODS = ["temperature", "gradient_decay", "noisy", "sgt", "as_softmax"]
+# what softgrad.protocol.task_labels gives such tasks: the longest labels a figure has to fit (the paper profile's
+# "CIFAR-10 ResNet-18, SGD, 40% label noise" is longer still: see test_long_task_labels_fit)
+LABELS = {"mnist_mlp": "MNIST MLP, SGD", "mnist_label_noise": "MNIST MLP, SGD, 40% label noise",
+          "digits_mlp": "digits MLP, AdamW"}
 
 
 def _lr_sweep():
@@ -304,23 +308,61 @@ def _as_speed():  # figure 5.2: some runs never reach CE's accuracy; the window 
     return plots.as_speed_figure(speed, names, k, 2)
 
 
-def _forest():
+def _forest(labels=None, tasks=TASKS):
     verdicts = list(plots.VERDICT_COLORS)
     rows = []
-    for t in TASKS:
+    for t in tasks:
         for m in METHODS:
             for metric, sd, margin in (("acc", 0.003, 0.004), ("nll", 0.3, 0.02), ("ece", 0.003, 0.002),
                                        ("ece_ts", 0.003, 0.005)):
                 d, w = RNG.normal(0, sd), abs(RNG.normal(sd, sd / 2))
                 rows.append({"task": t, "method": m, "metric": metric, "diff": d, "lo": d - w, "hi": d + w,
                              "margin": margin, "verdict": verdicts[RNG.integers(4)]})
-    return plots.forest_figure(pd.DataFrame(rows), TASKS, METHODS)
+    return plots.forest_figure(pd.DataFrame(rows), tasks, METHODS, task_labels=labels)
 
 
-def _time():
+def _time(labels=None):
     pool = pd.DataFrame([{"task": t, "method": m, "trial": i, "train_time": 1 + j * 0.05 + RNG.random() * 0.1}
                          for t in TASKS for j, m in enumerate(["ce", *METHODS]) for i in range(8)])
-    return plots.time_figure(pool, ["ce", *METHODS])
+    return plots.time_figure(pool, ["ce", *METHODS], task_labels=labels)
+
+
+def _convergence(labels=None):
+    rows = [{"task": t, "method": m, "trial": i, "epoch": e, "run_id": f"{t}-{m}-{i}",
+             "val_acc": min(1.0, 0.8 + 0.01 * e + RNG.normal(0, 0.01))}
+            for t in TASKS for m in ("ce", "ce_longer") for i in range(3)
+            for e in range(1, (10 if m == "ce" else 20) + 1)]
+    return plots.convergence_figure(pd.DataFrame(rows), TASKS, 2.0, task_labels=labels)
+
+
+def _budget(labels=None):
+    rows = [{"task": t, "method": m, "T": k, "test_acc": 0.95 + 0.001 * k + RNG.normal(0, 0.002)}
+            for t in TASKS for m in ["ce", *METHODS] for k in range(1, 13)]
+    return plots.budget_figure(pd.DataFrame(rows), TASKS, {t: 0.004 for t in TASKS}, task_labels=labels)
+
+
+def _edges(labels=None, tasks=TASKS):
+    keys = [(m, "lr_eff") for m in ["ce", *METHODS]] + [("temperature", "beta"), ("gradient_decay", "beta"),
+                                                        ("noisy", "noise_alpha"), ("sgt", "alpha"),
+                                                        ("as_softmax", "delta")]
+    rows = [{"task": t, "method": m, "dimension": d, "side": side, "edge": 0.1, "share": 0.3 * RNG.random(),
+             "flat": 0.1, "limit": bool(RNG.random() < 0.2), "why": "", "flag": bool(RNG.random() < 0.2)}
+            for t in tasks for m, d in keys for side in ("low", "high")]
+    return plots.edge_figure(pd.DataFrame(rows), tasks, task_labels=labels)
+
+
+def _trainer():  # figure 8.2, as benchmarks/train.py writes its rows, on two devices
+    rows = [{"device": dev, "model": m, "softgrad": 1e4, "hand_loop": 1e4, "dataloader": 5e3,
+             "vs_hand": 1.0 + 0.05 * RNG.random(), "vs_dataloader": 2 + 4 * RNG.random()}
+            for dev in ("cpu", "cuda") for m in ("mlp", "lenet5")]
+    return plots.trainer_figure(pd.DataFrame(rows))
+
+
+def _paper_hours():  # figure 8.4: device-hours per notebook and device
+    idx = pd.MultiIndex.from_product([["01_temperature", "02_gradient_decay", "03_noisy_softmax",
+                                       "04_gradient_tampering", "05_adaptive_sparse", "06_head_to_head"],
+                                      ["cpu", "cuda"]], names=["notebook", "device"])
+    return plots.paper_hours_figure(pd.Series(np.exp(RNG.uniform(1, 11, len(idx))), index=idx, name="hours"))
 
 
 def _loss_cost(with_noisy: bool):
@@ -351,17 +393,22 @@ def _power():
     return plots.power_figure(pw, 32)
 
 
-def _curse():
+def _curse(labels=None):
     rows = [{"task": t, "method": m, "own_test_acc": 0.96 + RNG.normal(0, 0.003), "fresh_mean": 0.96,
              "fresh_min": 0.955, "fresh_max": 0.965} for t in TASKS for m in ["ce", *METHODS]]
-    return plots.curse_figure(pd.DataFrame(rows), TASKS)
+    return plots.curse_figure(pd.DataFrame(rows), TASKS, task_labels=labels)
 
 
 FIGURES = {"2.1 sweep": lambda: _sweep(False), "4.1 sweep with hue": lambda: _sweep(True), "6.3 power": _power,
            "6.5 curse": _curse, "1.1 lr sweep": _lr_sweep, "1.4 flow": _flow, "2.3 reliability": _reliability, "2.4 points": _points,
            "3.1 baseline sweep": _baseline_sweep, "4.2 match": _match, "5.2 AS-Speed": _as_speed,
            "6.2 forest": _forest, "6.6 time": _time, "8.1 loss cost": lambda: _loss_cost(True),
-           "8.1 loss cost, Noisy Softmax not measured": lambda: _loss_cost(False)}
+           "8.1 loss cost, Noisy Softmax not measured": lambda: _loss_cost(False),
+           # chapter 06's figures with the task labels the notebook passes (longer than the keys)
+           "6.1 convergence, labelled": lambda: _convergence(LABELS), "6.2 forest, labelled": lambda: _forest(LABELS),
+           "6.4 budget, labelled": lambda: _budget(LABELS)[0], "6.5 curse, labelled": lambda: _curse(LABELS),
+           "6.6 time, labelled": lambda: _time(LABELS), "6.7 edges, labelled": lambda: _edges(LABELS),
+           "8.2 trainer": _trainer, "8.4 paper hours": _paper_hours}
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -407,3 +454,95 @@ def test_match_figure_marks_exact_zeros_instead_of_a_floor():
     assert "exactly 0" in [t.get_text() for t in ax.get_yticklabels()]
     ys = np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_linestyle() != ":"])
     assert np.nanmin(ys) > 1e-10  # nothing on an artificial 1e-16 floor
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a reader sees: task labels and parameter names instead of the internal keys (issue 36)
+
+
+def _texts(fig) -> list[str]:
+    """Every string the figure draws: titles, axis and tick labels, legends, texts."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+
+
+def test_task_labels_of_the_standard_configs_are_words_not_keys():
+    from softgrad import protocol
+    from softgrad.config import load_params
+
+    for profile in ("ci", "quick", "paper"):
+        p = load_params(ROOT / "params" / profile / "06_head_to_head.yaml")
+        spec = protocol.check_spec(p["extra"]["protocol"])
+        labels = protocol.task_labels(protocol.tasks(p["base"], spec))
+        assert list(labels) == list(spec["tasks"]), profile
+        for key, label in labels.items():
+            assert label != key and key not in label and "_" not in label, (profile, key, label)
+        assert len(set(labels.values())) == len(labels), (profile, labels)
+        if profile == "quick":
+            assert labels == {"mnist_mlp": "MNIST MLP, SGD", "mnist1d_cnn_sgd": "MNIST-1D CNN, SGD",
+                              "mnist1d_cnn_adamw": "MNIST-1D CNN, AdamW"}
+        if profile == "paper":
+            assert labels["cifar10_label_noise"] == "CIFAR-10 ResNet-18, SGD, 40% label noise"
+
+
+def test_task_labels_fall_back_to_the_key_where_two_tasks_read_alike():
+    from softgrad import protocol
+    from softgrad.config import Config
+
+    labels = protocol.task_labels({"narrow": Config(width=32), "wide": Config(width=512),
+                                   "noisy": Config(label_noise=0.3), "cnn": Config(dataset="mnist1d", model="cnn1d",
+                                                                                   optimizer="adamw")})
+    assert labels == {"narrow": "MNIST MLP, SGD (narrow)", "wide": "MNIST MLP, SGD (wide)",
+                      "noisy": "MNIST MLP, SGD, 30% label noise", "cnn": "MNIST-1D CNN, AdamW"}
+
+
+def test_parameter_names_come_from_one_mapping():
+    from softgrad import protocol
+
+    assert protocol.setting_text({"lr": 0.05, "lr_eff": 0.0125, "beta": 0.5}) == "η 0.05, β 0.5"
+    assert (protocol.setting_text({"lr": 0.05, "lr_eff": 0.0125, "beta": 0.5}, drop=())
+            == "η 0.05, effective step η_eff 0.0125, β 0.5")
+    assert protocol.param_text("lr = lr_eff · beta^-2") == "η = η_eff · β^−2"
+    assert protocol.param_text("delta = 0 ends its domain; alpha = 1 is CE") == "δ = 0 ends its domain; α = 1 is CE"
+    assert plots.param_name("noise_alpha") == protocol.PARAM_LABELS["noise_alpha"] == "α"
+
+
+@pytest.mark.parametrize("draw", [_convergence, _forest, lambda labels: _budget(labels)[0], _curse, _time, _edges],
+                         ids=["convergence", "forest", "budget", "curse", "time", "edges"])
+def test_chapter06_figures_draw_task_labels_not_keys(draw):
+    shown = _texts(draw(LABELS))
+    for key, label in LABELS.items():
+        assert not any(key in s for s in shown), (key, shown)
+        # the label whole: one line, or wrapped after a comma (forest headers), or a title's first line (budget)
+        assert any(label in (s.replace("\n", " "), s.split("\n")[0]) for s in shown), (label, shown)
+    plt.close("all")
+    assert any("mnist_mlp" in s for s in _texts(draw(None)))  # without labels: the keys, as before
+
+
+def test_budget_crossings_name_the_task_by_its_label():
+    rows = [{"task": "mnist_mlp", "method": m, "T": k, "test_acc": 0.9 + (0.01 * (-1) ** k if m == "sgt" else 0.0)}
+            for m in ("ce", "sgt") for k in range(1, 5)]
+    _, crossings = plots.budget_figure(pd.DataFrame(rows), ["mnist_mlp"], task_labels=LABELS)
+    assert crossings == ["SGT on MNIST MLP, SGD"]
+
+
+def test_edge_figure_names_dimensions_by_their_display_names():
+    shown = _texts(_edges(LABELS))
+    assert "SGT · effective step η_eff" in shown and "Noisy Softmax · α" in shown and "temperature · β" in shown
+    assert not any(code in s for s in shown for code in ("lr_eff", "noise_alpha", "beta", "as_softmax"))
+
+
+def test_long_task_labels_fit():
+    """The paper profile's longest label heads a forest group on two lines and titles an edge panel."""
+    labels = {"cifar10": "CIFAR-10 ResNet-18, SGD", "cifar10_label_noise": "CIFAR-10 ResNet-18, SGD, 40% label noise"}
+    for fig in (_forest(labels, list(labels)), _edges(labels, list(labels))):
+        assert plots.layout_defects(fig) == [], plots.layout_defects(fig)
+
+
+def test_chapter08_figures_name_models_devices_and_chapters_in_words():
+    shown = _texts(_trainer()) + _texts(_paper_hours())
+    assert {"MLP, CPU", "LeNet-5, GPU (CUDA)", "06 · head to head", "CPU", "GPU (CUDA)"} <= set(shown), shown
+    assert not {"cpu", "cuda", "lenet5", "mlp", "06_head_to_head", "vs_hand", "vs_dataloader"} & set(shown), shown
+    assert not any(s.startswith("(") for s in shown)  # no "(cpu, mlp)" tuples

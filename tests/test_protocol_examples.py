@@ -168,6 +168,9 @@ def test_practice_table_reads_the_pool_for_a_practitioner():
     best = R.pool[(R.pool.task == "a") & (R.pool.method == "temperature")].sort_values(
         ["val_acc", "trial"], ascending=[False, True]).iloc[0]
     assert t.loc["temperature", "kept"].startswith(f"a: η {best.setting['lr']:.3g}, β 0.5")
+    named = P.practice_table(R, labels={"a": "MNIST MLP, SGD", "b": "MNIST-1D CNN, AdamW"}).set_index("method")
+    assert named.loc["temperature", "kept"].startswith(f"MNIST MLP, SGD: η {best.setting['lr']:.3g}, β 0.5; "
+                                                       "MNIST-1D CNN, AdamW: η ")
     b = R.budget.set_index(["task", "method", "T"]).test_acc
     want = 100 * np.mean([b.loc[(k, "sgt", 1)] - b.loc[(k, "sgt", 4)] for k in ("a", "b")])
     assert t.loc["sgt", "untuned"] == pytest.approx(want) and want < 0  # one untuned trial does worse than T = 4

@@ -138,8 +138,9 @@ def protocol_setup_text(params: dict) -> str:
     # the defaults filled in; read, not validated (an executed notebook of an older specification stays readable)
     spec = {**DEFAULTS, **((params.get("extra") or {}).get("protocol") or {})}
     tasks = {name: expand(params.get("base") or {}, over or {})[0] for name, over in (spec.get("tasks") or {}).items()}
-    what = "; ".join(f"{name}: {DATASET_NAMES.get(c.dataset, c.dataset)}, {_model_text(c)}"
+    # each task in words, not by its key (mnist1d_cnn_sgd): the reader meets the tasks by what they are
+    what = "; ".join(f"{DATASET_NAMES.get(c.dataset, c.dataset)}, {_model_text(c)}"
                      + (f", {c.label_noise:.0%} label noise" if c.label_noise else "")
-                     + f", {_optimizer_text(c)}, {c.epochs} epochs" for name, c in tasks.items())
+                     + f", {_optimizer_text(c)}, {c.epochs} epochs" for c in tasks.values())
     return (f"{len(tasks)} tasks ({what}), {spec.get('trials')} trial indices per task, "
             f"T = {spec.get('select')}")

@@ -630,11 +630,26 @@ def claim_intervals(items):
 # Chapter 06's figures (drawn here so that their layout is tested and shared; the notebook shows them)
 
 
-def convergence_figure(histories, tasks, longer: float = 2.0):
+def task_name(t: str, task_labels: dict | None = None) -> str:
+    """A task's display label (``task_labels``: task -> label, as :func:`softgrad.protocol.task_labels` gives
+    them), else its key."""
+    return (task_labels or {}).get(t, t)
+
+
+def param_name(d: str) -> str:
+    """A searched parameter's display name (:data:`softgrad.protocol.PARAM_LABELS`: "β", "effective step
+    η_eff"), else :func:`axis_label`'s words for it."""
+    from .protocol.text import PARAM_LABELS
+
+    return PARAM_LABELS.get(d, axis_label(d))
+
+
+def convergence_figure(histories, tasks, longer: float = 2.0, task_labels: dict | None = None):
     """Validation accuracy of CE over epochs at the budget (solid, method ``ce``) and trained ``longer`` × as
     long (dashed, ``ce_longer``), mean ± std over the trials in ``histories`` (the caller picks them: the ones the
-    convergence gate trains longer), one panel per task. The band is clipped to [0, 1] and each panel's y-axis
-    stops at its data (an accuracy axis never runs past 100%)."""
+    convergence gate trains longer), one panel per task, titled by ``task_labels`` (task -> display label; the
+    key where none). The band is clipped to [0, 1] and each panel's y-axis stops at its data (an accuracy axis
+    never runs past 100%)."""
     h = histories[histories.method.isin(["ce", "ce_longer"]) & histories.val_acc.notna()]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
     for ax, t in zip(axes[0], tasks):
@@ -653,7 +668,7 @@ def convergence_figure(histories, tasks, longer: float = 2.0):
             lo, hi = min(lo_all), max(hi_all)
             pad = 0.03 * (hi - lo or 0.01)
             ax.set_ylim(100 * max(0.0, lo - pad), 100 * min(1.0, hi + pad))
-        ax.set_title(t)
+        ax.set_title(task_name(t, task_labels), fontsize=11)
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("validation accuracy (%)")
     axes[0][0].legend(fontsize=8, loc="lower right")
@@ -661,13 +676,15 @@ def convergence_figure(histories, tasks, longer: float = 2.0):
     return fig
 
 
-def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | None = None):
+def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | None = None,
+                  task_labels: dict | None = None):
     """E_T against the search budget T as the difference to CE's E_T (test accuracy, points), one panel per task:
     the curves of absolute E_T lie within a few tenths of a point of each other at T ≥ 4, where the comparison is
     made, so the difference is drawn (CE's own E_T at T = 1 and the largest T is in each panel's title), with
     the task's margin (``margins``: task -> margin, a fraction) as a grey band. ``labels``: method -> legend
-    name. The legend sits below the panels. Returns ``(fig, crossings)``: "method on task" for each curve that
-    changes sign (crosses CE's)."""
+    name; ``task_labels``: task -> display label (panel titles and the crossings; the key where none). The
+    legend sits below the panels. Returns ``(fig, crossings)``: "method on task" for each curve that changes
+    sign (crosses CE's)."""
     import numpy as np
 
     labels = labels or {}
@@ -684,8 +701,9 @@ def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | Non
             ax.plot(d.index, 100 * d.to_numpy(), "o-", ms=3, color=COLORS.get(m), label=labels.get(m, method_name(m)))
             sign = np.sign(d.to_numpy())
             if len(set(sign[sign != 0])) > 1:
-                crossings.append(f"{labels.get(m, method_name(m))} on {t}")
-        ax.set_title(f"{t} (CE: {100 * ce.iloc[0]:.1f} → {100 * ce.iloc[-1]:.1f}%)", fontsize=10)
+                crossings.append(f"{labels.get(m, method_name(m))} on {task_name(t, task_labels)}")
+        ax.set_title(f"{task_name(t, task_labels)}\nCE: {100 * ce.iloc[0]:.1f} → {100 * ce.iloc[-1]:.1f}%",
+                     fontsize=10)
         ax.set_xlabel("search budget T (trials)")
     axes[0][0].set_ylabel("E_T(method) − E_T(CE)\n(test accuracy, points)")
     handles, names = axes[0][0].get_legend_handles_labels()
@@ -694,16 +712,17 @@ def budget_figure(budget, tasks, margins: dict | None = None, labels: dict | Non
     return fig, crossings
 
 
-def time_figure(pool, methods):
+def time_figure(pool, methods, task_labels: dict | None = None):
     """Figure 6.6: training time of each method relative to CE on the same task (median over the pool), bars
-    grouped by method (display names), one colour per task; the legend to the right of the axes, clear of the
-    bars."""
+    grouped by method (display names), one colour per task (``task_labels``: task -> the legend's label; the key
+    where none); the legend to the right of the axes, clear of the bars."""
     p = pool[pool.method != "ce_longer"]
     tt = p.groupby(["task", "method"], sort=False).train_time.median()
     rel = (tt / tt.xs("ce", level="method").reindex(tt.index.get_level_values("task")).to_numpy()).unstack("task")
     fig, ax = plt.subplots(figsize=(7.5, 0.12 * len(rel) * max(1, rel.shape[1]) + 1.0))
     rel = rel.loc[[m for m in methods if m in rel.index]]
     rel.index = [method_name(m) for m in rel.index]  # display names, as every other figure
+    rel.columns = [task_name(t, task_labels) for t in rel.columns]
     rel.plot.barh(ax=ax)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xlabel("training time relative to CE (×)")
@@ -714,7 +733,8 @@ def time_figure(pool, methods):
     return fig
 
 
-def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0.1, flag: float = 0.15):
+def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0.1, flag: float = 0.15,
+                task_labels: dict | None = None):
     """Where the models a search keeps sit in each searched range: :func:`softgrad.protocol.edge_shares`'s share
     of E_T's selection weight in the outer tenth of each range, one panel per task, one row per (method,
     dimension; η_eff: the learning rate in the method's own coordinates): the low edge drawn to the left of 0,
@@ -722,7 +742,8 @@ def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0
     knob reaches CE or its domain ends: an optimum there is the method's own), outlined in black where the
     diagnostic flags it. Dotted lines: ``tenth`` (what a
     flat response puts there); dashed: ``flag``. ``labels``: method -> display name (default: the protocol's
-    short names). The legend sits below the panels."""
+    short names); each row names its dimension by :func:`param_name`; ``task_labels``: task -> panel title (the
+    key where none). The legend sits below the panels."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -747,13 +768,12 @@ def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0
             for sign in (-1, 1):
                 ax.axvline(sign * x, color="0.3", ls=style, lw=0.9)
         ax.axvline(0.0, color="k", lw=0.8)
-        ax.set_title(t)
+        ax.set_title(task_name(t, task_labels), fontsize=11)
         ax.set_xlabel("← low edge · high edge →\nshare of E_T's weight (%)")
     top = max(100 * float(shares.share.max()) if len(shares) else 0.0, 100 * flag) * 1.1
     axes[0][0].set_xlim(-top, top)
     axes[0][0].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{abs(v):g}"))
-    axes[0][0].set_yticks(range(len(keys)), [f"{labels.get(m, m)} · {'η_eff' if d == 'lr_eff' else axis_label(d)}"
-                                             for m, d in keys])
+    axes[0][0].set_yticks(range(len(keys)), [f"{labels.get(m, m)} · {param_name(d)}" for m, d in keys])
     axes[0][0].set_ylim(len(keys) - 0.5, -0.5)
     handles = [Line2D([], [], color="0.3", ls=":", label=f"flat response ({100 * tenth:g}%)"),
                Line2D([], [], color="0.3", ls="--", label=f"flagged above {100 * flag:g}%"),
@@ -1142,26 +1162,52 @@ def as_speed_figure(speed, names, k_runs, kmax: int, lam: float = 1.0):
 # Chapter 06 and 08
 
 
-def forest_figure(comparisons, tasks, methods, metrics=("acc", "nll", "ece", "ece_ts"), ncols: int = 2):
+def _wrap_label(text: str, width: int = 24) -> str:
+    """A label longer than ``width`` characters on several lines, broken after its commas ("MNIST MLP, SGD,\n40%
+    label noise"); one without a comma, or short enough, as it is."""
+    parts = text.split(", ")
+    if len(text) <= width or len(parts) == 1:
+        return text
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            lines[-1] += ","
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def forest_figure(comparisons, tasks, methods, metrics=("acc", "nll", "ece", "ece_ts"), ncols: int = 2,
+                  task_labels: dict | None = None):
     """Figure 6.2: :func:`softgrad.protocol.compare` rows, one panel per metric (a grid ``ncols`` wide at the
     column's width): per (task, method) the difference to tuned CE with its interval, coloured by verdict, over
     the task's equivalence margin (grey band, its edges marked so that a margin narrower than the interval's
-    scale still shows). Rows are grouped by task (the task's name heads its group), methods by display name;
-    the verdict legend sits above the panels."""
+    scale still shows). Rows are grouped by task (the task's label heads its group: ``task_labels``, task ->
+    display label, the key where none), methods by display name; the verdict legend sits above the panels."""
     import math
 
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     c = comparisons[comparisons.task.isin(tasks) & comparisons.method.isin(methods)]
-    rows, labels = {}, []
-    for t in tasks:  # a header row per task, then its methods
-        labels.append(t)
+    rows, ticks, labels, headers, heads, slots = {}, [], [], [], set(), 0
+    for t in tasks:  # a header row per task (a long label on as many rows as its lines), then its methods
+        header = _wrap_label(task_name(t, task_labels))
+        lines = header.count("\n") + 1
+        headers.append(slots)  # where the group starts
+        ticks.append(slots + (lines - 1) / 2)
+        heads.add(ticks[-1])
+        labels.append(header)
+        slots += lines
         for m in methods:
-            rows[(t, m)] = len(labels)
+            rows[(t, m)] = slots
+            ticks.append(slots)
             labels.append(method_name(m))
+            slots += 1
     n = len(metrics)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(9.2, 0.17 * len(labels) * nrows + 1.3 * nrows + 0.5),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(9.2, 0.17 * slots * nrows + 1.3 * nrows + 0.5),
                              sharey=True, squeeze=False)
     for ax, metric in zip(axes.ravel(), metrics):
         scale = 100.0 if metric in POINTS else 1.0
@@ -1178,19 +1224,20 @@ def forest_figure(comparisons, tasks, methods, metrics=("acc", "nll", "ece", "ec
         ax.axvline(0.0, color="k", lw=0.8)
         ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=11)
         ax.set_xlabel("difference to tuned CE")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # "−0.075" and its neighbours apart in a narrow panel
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     ax0 = axes[0][0]
-    ax0.set_yticks(range(len(labels)), labels)
-    ax0.set_ylim(len(labels) - 0.4, -0.6)
+    ax0.set_yticks(ticks, labels)
+    ax0.set_ylim(slots - 0.4, -0.6)
     for ax in axes[:, 0]:
-        for tl, text in zip(ax.get_yticklabels(), labels):
-            if text in tasks:
+        for y, tl in zip(ticks, ax.get_yticklabels()):
+            if y in heads:
                 tl.set_fontweight("bold")
     for ax in axes.ravel():
         ax.tick_params(axis="y", length=0)
-        for y, text in enumerate(labels):
-            if text in tasks and y:
+        for y in headers:
+            if y:
                 ax.axhline(y - 0.5, color="0.6", lw=0.6)
     handles = [Line2D([], [], marker="o", ls="", color=col, label=v) for v, col in VERDICT_COLORS.items()]
     handles.append(Line2D([], [], color="0.35", lw=6, alpha=0.4, label="margin"))
@@ -1219,10 +1266,11 @@ def power_figure(power, n_pool: int, goals=(95, 35)):
     return fig
 
 
-def curse_figure(retrain, tasks):
-    """Figure 6.5: test accuracy of each method's most frequent winner, one panel per task: its own score in the
-    pool (black diamond) and its retrains with fresh seeds (bar: their mean; line: their range); ``retrain``:
-    rows ``task``, ``method``, ``own_test_acc``, ``fresh_mean``, ``fresh_min``, ``fresh_max``."""
+def curse_figure(retrain, tasks, task_labels: dict | None = None):
+    """Figure 6.5: test accuracy of each method's most frequent winner, one panel per task (titled by
+    ``task_labels``, task -> display label; the key where none): its own score in the pool (black diamond) and
+    its retrains with fresh seeds (bar: their mean; line: their range); ``retrain``: rows ``task``, ``method``,
+    ``own_test_acc``, ``fresh_mean``, ``fresh_min``, ``fresh_max``."""
     fig, axes = plt.subplots(1, len(tasks), figsize=(min(11.0, 3.6 * len(tasks)), 3.2), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         g = retrain[retrain.task == t].reset_index(drop=True) if len(retrain) else retrain
@@ -1232,7 +1280,7 @@ def curse_figure(retrain, tasks):
             ax.plot(j, 100 * r.own_test_acc, "D", color="k", ms=4)
         ax.set_xticks(range(len(g)), [method_name(m) for m in g.method] if len(g) else [], rotation=45, ha="right",
                       rotation_mode="anchor", fontsize=9)
-        ax.set_title(t)
+        ax.set_title(task_name(t, task_labels), fontsize=11)
     axes[0][0].set_ylabel("test accuracy (%)")
     fig.tight_layout()
     return fig
@@ -1240,6 +1288,26 @@ def curse_figure(retrain, tasks):
 
 #: the methods chapter 08 shows: the five papers' methods and CE (the table lists every benchmarked loss)
 BOOK_METHODS = ("ce", "temperature", "gradient_decay", "noisy", "sgt", "as_softmax")
+#: a benchmarked device in words (chapter 08's figures)
+DEVICE_LABELS = {"cpu": "CPU", "cuda": "GPU (CUDA)", "mps": "Apple GPU (MPS)"}
+
+
+def device_name(d: str) -> str:
+    """A device's display name ("CPU", "GPU (CUDA)"), else ``d``."""
+    return DEVICE_LABELS.get(d, d)
+
+
+def model_name(m: str) -> str:
+    """A model's display name (:data:`softgrad.protocol.MODEL_LABELS`: "LeNet-5", "ResNet-18"), else ``m``."""
+    from .protocol.text import MODEL_LABELS
+
+    return MODEL_LABELS.get(m, m)
+
+
+def chapter_name(notebook: str) -> str:
+    """A chapter in words from its notebook's name: "06_head_to_head" -> "06 · head to head"."""
+    head, _, rest = notebook.partition("_")
+    return f"{head} · {rest.replace('_', ' ')}" if head.isdigit() and rest else notebook
 
 
 def loss_cost_figure(losses, methods=BOOK_METHODS):
@@ -1266,11 +1334,11 @@ def loss_cost_figure(losses, methods=BOOK_METHODS):
                     v = d[(d.loss == m + suffix) & (d.N == n) & (d.C == c)].ratio_to_ce
                     vals.append(float(v.iloc[0]) if len(v) else np.nan)
                 ax.barh(np.arange(len(methods)) + (k - (len(shapes) - 1) / 2) * width, vals, height=width,
-                        color=f"C{k}", label=f"{n}×{c}")
+                        color=f"C{k}", label=f"{n:,} × {c:,}")
             ax.axvline(1.0, color="k", lw=0.8)
             ax.set_xscale("log")
             readable_log_axis(ax, "x")
-            ax.set_title(f"{dev}, {kind}", fontsize=11)
+            ax.set_title(f"{device_name(dev)}, {kind}", fontsize=11)
             ax.set_xlabel("time ÷ the loss it replaces")
         names = []
         for m in methods:
@@ -1279,5 +1347,51 @@ def loss_cost_figure(losses, methods=BOOK_METHODS):
             names.append(name if measured else f"{name}\n(not measured)")
         row[0].set_yticks(range(len(methods)), names)
         row[0].set_ylim(len(methods) - 0.5, -0.5)
-    legend_below(fig, *axes[0][0].get_legend_handles_labels(), title=None)
+    legend_below(fig, *axes[0][0].get_legend_handles_labels(), title="batch size × classes", rows_height=0.6)
+    return fig
+
+
+def trainer_figure(trainer):
+    """Figure 8.2: softgrad's trainer throughput divided by a hand-written loop's and by a plain DataLoader loop's
+    (benchmark rows ``device``, ``model``, ``vs_hand``, ``vs_dataloader``), one pair of bars per model and
+    device, named in words ("LeNet-5, CPU"); the legend to the right of the axes."""
+    import numpy as np
+
+    t = trainer.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(t) + 1.6))
+    y = np.arange(len(t))
+    for k, (col, name) in enumerate((("vs_hand", "÷ a hand-written loop"), ("vs_dataloader", "÷ a DataLoader loop"))):
+        ax.barh(y + (k - 0.5) * 0.38, t[col].astype(float), height=0.38, color=f"C{k}", label=name)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(y, [f"{model_name(r.model)}, {device_name(r.device)}" for r in t.itertuples()])
+    ax.set_ylim(len(t) - 0.5, -0.5)
+    ax.set_xlabel("softgrad's samples per second ÷ the baseline's")
+    ax.set_ylabel("model, device")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def paper_hours_figure(hours):
+    """Figure 8.4: estimated device-hours of the ``paper`` profile per chapter and device (``hours``: a Series
+    indexed by ``notebook`` and ``device``, a lower bound from measured throughput), log axis with plain-number
+    ticks; chapters and devices named in words ("06 · head to head", "CPU"), the legend to the right."""
+    import numpy as np
+
+    h = hours.unstack("device")
+    fig, ax = plt.subplots(figsize=(7.0, 0.3 * len(h) * max(1, h.shape[1]) + 1.4))
+    y = np.arange(len(h))
+    width = 0.8 / max(1, h.shape[1])
+    for k, dev in enumerate(h.columns):
+        ax.barh(y + (k - (h.shape[1] - 1) / 2) * width, h[dev].astype(float), height=width, color=f"C{k}",
+                label=device_name(dev))
+    ax.set_xscale("log")
+    readable_log_axis(ax, "x")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:.2g}"))
+    ax.set_yticks(y, [chapter_name(nb) for nb in h.index])
+    ax.set_ylim(len(h) - 0.5, -0.5)
+    ax.set_xlabel("device-hours (lower bound, from measured throughput)")
+    ax.set_ylabel("chapter")
+    ax.legend(title="device", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return fig

@@ -74,7 +74,9 @@ the configs of every run: pool, convergence gate, winners' retrains; :func:`plan
 :func:`power`, :func:`split_half`, :func:`agreement`, :func:`edge_shares`; every resampled statistic reads its
 replicates through :func:`replicate_values`) ← ``run`` (training: :func:`run` trains the pool and the runs that
 depend on it, then analyses it) and ``text`` (the findings in words: :func:`bound_text`, :func:`ci_text`,
-:func:`bottom_line`). Everything is re-exported here: ``from softgrad import protocol; protocol.analyse``.
+:func:`bottom_line`; the display names a reader sees instead of the keys: :func:`task_labels`,
+:data:`PARAM_LABELS`, :data:`SHORT`). Everything is re-exported here: ``from softgrad import protocol;
+protocol.analyse``.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ from .design import (_column, _configs, _knob_values, _longer_configs, _retrain_
 from .run import _train, retrain_table, run
 from .spec import (DEFAULTS, LR_KEYS, METHODS, METRICS, SCALES, _fail, _int, _range, check_spec, dimensions, knobs,
                    knobs_of, limit, lr_coupling, lr_range, margin, tasks)
-from .text import (SHORT, _names, bottom_line, bound_text, ci_text, decisiveness, differences, practice_table,
-                   practice_text, search_text, optimiser_text, time_ratios)
+from .text import (DATASET_LABELS, MODEL_LABELS, PARAM_LABELS, SHORT, _names, bottom_line, bound_text, ci_text,
+                   decisiveness, differences, practice_table, practice_text, param_text, setting_text,
+                   task_labels, search_text, optimiser_text, time_ratios)
 
 __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "design", "plan", "count", "run",
            "analyse", "agreement", "split_half", "bound_text", "ProtocolResult", "winners", "retrain_table",
@@ -101,4 +104,7 @@ __all__ = ["DEFAULTS", "METHODS", "METRICS", "check_spec", "margin", "tasks", "d
            # the bootstrap's seam (index resamples; each replicate's values per trial)
            "index_resamples", "example_resamples", "replicate_values", "failed", "worst_finite", "widening",
            # the findings in words
-           "differences", "decisiveness", "practice_table", "practice_text", "search_text", "optimiser_text", "time_ratios"]
+           "differences", "decisiveness", "practice_table", "practice_text",
+           # what a reader sees instead of the internal keys
+           "SHORT", "PARAM_LABELS", "DATASET_LABELS", "MODEL_LABELS", "task_labels", "setting_text", "param_text",
+           "search_text", "optimiser_text", "time_ratios"]

@@ -1,9 +1,16 @@
 """The protocol's findings in words: the bound an interval excludes (:func:`bound_text`), an interval in its
 display unit (:func:`ci_text`), the bottom line read off the across-task verdicts (:func:`bottom_line`), and the
 methods' short display names (:data:`SHORT`), where a verdict changes with the model or the optimiser
-(:func:`differences`), and how many verdicts each task leaves inconclusive (:func:`decisiveness`)."""
+(:func:`differences`), and how many verdicts each task leaves inconclusive (:func:`decisiveness`).
+
+What a reader sees instead of the internal keys: the tasks' display labels built from their configs
+(:func:`task_labels`: "MNIST-1D CNN, AdamW" for ``mnist1d_cnn_adamw``) and the searched parameters' display
+names (:data:`PARAM_LABELS`: "β" for ``beta``, "effective step η_eff" for ``lr_eff``). The keys stay the keys of
+every lookup; only what is printed or drawn changes."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,8 +18,9 @@ import pandas as pd
 from .. import stats as S
 from ..common import POINTS, interval_text, number
 
-__all__ = ["SHORT", "bound_text", "ci_text", "bottom_line", "differences", "decisiveness", "practice_table",
-           "practice_text", "search_text", "optimiser_text", "time_ratios"]
+__all__ = ["SHORT", "PARAM_LABELS", "DATASET_LABELS", "MODEL_LABELS", "task_labels", "setting_text", "param_text",
+           "bound_text", "ci_text", "bottom_line", "differences", "decisiveness", "practice_table", "practice_text",
+           "search_text", "optimiser_text", "time_ratios"]
 
 
 def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
@@ -29,6 +37,55 @@ def bound_text(row, scale: float = 1.0, unit: str = "") -> str:
 
 SHORT = {"ce": "CE", "temperature": "temperature", "gradient_decay": "gradient decay", "noisy": "Noisy Softmax", "sgt": "SGT",
          "as_softmax": "AS-Softmax"}
+
+#: a searched (or trained) parameter's display name: the one mapping every table, text and figure of chapter 06
+#: prints a setting or a searched dimension with (Noisy Softmax's noise scale is its paper's α)
+PARAM_LABELS = {"lr": "η", "lr_eff": "effective step η_eff", "beta": "β", "alpha": "α", "noise_alpha": "α",
+                "delta": "δ", "weight_decay": "weight decay"}
+
+#: a task's data set and model in words (:func:`task_labels`)
+DATASET_LABELS = {"mnist10k": "MNIST", "mnist": "MNIST", "mnist1d": "MNIST-1D", "digits": "digits",
+                  "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
+                  "synthetic": "synthetic", "teacher": "teacher"}
+MODEL_LABELS = {"mlp": "MLP", "cnn1d": "CNN", "mlp1d": "MLP", "lenet5": "LeNet-5", "vgg_small": "small VGG",
+                "resnet18": "ResNet-18", "resnet20": "ResNet-20"}
+_OPTIMIZER_LABELS = {"sgd": "SGD", "adamw": "AdamW"}
+
+
+def _task_label(cfg) -> str:
+    """One task's label from its config: "MNIST-1D CNN, AdamW", "CIFAR-10 ResNet-18, SGD, 40% label noise"."""
+    out = (f"{DATASET_LABELS.get(cfg.dataset, cfg.dataset)} {MODEL_LABELS.get(cfg.model, cfg.model)}, "
+           f"{_OPTIMIZER_LABELS.get(cfg.optimizer, cfg.optimizer)}")
+    return out + (f", {cfg.label_noise:.0%} label noise" if cfg.label_noise > 0 else "")
+
+
+def task_labels(task_cfgs: dict) -> dict[str, str]:
+    """Task key -> the label a reader sees (tables, text, figures), from the task's config
+    (``task_cfgs``: what :func:`softgrad.protocol.tasks` returns, task -> :class:`~softgrad.config.Config`): data
+    set, model, optimiser and label noise, "MNIST MLP, SGD", "MNIST-1D CNN, AdamW", "digits MLP, SGD, 30% label
+    noise". Tasks whose configs give the same label (they differ in something else: epochs, width) keep it with
+    their key in parentheses, "MNIST MLP, SGD (mnist_wide)", so that no two tasks read alike."""
+    labels = {t: _task_label(c) for t, c in task_cfgs.items()}
+    seen: dict[str, int] = {}
+    for v in labels.values():
+        seen[v] = seen.get(v, 0) + 1
+    return {t: f"{v} ({t})" if seen[v] > 1 else v for t, v in labels.items()}
+
+
+def param_text(text: str) -> str:
+    """Text that names parameters by their keys (:func:`softgrad.protocol.search_table`'s coupling "lr = lr_eff ·
+    beta^-2", a limit's "alpha = 1 is CE") with each key replaced by its symbol (:data:`PARAM_LABELS`; the
+    effective step as η_eff alone): "η = η_eff · β^−2", "α = 1 is CE"."""
+    sym = {**PARAM_LABELS, "lr_eff": "η_eff"}  # inside a formula, the symbol alone
+    keys = "|".join(sorted(sym, key=len, reverse=True))
+    return re.sub(rf"\b({keys})\b", lambda m: sym[m.group(1)], text).replace("^-", "^−")
+
+
+def setting_text(s: dict, drop=("lr_eff", "weight_decay")) -> str:
+    """A trial's setting in a few words, each parameter by its display name (:data:`PARAM_LABELS`): "η 0.05,
+    β 0.3" (η the trained learning rate); the keys in ``drop`` left out (by default the effective step, which
+    follows from η and the knob, and the weight decay, which the task fixes)."""
+    return ", ".join(f"{PARAM_LABELS.get(k, k)} {v:.3g}" for k, v in s.items() if k not in drop)
 
 
 def ci_text(r, metric: str | None = None) -> str:
@@ -142,22 +199,18 @@ def decisiveness(R) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _setting_text(s: dict) -> str:
-    """A kept trial's setting in a few words: "β 0.3, η 0.05" (η the trained learning rate)."""
-    names = {"beta": "β", "alpha": "α", "delta": "δ", "noise_alpha": "α", "lr": "η"}
-    return ", ".join(f"{names.get(k, k)} {v:.3g}" for k, v in s.items() if k not in ("lr_eff", "weight_decay"))
-
-
-def practice_table(R) -> pd.DataFrame:
+def practice_table(R, labels: dict | None = None) -> pd.DataFrame:
     """What a practitioner choosing a loss needs from chapter 06, one row per method (CE first), each a mean over
     tasks unless it says otherwise: ``verdict`` and ``delta`` (the across-task accuracy verdict and its interval,
     points), ``kept`` (per task, the setting a T-trial search keeps most often: knob and trained learning
-    rate), ``curse`` (the kept setting's own test accuracy minus its fresh-seed retrains' mean, points: what a
-    retrain of it loses), ``untuned`` (E_1 − E_T of test accuracy, points: what one untuned trial costs against
-    the T-trial search), ``ece_raw`` / ``ece_ts`` (E_T of ECE before and after temperature scaling, points) and
-    ``nll_raw`` / ``nll_ts``."""
+    rate, :func:`setting_text`; each task named by ``labels``, task -> display label as :func:`task_labels`
+    gives it, its key where none is given), ``curse`` (the kept setting's own test accuracy minus its
+    fresh-seed retrains' mean, points: what a retrain of it loses), ``untuned`` (E_1 − E_T of test accuracy,
+    points: what one untuned trial costs against the T-trial search), ``ece_raw`` / ``ece_ts`` (E_T of ECE
+    before and after temperature scaling, points) and ``nll_raw`` / ``nll_ts``."""
     from .design import winners
 
+    labels = labels or {}
     c = R.comparisons
     agg = R.aggregate.set_index(["method", "metric"])
     methods = ["ce", *dict.fromkeys(c.method)]
@@ -176,7 +229,8 @@ def practice_table(R) -> pd.DataFrame:
         else:
             a = agg.loc[(m, "acc")]
             row.update(verdict=a.verdict, delta=ci_text(a, "acc"))
-        row["kept"] = "; ".join(f"{t}: {_setting_text(win.loc[(t, m)].setting)}" for t in tasks if (t, m) in win.index)
+        row["kept"] = "; ".join(f"{labels.get(t, t)}: {setting_text(win.loc[(t, m)].setting)}" for t in tasks
+                                if (t, m) in win.index)
         row["curse"] = (100 * float(np.mean([rt.loc[(t, m)].curse for t in tasks if (t, m) in rt.index]))
                         if rt is not None else np.nan)
         row["untuned"] = 100 * (float(np.mean([b.loc[(t, m, 1)] for t in tasks])) - level("acc"))
@@ -209,9 +263,6 @@ def practice_text(R, flagged=()) -> str:
     return out
 
 
-_DIM = {"lr_eff": "learning rate", "beta": "β", "alpha": "α", "noise_alpha": "α", "delta": "δ"}
-
-
 def search_text(spec: dict, method: str, labels: dict | None = None) -> str:
     """The search space chapter 06 gave ``method``, in words, from the checked spec: "β 0.01…10 (log);
     effective step 0.003…1 on MNIST MLP, SGD, …" (one learning-rate range per task where they differ;
@@ -222,7 +273,7 @@ def search_text(spec: dict, method: str, labels: dict | None = None) -> str:
     tasks_ = list(spec["tasks"])
     per = {t: dimensions(spec, method, t) for t in tasks_}
     rng = lambda r: f"{number(r[0], sig=3)}…{number(r[1], sig=3)}" + (" (linear)" if r[2] == "linear" else "")  # noqa: E731
-    parts = [f"{_DIM.get(k, k)} {rng(r)}" for k, r in per[tasks_[0]].items() if k != "lr_eff"]
+    parts = [f"{PARAM_LABELS.get(k, k)} {rng(r)}" for k, r in per[tasks_[0]].items() if k != "lr_eff"]
     lrs = {t: per[t]["lr_eff"] for t in tasks_}
     name = "effective step η_eff (on SGD)" if lr_coupling(spec, method) else "learning rate"
     if len(set(lrs.values())) == 1:
