@@ -152,10 +152,10 @@ findings = pd.DataFrame([{
     "stability": f"{100 * agg.loc[(m, 'acc')].predicted_agreement:.0f}%",
     "Δ ECE raw (points)": ci_text(agg.loc[(m, "ece")], "ece"),
     "ECE verdict": verdict_cell(agg.loc[(m, "ece")]),
-    "Δ ECE after T (points)": ci_text(agg.loc[(m, "ece_ts")], "ece_ts"),
-    "ECE after T verdict": verdict_cell(agg.loc[(m, "ece_ts")])} for m in methods])
+    "Δ ECE after scaling (points)": ci_text(agg.loc[(m, "ece_ts")], "ece_ts"),
+    "ECE after scaling verdict": verdict_cell(agg.loc[(m, "ece_ts")])} for m in methods])
 glue("h2h_findings", table(findings, styles={c: vstyle for c in ("accuracy verdict", "ECE verdict",
-                                                                 "ECE after T verdict")}), display=False)
+                                                                 "ECE after scaling verdict")}), display=False)
 for r in R.aggregate.itertuples():
     k = f"h2h_agg_{r.method}_{r.metric}"
     sc, unit = (100, " pts") if r.metric in POINTS else (1, "")
@@ -233,7 +233,7 @@ wide["P(beats CE)"] = [interval_text(r.p_beats, r.p_beats_lo, r.p_beats_hi, sign
 display(table(named(wide[["acc", "rules out (accuracy)", "stability", "P(beats CE)", "nll", "ece", "ece_ts"]]
                     .reset_index()),
               names={"acc": "Δ accuracy (points), verdict", "nll": "Δ NLL", "ece": "Δ ECE (points)",
-                     "ece_ts": "Δ ECE after T (points)"}))
+                     "ece_ts": "Δ ECE after scaling (points)"}))
 acc = R.comparisons[R.comparisons.metric == "acc"]
 for v in S.VERDICTS:
     glue(f"h2h_acc_{v.split()[0]}", int((acc.verdict == v).sum()), display=False)
@@ -277,8 +277,8 @@ calw = pd.concat([ce_rows, cal]).pivot_table(index=["task", "method"], columns="
                                              sort=False)
 calw[["ece", "ece_ts"]] *= 100
 display(table(named(calw[["ece", "ece_ts", "nll", "nll_ts"]].reset_index()),
-              names={"ece": "ECE (points)", "ece_ts": "ECE after T (points)", "nll": "NLL", "nll_ts": "NLL after T"},
-              formats={c: "{:.2f}" for c in ["ECE (points)", "ECE after T (points)", "NLL", "NLL after T"]}))
+              names={"ece": "ECE (points)", "ece_ts": "ECE after scaling (points)", "nll": "NLL", "nll_ts": "NLL after scaling"},
+              formats={c: "{:.2f}" for c in ["ECE (points)", "ECE after scaling (points)", "NLL", "NLL after scaling"]}))
 noisy_tasks = [t for t, c in task_cfgs.items() if c.label_noise > 0]
 vals = {"h2h_noisyval_ece": float("nan"), "h2h_cleanval_ece": float("nan"), "h2h_noise_raw_ece": float("nan")}
 if noisy_tasks and "test_ece_ts_noisyval" in R.pool:
@@ -329,7 +329,7 @@ if R.test_resampled:
     WD = protocol.widening(R)
     wacc = WD[WD.metric == "acc"].set_index("task")
     glue("h2h_widening_text", "The test-set term widened the accuracy intervals by a factor " + ", ".join(
-        f"{number(r.ratio)} on {TL.get(t, t)}" for t, r in wacc.iterrows()), display=False)
+        f"{number(r.ratio)} ({TL.get(t, t)})" for t, r in wacc.iterrows()), display=False)
 else:
     wacc = pd.DataFrame(columns=["ratio", "two_way", "index_only"])
     glue("h2h_widening_text", "These intervals resample trial indices only (runs without per-example results)",
@@ -503,10 +503,21 @@ glue("h2h_practice", table(pd.DataFrame({
                                                 for r in PT.itertuples()],
     "settings the search kept (per task; η: trained learning rate)": PT.kept,
     "a retrain of them loses (points)": [number(x) for x in PT.curse],
-    "one untuned trial vs T = 8 (points)": [number(x, sign=True) for x in PT.untuned],
+    f"one untuned trial vs T = {spec['select']} (points)": [number(x, sign=True) for x in PT.untuned],
     "ECE raw → after temperature scaling (points)": [f"{number(a)} → {number(b)}"
-                                                      for a, b in zip(PT.ece_raw, PT.ece_ts)]})),
-    display=False)  # NLL left out here: its E_T is dominated by diverged runs' huge finite NLL (README, Status)
+                                                      for a, b in zip(PT.ece_raw, PT.ece_ts)],
+    # NLL in nats; a failed run's (diverged or stuck at chance) counts as the task's worst trained run's
+    "test NLL raw → after temperature scaling": [f"{number(a)} → {number(b)}"
+                                                  for a, b in zip(PT.nll_raw, PT.nll_ts)]})),
+    display=False)
+# the search spaces, the optimiser comparison and the whole-run cost, quoted on the practitioner page
+for m in spec["methods"]:
+    glue(f"h2h_search_{m}", protocol.search_text(spec, m, TL), display=False)
+glue("h2h_optimiser_text", (lambda t: t[0].upper() + t[1:] if t else
+                            "No task pair here differs only in the optimiser")(
+    protocol.optimiser_text(R, task_cfgs, TL)), display=False)
+TR = protocol.time_ratios(R)
+glue("h2h_time_text", ", ".join(f"{SHORT.get(m, m)} {number(TR[m])}×" for m in methods if m in TR), display=False)
 
 # %% [markdown]
 # **A rounding-level rerun** (the `ci` profile's test; the quick profile spends those runs on trials): the

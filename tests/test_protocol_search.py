@@ -208,5 +208,5 @@ def test_search_text_quotes_the_declared_ranges():
                                                        "lr": {"a": [0.001, 1.0], "b": [0.0005, 0.5]}},
                                      "as_softmax": {"delta": [0.0, 1.0, "linear"]}}})
     sgt = P.search_text(spec, "sgt", {"a": "task A", "b": "task B"})
-    assert sgt == "α 0.001…1; effective step η_eff (on SGD) 0.001…1 on task A, 0.0005…0.5 on task B"
+    assert sgt == "α 0.001…1; effective step η_eff (on SGD) 0.001…1 (task A), 0.0005…0.5 (task B)"
     assert P.search_text(spec, "as_softmax") == "δ 0…1 (linear); learning rate 0.01…1"

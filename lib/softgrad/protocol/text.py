@@ -264,8 +264,8 @@ def practice_text(R, flagged=()) -> str:
 
 
 def search_text(spec: dict, method: str, labels: dict | None = None) -> str:
-    """The search space chapter 06 gave ``method``, in words, from the checked spec: "β 0.01…10 (log);
-    effective step 0.003…1 on MNIST MLP, SGD, …" (one learning-rate range per task where they differ;
+    """The search space chapter 06 gave ``method``, in words, from the checked spec: "β 0.01…10; effective
+    step η_eff (on SGD) 0.003…1 (MNIST MLP, SGD), …" (one learning-rate range per task where they differ;
     ``labels``: task -> display label). So the practitioner page quotes the ranges the regeneration used."""
     from .spec import dimensions, lr_coupling
 
@@ -279,7 +279,7 @@ def search_text(spec: dict, method: str, labels: dict | None = None) -> str:
     if len(set(lrs.values())) == 1:
         parts.append(f"{name} {rng(lrs[tasks_[0]])}")
     else:
-        parts.append(f"{name} " + ", ".join(f"{rng(r)} on {labels.get(t, t)}" for t, r in lrs.items()))
+        parts.append(f"{name} " + ", ".join(f"{rng(r)} ({labels.get(t, t)})" for t, r in lrs.items()))
     return "; ".join(parts)
 
 
