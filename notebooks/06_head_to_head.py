@@ -45,9 +45,10 @@
 # the luck of the search {cite}`bouthillier2021accounting` *and* the sampling of the test set — the claim is
 # about the data distribution, not this test split (how much wider that made them, per task: "How decisive",
 # below) — at the level of each comparison's step in Holm's procedure {cite}`holm1979simple`. Each method is
-# searched in the coordinates its own analysis gives (temperature's effective step ηβ², chapter 01; SGT's ηα,
-# chapter 04), and the page checks that no search range cuts off the models the search keeps ("Does the search
-# hold every optimum?").
+# searched in the coordinates its own analysis gives (temperature's effective step ηβ², chapter 01; SGT's
+# learning rate as CE's: its kept trials showed that chapter 04's ηα does not hold at the optimum, see the
+# parameter file's reasons), and the page checks that no search range cuts off the models the search keeps
+# ("Does the search hold every optimum?").
 #
 # **How a verdict is read.** Each metric and task has a margin — the smallest effect that matters —
 # declared in the parameter file with its reason before this regeneration (table at the end). *No
