@@ -400,19 +400,21 @@ display(table(PW, names={"trials": "N′", "predicted_agreement": "predicted agr
 EDG = protocol.edge_shares(R)
 flagged = EDG[EDG.flag]
 at_limit = EDG[(EDG.share > EDG.flat.clip(lower=0.15)) & EDG.limit]
-glue("h2h_edges_text", Markdown(
+edges_text = (
     ("No edge that is not a definitional limit carries more than 15% of the weight: every range holds the models "
      "its search keeps." if flagged.empty else
      "Edges above 15% that are no definitional limit (the range cuts the search short there, so the verdict is "
      "the range's as much as the method's): " + "; ".join(
-         f"{SHORT.get(r.method, r.method)}'s {PARAM_LABELS.get(r.dimension, r.dimension)} on {TL.get(r.task, r.task)} "
-         f"({r.side} side, {number(100 * r.share, 0)}%)"
+         f"{SHORT.get(r.method, r.method)}'s {PARAM_LABELS.get(r.dimension, r.dimension)} at {r.edge:g} on "
+         f"{TL.get(r.task, r.task)} ({r.side} end, {number(100 * r.share, 0)}%)"
          for r in flagged.itertuples()) + ".")
     + ("" if at_limit.empty else " Weight at an edge that is the method's own limit (where the knob reaches CE or "
        "its domain ends; no wider range exists): " + "; ".join(
            f"{SHORT.get(r.method, r.method)}'s {PARAM_LABELS.get(r.dimension, r.dimension)} = {r.edge:g} on "
            f"{TL.get(r.task, r.task)} ({number(100 * r.share, 0)}%; {param_text(r.why)})"
-           for r in at_limit.itertuples()) + ".")), display=False)
+           for r in at_limit.itertuples()) + "."))
+glue("h2h_edges_text", Markdown(edges_text), display=False)
+glue("h2h_edges_plain", edges_text, display=False)  # for other pages ({glue:md} reads only its own page)
 glue("h2h_edges_flagged", int(len(flagged)), display=False)
 fig = edge_figure(EDG, tasks=tasks, labels=SHORT, task_labels=TL)
 show(fig, "06_edges", P["profile"], NB, runs=len(R.pool))
