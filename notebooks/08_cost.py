@@ -25,9 +25,8 @@
 # - `make gpu` (`python -m softgrad.gpu`) runs all of the above on a GPU, plus the CUDA tests and chapter 06's
 #   protocol at a larger pool (the section on many small runs).
 #
-# Where a device has no file, its columns are absent: run `make bench` on a GPU to add the CUDA columns. AS-Speed's
-# speed-up against the paper's 1.2× comes from chapter 05's runs. One check of the trainer itself: CE under the
-# MNIST-1D authors' training setup, beside their reference accuracies (the only runs this chapter trains).
+# A device without a file has no columns (run `make bench` on a GPU for CUDA's). AS-Speed's speed-up comes from
+# chapter 05's runs; the only runs this chapter trains check the trainer against MNIST-1D's reference accuracies.
 
 # %% tags=["parameters"]
 profile = "ci"
