@@ -46,7 +46,8 @@ from myst_nb import glue
 from softgrad.analysis import read_glue
 from softgrad.common import interval_text, number
 from softgrad.config import expand, load_params
-from softgrad.plots import COLORS, loss_cost_figure, paper_hours_figure, show, table, trainer_figure
+from softgrad.plots import (COLORS, device_name, loss_cost_figure, loss_name, model_name, paper_hours_figure, show,
+                            table, trainer_figure)
 from softgrad.book import page_header
 from softgrad import protocol
 from softgrad.reference import AUTHORS_OTHER, AUTHORS_STEPS, reference_table
@@ -83,7 +84,7 @@ page_header(NB, P)
 # (fewer than `softgrad.losses.FUSED_MIN_NUMEL` logits) take the native compositions, large ones the fused
 # one-pass Functions.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-loss-cost", "caption": "{glue:md}`fig_08_loss_cost_num` Forward + backward time of CE and the five papers' methods relative to the loss each replaces, measured in the same run (median over repeats), per batch × classes shape, eager and compiled, log scale: `F.cross_entropy`, or for Noisy Softmax, a classifier head, a linear head + `F.cross_entropy` (its head + CE against it). The table below lists every benchmarked loss. {glue:md}`fig_08_loss_cost_src`"}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-loss-cost", "caption": "{glue:md}`fig_08_loss_cost_num` Forward + backward time of CE and the five papers' methods relative to the loss each replaces, measured in the same run (median over repeats), per batch × classes shape, eager and compiled, log scale: `F.cross_entropy`, or for Noisy Softmax, a classifier head, a linear head + `F.cross_entropy` (its head + CE against it). The CE row is softgrad's own cross-entropy (`make_loss("ce")`) against `F.cross_entropy`: its excess above 1× is the thin wrapper every softgrad loss shares (Python and one autograd node), and is included in every other ratio. The table below lists every benchmarked loss. {glue:md}`fig_08_loss_cost_src`"}}
 if len(losses):
     fig = loss_cost_figure(losses)  # the book's methods; the table below lists every benchmarked loss
     show(fig, "08_loss_cost", profile, NB, runs=None)
@@ -94,8 +95,9 @@ else:
 if len(losses):
     shapes = losses.assign(shape=losses.N.astype(str) + " × " + losses.C.astype(str))
     wide = shapes[~shapes.loss.str.startswith("F.cross_entropy")].pivot_table(index=["device", "loss"], columns="shape",
-                                                                 values="ratio_to_ce", sort=False)
-    display(table(wide.reset_index(), formats={c: "{:.2f}×" for c in wide.columns}))
+                                                                 values="ratio_to_ce", sort=False).reset_index()
+    wide = wide.assign(device=wide.device.map(device_name), loss=wide.loss.map(loss_name))  # words, not code names
+    display(table(wide, formats={c: "{:.2f}×" for c in wide.columns if "×" in str(c)}))
 
 # %% tags=["remove-cell"]
 # each method's cost at a small classifier's batch (128 × 10, eager, the CPU), for "Which loss should I use?"
@@ -125,14 +127,16 @@ if len(trainer):
 
 # %% tags=["hide-input", "hide-output"]
 if len(trainer):
-    display(table(t.reset_index(), names={"softgrad": "softgrad (samples/s)", "hand_loop": "hand-written loop (samples/s)",
+    t = t.reset_index().assign(device=lambda d: d.device.map(device_name), model=lambda d: d.model.map(model_name))
+    display(table(t, names={"softgrad": "softgrad (samples/s)", "hand_loop": "hand-written loop (samples/s)",
                                           "dataloader": "DataLoader loop (samples/s)", "vs_hand": "÷ hand-written",
                                           "vs_dataloader": "÷ DataLoader"},
                   formats={"softgrad (samples/s)": "{:,.0f}", "hand-written loop (samples/s)": "{:,.0f}",
                            "DataLoader loop (samples/s)": "{:,.0f}", "÷ hand-written": "{:.2f}",
                            "÷ DataLoader": "{:.2f}"}))
 if len(thr):
-    display(table(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]],
+    display(table(thr[["device", "model", "batch", "softgrad_samples_per_s", "dataloader_samples_per_s", "vs_dataloader"]]
+                  .assign(device=lambda d: d.device.map(device_name), model=lambda d: d.model.map(model_name)),
                   names={"softgrad_samples_per_s": "softgrad (samples/s)", "dataloader_samples_per_s":
                          "DataLoader pipeline (samples/s)", "vs_dataloader": "÷ DataLoader"},
                   formats={"softgrad (samples/s)": "{:,.0f}", "DataLoader pipeline (samples/s)": "{:,.0f}",
@@ -159,7 +163,7 @@ print(f"{len(ref_df[ref_df.final])} runs: " + "; ".join(
 
 # %% tags=["hide-input", "nbval-ignore-output"]
 def _acc(r):
-    return f"{100 * r.test_acc_mean:.1f}%" + (f" ± {100 * r.test_acc_std:.1f}" if r.runs > 1 else "")
+    return f"{100 * r.test_acc_mean:.1f}%" + (f" (sd {100 * r.test_acc_std:.1f} points)" if r.runs > 1 else "")
 
 
 for r in ref.itertuples():
@@ -168,19 +172,20 @@ glue("cost_ref_text", Markdown(
     ("With the authors' setup, CE reaches " if ref.authors_setup.all() else
      f"**This profile cuts the authors' {AUTHORS_STEPS:,} steps to {ref.steps.iloc[0]:,}**, so its accuracies are not "
      "comparable with theirs; here CE reaches ")
-    + " and ".join(f"{_acc(r)} with `{r.model}` (authors: {100 * r.authors:.0f}%)" for r in ref.itertuples())
-    + (" (mean ± sd over seeds)" if (ref.runs > 1).any() else "")
+    + " and ".join(f"{_acc(r)} with their {'CNN' if 'cnn' in r.model else 'MLP'} (`{r.model}`; they report "
+                   f"{100 * r.authors:.0f}%)" for r in ref.itertuples())
+    + (" (means over seeds)" if (ref.runs > 1).any() else "")
     + f", in {' and '.join(f'{r.train_seconds:.1f} s' for r in ref.itertuples())} of training per run (evaluation "
     f"excluded) on this machine's {ref_df.device.iloc[0].upper()}"
     + (f" with {threads} thread{'s' if threads > 1 else ''}" if (threads := int(ref_df.threads.iloc[0])) else "")
     + ". The authors' other references: "
     + ", ".join(f"{k} {100 * v:.0f}%" for k, v in AUTHORS_OTHER.items()) + "."), display=False)
-display(table(ref.drop(columns="authors_setup"),
+display(table(ref.drop(columns="authors_setup").assign(difference=lambda d: 100 * d.difference),
               names={"runs": "seeds", "steps": "optimizer steps", "test_acc_mean": "test accuracy (mean)",
                      "test_acc_std": "sd", "test_acc_min": "min", "test_acc_max": "max", "authors": "authors",
-                     "difference": "mean − authors", "train_seconds": "training s / run"},
+                     "difference": "mean − authors (points)", "train_seconds": "training s / run"},
               formats={"test accuracy (mean)": "{:.2%}", "sd": "{:.2%}", "min": "{:.1%}", "max": "{:.1%}",
-                       "authors": "{:.0%}", "mean − authors": "{:+.2%}", "training s / run": "{:.1f}"}))
+                       "authors": "{:.0%}", "mean − authors (points)": "{:+.2f}", "training s / run": "{:.1f}"}))
 
 # %% [markdown]
 # ## AS-Speed against the paper's 1.2× claim (chapter 05, this profile)
@@ -270,8 +275,8 @@ if len(plan) and len(thr):
 # still stored as an ordinary run and equals its single-engine run to float32 rounding (`tests/test_stacked.py`).
 # `benchmarks/stacked.py` measures runs per minute, stacked against single, on the same cores (table below).
 #
-# On a GPU, `make gpu` (`python -m softgrad.gpu`) runs, each step under its own time limit and about 10 minutes on
-# one H100 in all: the CUDA-relevant tests (stacked engine, bf16, resume); the loss benchmark against
+# On a GPU, `make gpu` (`python -m softgrad.gpu`) runs, each step under its own time limit (budgeted at 10 minutes on
+# one H100 in all, not yet measured on one): the CUDA-relevant tests (stacked engine, bf16, resume); the loss benchmark against
 # `F.cross_entropy` (with a Liger-Kernel row where `liger_kernel` is installed in the venv); trainer throughput in
 # fp32, bf16, channels_last and compiled, stacked and single; every `params/paper/*.yaml` for a few steps on
 # CIFAR-shaped synthetic tensors with the right class count (no crash, finite loss, warm-up and AS-Speed branches);
@@ -284,8 +289,9 @@ stacked = load("stacked_*.json")
 if len(stacked):
     cols = [c for c in ("device", "task", "optimizer", "K", "setup", "threads", "single_runs_per_min",
                         "stacked_runs_per_min", "ratio") if c in stacked]
-    display(table(stacked[cols].fillna(""),
-                  names={"single_runs_per_min": "single (runs/min)", "stacked_runs_per_min": "stacked (runs/min)",
+    display(table(stacked[cols].fillna("").assign(device=lambda d: d.device.map(device_name)),
+                  names={"setup": "processes × threads", "K": "members per stack",
+                         "single_runs_per_min": "single (runs/min)", "stacked_runs_per_min": "stacked (runs/min)",
                          "ratio": "stacked ÷ single"},
                   formats={"single (runs/min)": "{:,.1f}", "stacked (runs/min)": "{:,.1f}", "stacked ÷ single": "{:.2f}"}))
 else:

@@ -208,5 +208,8 @@ def test_search_text_quotes_the_declared_ranges():
                                                        "lr": {"a": [0.001, 1.0], "b": [0.0005, 0.5]}},
                                      "as_softmax": {"delta": [0.0, 1.0, "linear"]}}})
     sgt = P.search_text(spec, "sgt", {"a": "task A", "b": "task B"})
-    assert sgt == "α 0.001…1; effective step η_eff (on SGD) 0.001…1 (task A), 0.0005…0.5 (task B)"
+    assert sgt == "α 0.001…1; effective step η_eff 0.001…1 (task A), 0.0005…0.5 (task B)"
+    # the coupling applies on SGD only: an AdamW task's range is a plain learning rate
+    sgt = P.search_text(spec, "sgt", {"a": "task A", "b": "task B"}, {"a": "sgd", "b": "adamw"})
+    assert sgt == "α 0.001…1; effective step η_eff 0.001…1 (task A); learning rate 0.0005…0.5 (task B)"
     assert P.search_text(spec, "as_softmax") == "δ 0…1 (linear); learning rate 0.01…1"

@@ -48,7 +48,7 @@ def page_header(notebook: str, P: dict):
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
     dirty = git_dirty()  # outputs/ is what regenerating writes: only what changes results counts
     shown = {k: P[k] for k in ("base", "sweeps", "extra") if P.get(k)}
-    text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=100).rstrip() if shown else "{}"
+    text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True).rstrip() if shown else "{}"
     cmds = "\n".join(shlex.join(c) for c in rerun_commands(notebook, profile))
     return Markdown(
         f"::::{{admonition}} The parameters this page ran with\n:class: note\n\n"

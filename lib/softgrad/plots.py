@@ -734,7 +734,7 @@ def time_figure(pool, methods, task_labels: dict | None = None):
 
 
 def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0.1, flag: float = 0.15,
-                task_labels: dict | None = None):
+                task_labels: dict | None = None, coupled: set | None = None):
     """Where the models a search keeps sit in each searched range: :func:`softgrad.protocol.edge_shares`'s share
     of E_T's selection weight in the outer tenth of each range, one panel per task, one row per (method,
     dimension; η_eff: the learning rate in the method's own coordinates): the low edge drawn to the left of 0,
@@ -773,7 +773,10 @@ def edge_figure(shares, tasks=None, labels: dict | None = None, tenth: float = 0
     top = max(100 * float(shares.share.max()) if len(shares) else 0.0, 100 * flag) * 1.1
     axes[0][0].set_xlim(-top, top)
     axes[0][0].xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{abs(v):g}"))
-    axes[0][0].set_yticks(range(len(keys)), [f"{labels.get(m, m)} · {param_name(d)}" for m, d in keys])
+    # ``coupled``: the methods whose learning-rate dimension is an effective step (a coupling); the others' is
+    # the learning rate itself (None: every row named as the dimension is)
+    dim = lambda m, d: "η" if coupled is not None and d == "lr_eff" and m not in coupled else param_name(d)  # noqa: E731
+    axes[0][0].set_yticks(range(len(keys)), [f"{labels.get(m, m)} · {dim(m, d)}" for m, d in keys])
     axes[0][0].set_ylim(len(keys) - 0.5, -0.5)
     handles = [Line2D([], [], color="0.3", ls=":", label=f"flat response ({100 * tenth:g}%)"),
                Line2D([], [], color="0.3", ls="--", label=f"flagged above {100 * flag:g}%"),
@@ -1302,6 +1305,19 @@ def model_name(m: str) -> str:
     from .protocol.text import MODEL_LABELS
 
     return MODEL_LABELS.get(m, m)
+
+
+#: benchmark rows that are not a compared method, in words (the compared ones: softgrad.protocol.SHORT)
+LOSS_LABELS = {"ce": "softgrad CE", "sgt+ls": "SGT + label smoothing", "sparse_softmax": "sparse softmax",
+               "sparsemax": "sparsemax", "entmax15": "1.5-entmax", "noisy": "Noisy Softmax (head)"}
+
+
+def loss_name(loss: str) -> str:
+    """A benchmarked loss's display name: "gradient decay", "SGT + label smoothing", "gradient decay (compiled)"."""
+    from .protocol.text import SHORT
+
+    base, compiled = (loss[:-len(" (compiled)")], " (compiled)") if loss.endswith(" (compiled)") else (loss, "")
+    return LOSS_LABELS.get(base, SHORT.get(base, base)) + compiled
 
 
 def chapter_name(notebook: str) -> str:

@@ -263,23 +263,29 @@ def practice_text(R, flagged=()) -> str:
     return out
 
 
-def search_text(spec: dict, method: str, labels: dict | None = None) -> str:
+def search_text(spec: dict, method: str, labels: dict | None = None, optimizers: dict | None = None) -> str:
     """The search space chapter 06 gave ``method``, in words, from the checked spec: "β 0.01…10; effective
-    step η_eff (on SGD) 0.003…1 (MNIST MLP, SGD), …" (one learning-rate range per task where they differ;
-    ``labels``: task -> display label). So the practitioner page quotes the ranges the regeneration used."""
+    step η_eff 0.003…1 (MNIST MLP, SGD), …; learning rate 0.001…0.3 (MNIST-1D CNN, AdamW)" (one learning-rate
+    range per task where they differ; ``labels``: task -> display label; ``optimizers``: task -> its optimiser,
+    since a learning-rate coupling applies on SGD only). So the practitioner page quotes the ranges the
+    regeneration used."""
     from .spec import dimensions, lr_coupling
 
-    labels = labels or {}
+    labels, optimizers = labels or {}, optimizers or {}
     tasks_ = list(spec["tasks"])
     per = {t: dimensions(spec, method, t) for t in tasks_}
     rng = lambda r: f"{number(r[0], sig=3)}…{number(r[1], sig=3)}" + (" (linear)" if r[2] == "linear" else "")  # noqa: E731
     parts = [f"{PARAM_LABELS.get(k, k)} {rng(r)}" for k, r in per[tasks_[0]].items() if k != "lr_eff"]
-    lrs = {t: per[t]["lr_eff"] for t in tasks_}
-    name = "effective step η_eff (on SGD)" if lr_coupling(spec, method) else "learning rate"
-    if len(set(lrs.values())) == 1:
-        parts.append(f"{name} {rng(lrs[tasks_[0]])}")
-    else:
-        parts.append(f"{name} " + ", ".join(f"{rng(r)} ({labels.get(t, t)})" for t, r in lrs.items()))
+    coupled = lr_coupling(spec, method) is not None
+    groups: dict[str, dict] = {}  # the learning rate's name on a task -> {task: range}
+    for t in tasks_:
+        name = "effective step η_eff" if coupled and optimizers.get(t, "sgd") == "sgd" else "learning rate"
+        groups.setdefault(name, {})[t] = per[t]["lr_eff"]
+    for name, lrs in groups.items():
+        if len(set(lrs.values())) == 1 and len(groups) == 1:
+            parts.append(f"{name} {rng(next(iter(lrs.values())))}")
+        else:
+            parts.append(f"{name} " + ", ".join(f"{rng(r)} ({labels.get(t, t)})" for t, r in lrs.items()))
     return "; ".join(parts)
 
 
