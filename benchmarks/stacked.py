@@ -29,6 +29,14 @@ ms per member-step (medians of CPU time, interleaved) and the ratio single ÷ va
 The MNIST-1D tasks on an idle machine (estimated 4-5 minutes on 2 idle cores, extrapolated from runs under load;
 the end prints the total):
     python benchmarks/stacked.py --new --steps --json benchmarks/results/stacked_mnist1d_cpu.json
+``--floor`` adds the ceiling of the MLP tasks' ratio on this CPU (one thread): the stacked model's forward and
+backward alone (its batched matrix products, the ReLUs and the batch gather; no loss, no optimizer update, no
+evaluation) per member-step, times a run's steps, against a whole single run measured in the same process. A
+stack cannot beat single runs by more than single-run time ÷ that floor, however little else it does. Measured
+for the digits MLP (issue 35's goal of 2.5x; the 256-wide hidden layers at batch 64 are matrix products
+that one run already computes near this core's GEMM rate, so stacking removes overhead but not arithmetic):
+    python benchmarks/stacked.py --tasks digits_mlp --floor --sizes 8 32
+
 ``--device cuda`` on a GPU machine (``softgrad.gpu`` runs it there).
 """
 
@@ -286,6 +294,50 @@ def steps(sizes: list[int], rounds: int) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------ --floor: the MLP stack's arithmetic floor
+
+
+def floor(tasks: list[str], sizes: list[int], rounds: int) -> list[dict]:
+    """Per task and K (one thread, CPU time): a whole single run (median over ``rounds`` runs of distinct
+    configs), the stacked model's forward + backward per member-step (no loss, update or evaluation: the
+    arithmetic every engine must do), the floor per member-run (that × the run's steps) and the ceiling
+    single ÷ floor."""
+    from softgrad.stacked import _Stack, _base_data, _member_split
+
+    torch.set_num_threads(1)
+    rows = []
+    for task in tasks:
+        for K in sizes:
+            cfgs = [c.replace(engine="stacked") for c in configs(task, K, 1, "cpu", None)]
+            base = _base_data(cfgs[0])
+            st = _Stack(cfgs, base, [_member_split(base, c) for c in cfgs], torch.device("cpu"), False)
+            S = cfgs[0].epochs * st.steps_per_epoch
+            idx = st.tr[:, :st.B]
+            y = st.y.gather(1, idx)
+
+            def products():
+                st._forward(idx, y, train=False).sum().backward()
+                for p in st.plist:
+                    p.grad = None
+            single, fb = [], []
+            train(cfgs[0].replace(engine="single"), progress=False)  # warm-up
+            for r in range(rounds):
+                t0 = time.process_time()
+                train(cfgs[r % K].replace(engine="single"), progress=False)
+                single.append(time.process_time() - t0)
+                products()
+                t0 = time.process_time()
+                for _ in range(20):
+                    products()
+                fb.append((time.process_time() - t0) / 20 / K)
+            s, f = statistics.median(single), statistics.median(fb)
+            rows.append({"task": task, "K": K, "steps_per_run": S, "single_run_s": s, "floor_ms_per_member_step": f * 1e3,
+                         "floor_run_s": f * S, "ceiling": s / (f * S)})
+            print(f"  {task:12} K={K:3d} single run {s:6.3f} s; stacked forward+backward {f * 1e3:6.3f} ms per "
+                  f"member-step x {S} steps = {f * S:6.3f} s; ceiling {s / (f * S):5.2f}x", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="*", default=None, choices=list(TASKS),
@@ -299,6 +351,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=None, help="override every task's epochs (a quick look)")
     ap.add_argument("--steps", action="store_true", help="also the Conv1d stack's per-member-step comparison")
     ap.add_argument("--steps-only", action="store_true", help="only the per-member-step comparison")
+    ap.add_argument("--floor", action="store_true", help="also the MLP tasks' ceiling (see above)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -313,7 +366,7 @@ def main(argv=None):
         setups.append((int(p), int(t)))
     name = torch.cuda.get_device_name() if a.device == "cuda" else _cpu_name()
     print(f"torch {torch.__version__}, {a.device} ({name}), setups {' '.join(a.setups)} (processes x threads)")
-    rows, step_rows = [], []
+    rows, step_rows, floor_rows = [], [], []
     t0 = time.perf_counter()
     if not a.steps_only:
         print(f"{'task':18} {'setup':>5} {'K':>3} {'single/min':>11} {'stacked/min':>12} {'ratio':>6}  per round")
@@ -332,12 +385,17 @@ def main(argv=None):
     if a.steps or a.steps_only:
         print("per member-step, MNIST-1D CNN, AdamW, batch 100, one thread (CPU time):")
         step_rows = steps(a.sizes, a.rounds)
+    if a.floor:
+        print("ceiling of the ratio, one thread (CPU time): a single run vs the stacked model's products alone:")
+        floor_rows = floor([t for t in tasks if TASKS[t]["model"] == "mlp"], a.sizes, a.rounds)
     print(f"({time.perf_counter() - t0:.0f} s)")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         out = {"device_name": name, "torch": torch.__version__, "platform": platform.platform(), "rows": rows}
         if step_rows:
             out["steps"] = step_rows
+        if floor_rows:
+            out["floor"] = floor_rows
         a.json.write_text(json.dumps(out, indent=1))
 
 

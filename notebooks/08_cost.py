@@ -274,6 +274,8 @@ if len(plan) and len(thr):
 # dimension: one batched GEMM (or grouped convolution) per layer and one loss call for all K·B rows; each member is
 # still stored as an ordinary run and equals its single-engine run to float32 rounding (`tests/test_stacked.py`).
 # `benchmarks/stacked.py` measures runs per minute, stacked against single, on the same cores (table below).
+# On a CPU an MLP's matrix products already run near the GEMM rate in one run, so a stack removes only the rest;
+# the second table (`--floor`) is the ceiling: a single run ÷ the stacked model's forward and backward alone.
 #
 # On a GPU, `make gpu` (`python -m softgrad.gpu`) runs, each step under its own time limit (budgeted at 10 minutes on
 # one H100 in all, not yet measured on one): the CUDA-relevant tests (stacked engine, bf16, resume); the loss benchmark against
@@ -296,6 +298,14 @@ if len(stacked):
                   formats={"single (runs/min)": "{:,.1f}", "stacked (runs/min)": "{:,.1f}", "stacked ÷ single": "{:.2f}"}))
 else:
     print("stacked engine not benchmarked yet (python benchmarks/stacked.py --json benchmarks/results/stacked_cpu.json)")
+floor = pd.DataFrame([{**r, "file": f.name} for f in sorted(res.glob("stacked_*.json"))
+                      for r in json.loads(f.read_text()).get("floor", [])])
+if len(floor):  # the MLP stack's ceiling: a whole single run ÷ the stacked model's products alone (--floor)
+    display(table(floor[["task", "K", "steps_per_run", "single_run_s", "floor_run_s", "ceiling"]],
+                  names={"K": "members per stack", "steps_per_run": "steps per run", "single_run_s": "single run (s)",
+                         "floor_run_s": "stacked products per member-run (s)", "ceiling": "ceiling of stacked ÷ single"},
+                  formats={"single run (s)": "{:.3f}", "stacked products per member-run (s)": "{:.3f}",
+                           "ceiling of stacked ÷ single": "{:.2f}"}))
 for name in ("gpu_cuda.json", "protocol_cuda.json", "paper_smoke_cuda.json", "liger_cuda.json"):
     f = res / name
     if f.exists():

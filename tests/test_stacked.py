@@ -212,6 +212,12 @@ def test_grouping_by_method_and_task():
     assert [len(g) for g in groups] == [2, 1, 2, 1, 1]
     assert all(len({stack_key(c) for c in g}) == 1 for g in groups)
     assert [len(g) for g in group(stacked[:3], parts=2)] == [2, 1]
+    many = [stacked[0].replace(seed=s) for s in range(175)]  # balanced: no idle worker at the end
+    assert [len(g) for g in group(many, max_size=64, parts=2)] == [44, 44, 44, 43]
+    assert [len(g) for g in group(many[:48], max_size=8, parts=2)] == [8] * 6  # chapter 06's stacks
+    assert [len(g) for g in group(many[:14], max_size=8, parts=2)] == [7, 7]
+    assert [len(g) for g in group(many[:5], max_size=64, parts=1)] == [5]
+    assert [c.seed for g in group(many, max_size=64, parts=2) for c in g] == list(range(175))
     adamw = [c.replace(optimizer="adamw") for c in stacked[:3]]  # (momentum is SGD's: validation refuses it here)
     assert [len(g) for g in group(adamw)] == [3] and all(c.optimizer == "adamw" for g in group(adamw) for c in g)
     assert [len(g) for g in group([c.replace(momentum=m) for c, m in zip(stacked[:3], (0.9, 0.0, 0.5))])] == [1, 1, 1]

@@ -104,16 +104,26 @@ def stack_key(cfg: Config) -> str:
 
 def group(configs: list[Config], max_size: int = MAX_STACK, parts: int = 1) -> list[list[Config]]:
     """``configs`` grouped into stacks by :func:`stack_key` (first-seen order), each at most ``max_size``
-    members and split into at least ``parts`` stacks where it has enough members (one per worker)."""
+    members and split into at least ``parts`` stacks where it has enough members (one per worker).
+
+    A key's n members go into m stacks of near-equal size (contiguous, the larger first), m the fewest that keep
+    each stack at most ``max_size``, rounded up to a multiple of ``parts``: 175 members in stacks of at most 64
+    on 2 workers are 4 stacks of 44/44/44/43, not 64/64/47 (whose last stack would leave one worker idle)."""
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
         raise ValueError(f"max_stack must be a positive int, got {max_size!r}")
     by: dict[str, list[Config]] = {}
     for c in configs:
         by.setdefault(stack_key(c), []).append(c)
     out = []
+    parts = max(1, parts)
     for members in by.values():
-        size = min(max_size, max(1, math.ceil(len(members) / max(1, parts))))
-        out += [members[i:i + size] for i in range(0, len(members), size)]
+        n = len(members)
+        m = min(n, math.ceil(max(parts, math.ceil(n / max_size)) / parts) * parts)
+        q, r = divmod(n, m)
+        i = 0
+        for j in range(m):
+            out.append(members[i:i + q + (j < r)])
+            i += q + (j < r)
     return out
 
 
