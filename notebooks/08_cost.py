@@ -58,11 +58,11 @@ P = notebook_params(NB, profile, base, sweeps, extra)
 res = REPO_ROOT / "benchmarks" / "results"
 
 
-def load(pattern):
+def load(pattern, key="rows"):
     out = []
     for f in sorted(res.glob(pattern)):
         d = json.loads(f.read_text())
-        out += [{**r, "file": f.name} for r in (d["rows"] if isinstance(d, dict) else d)]
+        out += [{**r, "file": f.name} for r in (d.get(key, []) if isinstance(d, dict) else d if key == "rows" else [])]
     return pd.DataFrame(out)
 
 
@@ -298,8 +298,7 @@ if len(stacked):
                   formats={"single (runs/min)": "{:,.1f}", "stacked (runs/min)": "{:,.1f}", "stacked ÷ single": "{:.2f}"}))
 else:
     print("stacked engine not benchmarked yet (python benchmarks/stacked.py --json benchmarks/results/stacked_cpu.json)")
-floor = pd.DataFrame([{**r, "file": f.name} for f in sorted(res.glob("stacked_*.json"))
-                      for r in json.loads(f.read_text()).get("floor", [])])
+floor = load("stacked_*.json", "floor")
 if len(floor):  # the MLP stack's ceiling: a whole single run ÷ the stacked model's products alone (--floor)
     display(table(floor[["task", "K", "steps_per_run", "single_run_s", "floor_run_s", "ceiling"]],
                   names={"K": "members per stack", "steps_per_run": "steps per run", "single_run_s": "single run (s)",
