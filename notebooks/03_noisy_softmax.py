@@ -34,8 +34,8 @@
 # **What this book finds**, in one setting ({glue:text}`ns_setting:s`). Plain softmax (α = 0, the same
 # bias-free head): {glue:text}`ns_acc_softmax:.2%` test accuracy (standard deviation over seeds
 # {glue:text}`ns_acc_softmax_std:.2%`); the α with the highest mean, {glue:text}`ns_best_alpha:g`:
-# {glue:text}`ns_acc_best:.2%` (± {glue:text}`ns_acc_best_std:.2%`; {glue:text}`ns_gain_pts:s` points, which is
-# seed noise where it is smaller than those deviations); the largest α,
+# {glue:text}`ns_acc_best:.2%` (standard deviation {glue:text}`ns_acc_best_std:.2%`), {glue:text}`ns_gain_pts:s`
+# points: a difference smaller than the seed deviations is seed noise, not a gain; the largest α,
 # {glue:text}`ns_largest_alpha:g`: {glue:text}`ns_acc_largest:.2%`. The last-epoch gradient norm of Noisy
 # Softmax relative to softmax was {glue:text}`ns_gradnorm_ratio:.2f`. This describes one learning rate and
 # budget; whether Noisy Softmax beats CE is chapter 06's question (below).

@@ -274,11 +274,11 @@ if len(plan) and len(thr):
 # dimension: one batched GEMM (or grouped convolution) per layer and one loss call for all K·B rows; each member is
 # still stored as an ordinary run and equals its single-engine run to float32 rounding (`tests/test_stacked.py`).
 # `benchmarks/stacked.py` measures runs per minute, stacked against single, on the same cores (table below).
-# On a CPU an MLP's matrix products already run near the GEMM rate in one run, so a stack removes only the rest;
-# the second table (`--floor`) is the ceiling: a single run ÷ the stacked model's forward and backward alone.
+# P×T: P processes of T threads. An MLP's products already run near the CPU's GEMM rate in one run, so a stack
+# removes only the rest; the second table (`--floor`: MLPs, 1×1) is the ceiling, a single run ÷ its products.
 #
-# On a GPU, `make gpu` (`python -m softgrad.gpu`) runs, each step under its own time limit (budgeted at 10 minutes on
-# one H100 in all, not yet measured on one): the CUDA-relevant tests (stacked engine, bf16, resume); the loss benchmark against
+# On a GPU, `make gpu` (`python -m softgrad.gpu`) runs, each step under its own time limit (budgeted at 10 minutes in
+# all on one H100; not yet run on one): the CUDA-relevant tests (stacked engine, bf16, resume); the loss benchmark against
 # `F.cross_entropy` (with a Liger-Kernel row where `liger_kernel` is installed in the venv); trainer throughput in
 # fp32, bf16, channels_last and compiled, stacked and single; every `params/paper/*.yaml` for a few steps on
 # CIFAR-shaped synthetic tensors with the right class count (no crash, finite loss, warm-up and AS-Speed branches);
